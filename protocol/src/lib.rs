@@ -1,0 +1,48 @@
+//! # pocmesh-protocol
+//!
+//! What nodes and dispatchers say to each other, and how it is signed — nothing about how it
+//! travels (that is `pocmesh-mesh`) and no I/O beyond key files.
+//!
+//! - [`Address`]: 20-byte identities, EIP-55 `0x…` and XDC `xdc…` forms.
+//! - [`SecretKey`]: secp256k1 keys in files with mode 0600; never printed.
+//! - [`Envelope`], [`Message`], [`Body`]: the locked wire format of DESIGN.md — a CBOR
+//!   `{payload, sig}` where `sig` is an EIP-191 `personal_sign` signature over keccak256(payload).
+//! - [`Validator`]: size cap before decoding, signature, `from`, network and clock checks.
+//! - [`ReplayGuard`]: per-sender sequence numbers in bounded memory.
+//! - [`ReceiptLeaf`], [`MerkleTree`]: receipt leaves and proofs exactly as the `ProofOfCompute`
+//!   contract's `verifyReceipt` checks them.
+//! - [`Topic`], [`JOB_PROTOCOL`]: names on the wire.
+//! - [`inspect()`]: decode-and-explain for operators (`pocmesh inspect`).
+
+pub mod address;
+pub mod bytes;
+pub mod envelope;
+pub mod hash;
+pub mod ids;
+pub mod inspect;
+pub mod keys;
+pub mod message;
+pub mod receipt;
+pub mod replay;
+pub mod signature;
+pub mod topics;
+
+pub use address::{Address, AddressError};
+pub use bytes::Bytes;
+pub use envelope::{
+    DEFAULT_MAX_SKEW_MS, Envelope, MAX_ENVELOPE_BYTES, MAX_GOSSIP_BYTES, SealError, ValidationError,
+    Validator, Verified, unix_ms_now,
+};
+pub use hash::{Hash32, keccak256};
+pub use ids::{BatchId, JobId};
+pub use inspect::{InspectOptions, InspectReport, inspect};
+pub use keys::{KeyError, SecretKey};
+pub use message::{
+    Body, Capabilities, DeclineReason, DispatcherAnnounce, Heartbeat, JobOffer, JobParams,
+    JobReply, JobResult, JobSpec, JobType, Kind, Limits, Message, Metering, OptOut, PolicyRef,
+    Receipt, ResultStatus,
+};
+pub use receipt::{MerkleError, MerkleTree, ReceiptLeaf, verify_proof};
+pub use replay::{ReplayConfig, ReplayError, ReplayGuard};
+pub use signature::{Signature, SignatureError};
+pub use topics::{JOB_PROTOCOL, Topic};
