@@ -27,6 +27,14 @@ enum Command {
     Keys(cmd::keys::KeysCommand),
     /// Decode a signed pocmesh envelope and check its signature.
     Inspect(cmd::inspect::InspectArgs),
+    /// Deploy and manage the ProofOfCompute contract; record a batch of receipts.
+    #[command(subcommand)]
+    Contract(cmd::contract::ContractCommand),
+    /// Show a wallet's compute units, read from the contract.
+    Units(cmd::units::UnitsArgs),
+    /// Benchmarks that write JSON reports.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +43,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Keys(c) => cmd::keys::run(c),
         Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Contract(c) => cmd::contract::run(c),
+        Command::Units(a) => cmd::units::run(a),
+        Command::Bench(c) => cmd::bench::run(c),
     };
     match result {
         Ok(code) => code,

@@ -55,10 +55,18 @@ fn benches(c: &mut Criterion) {
         })
     });
     c.bench_function("heartbeat seal (encode + sign)", |b| {
-        b.iter(|| Envelope::seal(black_box(&msg), &key).expect("seal").to_bytes())
+        b.iter(|| {
+            Envelope::seal(black_box(&msg), &key)
+                .expect("seal")
+                .to_bytes()
+        })
     });
     c.bench_function("heartbeat validate (decode + recover + checks)", |b| {
-        b.iter(|| validator.validate(black_box(&bytes), 1_700_000_000_000).expect("valid"))
+        b.iter(|| {
+            validator
+                .validate(black_box(&bytes), 1_700_000_000_000)
+                .expect("valid")
+        })
     });
 }
 

@@ -181,7 +181,9 @@ impl<'de> Deserialize<'de> for Address {
                 f.write_str("a 20-byte address (byte string, 0x… or xdc… text)")
             }
             fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Address, E> {
-                let arr: [u8; 20] = v.try_into().map_err(|_| E::invalid_length(v.len(), &self))?;
+                let arr: [u8; 20] = v
+                    .try_into()
+                    .map_err(|_| E::invalid_length(v.len(), &self))?;
                 Ok(Address(arr))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Address, E> {
@@ -260,7 +262,10 @@ mod tests {
         let e = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD"
             .parse::<Address>()
             .expect_err("bad checksum");
-        assert!(e.to_string().contains("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"));
+        assert!(
+            e.to_string()
+                .contains("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed")
+        );
     }
 
     proptest! {

@@ -109,9 +109,7 @@ pub fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
 }
 
 /// A serde visitor for exactly `N` bytes, given as a byte string or as hex text.
-pub(crate) fn fixed_bytes_visitor<const N: usize>(
-    what: &'static str,
-) -> FixedBytesVisitor<N> {
+pub(crate) fn fixed_bytes_visitor<const N: usize>(what: &'static str) -> FixedBytesVisitor<N> {
     FixedBytesVisitor {
         what,
         _n: PhantomData,
@@ -132,8 +130,7 @@ impl<'de, const N: usize> Visitor<'de> for FixedBytesVisitor<N> {
     }
 
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
-        v.try_into()
-            .map_err(|_| E::invalid_length(v.len(), &self))
+        v.try_into().map_err(|_| E::invalid_length(v.len(), &self))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {

@@ -58,7 +58,9 @@ pub enum ValidationError {
         reason: String,
     },
     /// A protocol version this software does not speak.
-    #[error("protocol version {v} is not supported (this software speaks {supported}); upgrade pocmesh")]
+    #[error(
+        "protocol version {v} is not supported (this software speaks {supported}); upgrade pocmesh"
+    )]
     UnsupportedVersion {
         /// The version found.
         v: u8,
@@ -82,7 +84,9 @@ pub enum ValidationError {
         got: String,
     },
     /// The timestamp is outside the allowed window around the receiver's clock.
-    #[error("timestamp is {skew_ms} ms {direction} the receiver's clock, over the {max_ms} ms allowed; check the sender's clock (NTP)")]
+    #[error(
+        "timestamp is {skew_ms} ms {direction} the receiver's clock, over the {max_ms} ms allowed; check the sender's clock (NTP)"
+    )]
     StaleTimestamp {
         /// How far off, in milliseconds.
         skew_ms: u64,
@@ -196,9 +200,10 @@ pub fn decode_message(payload: &[u8]) -> Result<Message, ValidationError> {
     struct Header {
         v: u8,
     }
-    let header: Header = serde_cbor::from_slice(payload).map_err(|e| ValidationError::MalformedPayload {
-        reason: e.to_string(),
-    })?;
+    let header: Header =
+        serde_cbor::from_slice(payload).map_err(|e| ValidationError::MalformedPayload {
+            reason: e.to_string(),
+        })?;
     if header.v != PROTOCOL_VERSION {
         return Err(ValidationError::UnsupportedVersion {
             v: header.v,

@@ -21,7 +21,9 @@ pub enum KeyError {
     #[error("the system random number generator failed: {0}")]
     Random(String),
     /// The secret is not 32 bytes of hex, or is zero / not below the curve order.
-    #[error("{what} is not a valid secp256k1 secret key (expected 64 hex digits, 0x-prefixed or not)")]
+    #[error(
+        "{what} is not a valid secp256k1 secret key (expected 64 hex digits, 0x-prefixed or not)"
+    )]
     Invalid {
         /// Where the secret came from (a path or "the given secret").
         what: String,
@@ -37,7 +39,9 @@ pub enum KeyError {
         source: std::io::Error,
     },
     /// The key file exists and overwriting was not asked for.
-    #[error("key file {path} already exists; choose another path or pass --force to replace it (the old key is lost)")]
+    #[error(
+        "key file {path} already exists; choose another path or pass --force to replace it (the old key is lost)"
+    )]
     Exists {
         /// The key file.
         path: PathBuf,
@@ -321,16 +325,28 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("open.key");
-        SecretKey::generate().expect("key").save(&path, false).expect("saved");
+        SecretKey::generate()
+            .expect("key")
+            .save(&path, false)
+            .expect("saved");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         let err = SecretKey::load(&path).expect_err("must refuse");
-        assert!(matches!(err, KeyError::InsecurePermissions { mode: 0o644, .. }));
+        assert!(matches!(
+            err,
+            KeyError::InsecurePermissions { mode: 0o644, .. }
+        ));
         assert!(err.to_string().contains("chmod 600"));
     }
 
     #[test]
     fn rejects_invalid_secrets_without_echoing_them() {
-        for bad in ["", "0x00", &format!("0x{}", "00".repeat(32)), &format!("0x{}", "ff".repeat(32)), "zz"] {
+        for bad in [
+            "",
+            "0x00",
+            &format!("0x{}", "00".repeat(32)),
+            &format!("0x{}", "ff".repeat(32)),
+            "zz",
+        ] {
             let err = SecretKey::from_hex(bad).expect_err("invalid");
             if bad.len() > 4 {
                 assert!(!err.to_string().contains(&bad[4..]));

@@ -11,10 +11,12 @@
 //! - [`ReplayGuard`]: per-sender sequence numbers in bounded memory.
 //! - [`ReceiptLeaf`], [`MerkleTree`]: receipt leaves and proofs exactly as the `ProofOfCompute`
 //!   contract's `verifyReceipt` checks them.
+//! - [`BatchPlan`]: a batch's root, per-wallet units and content-derived id.
 //! - [`Topic`], [`JOB_PROTOCOL`]: names on the wire.
 //! - [`inspect()`]: decode-and-explain for operators (`pocmesh inspect`).
 
 pub mod address;
+pub mod batch;
 pub mod bytes;
 pub mod envelope;
 pub mod hash;
@@ -28,10 +30,11 @@ pub mod signature;
 pub mod topics;
 
 pub use address::{Address, AddressError};
+pub use batch::{BatchError, BatchPlan};
 pub use bytes::Bytes;
 pub use envelope::{
-    DEFAULT_MAX_SKEW_MS, Envelope, MAX_ENVELOPE_BYTES, MAX_GOSSIP_BYTES, SealError, ValidationError,
-    Validator, Verified, unix_ms_now,
+    DEFAULT_MAX_SKEW_MS, Envelope, MAX_ENVELOPE_BYTES, MAX_GOSSIP_BYTES, SealError,
+    ValidationError, Validator, Verified, unix_ms_now,
 };
 pub use hash::{Hash32, keccak256};
 pub use ids::{BatchId, JobId};

@@ -10,7 +10,7 @@ use crate::hash::{Hash32, keccak256, keccak256_concat};
 use crate::ids::JobId;
 
 /// One verified completion as it is committed to on chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReceiptLeaf {
     /// The job.
     pub job: JobId,
@@ -133,7 +133,9 @@ impl MerkleTree {
 
 /// Folds `proof` onto `leaf` the way OpenZeppelin's `MerkleProof.processProof` does.
 pub fn process_proof(leaf: Hash32, proof: &[Hash32]) -> Hash32 {
-    proof.iter().fold(leaf, |acc, sibling| hash_pair(&acc, sibling))
+    proof
+        .iter()
+        .fold(leaf, |acc, sibling| hash_pair(&acc, sibling))
 }
 
 /// Whether `proof` links `leaf` to `root`.
@@ -185,9 +187,18 @@ mod tests {
 
         let three = MerkleTree::new(vec![leaf(1), leaf(2), leaf(3)]).expect("tree");
         // The odd third leaf moves up unchanged: root = H(H(l1,l2), l3).
-        assert_eq!(three.root(), hash_pair(&hash_pair(&leaf(1), &leaf(2)), &leaf(3)));
-        assert_eq!(three.proof(2).expect("proof"), vec![hash_pair(&leaf(1), &leaf(2))]);
-        assert!(matches!(three.proof(3), Err(MerkleError::IndexOutOfRange { index: 3, len: 3 })));
+        assert_eq!(
+            three.root(),
+            hash_pair(&hash_pair(&leaf(1), &leaf(2)), &leaf(3))
+        );
+        assert_eq!(
+            three.proof(2).expect("proof"),
+            vec![hash_pair(&leaf(1), &leaf(2))]
+        );
+        assert!(matches!(
+            three.proof(3),
+            Err(MerkleError::IndexOutOfRange { index: 3, len: 3 })
+        ));
         assert_eq!(MerkleTree::new(vec![]), Err(MerkleError::Empty));
     }
 

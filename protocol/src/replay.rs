@@ -16,7 +16,9 @@ use crate::address::Address;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplayError {
     /// `seq` is not above the last accepted from this sender.
-    #[error("sequence {seq} from {from} is not above the last accepted ({last}): replayed or out of order")]
+    #[error(
+        "sequence {seq} from {from} is not above the last accepted ({last}): replayed or out of order"
+    )]
     OldSequence {
         /// The sender.
         from: Address,
@@ -26,7 +28,9 @@ pub enum ReplayError {
         last: u64,
     },
     /// An unknown sender's message is not newer than what was forgotten under memory pressure.
-    #[error("message from {from} at {ts} ms is not newer than forgotten senders' messages ({floor} ms); it may be a replay")]
+    #[error(
+        "message from {from} at {ts} ms is not newer than forgotten senders' messages ({floor} ms); it may be a replay"
+    )]
     BelowEvictionFloor {
         /// The sender.
         from: Address,
@@ -186,34 +190,70 @@ mod tests {
     }
 
     fn guard(capacity: usize) -> ReplayGuard {
-        ReplayGuard::new(ReplayConfig { capacity, ttl_ms: 70_000 }, 30_000).expect("valid config")
+        ReplayGuard::new(
+            ReplayConfig {
+                capacity,
+                ttl_ms: 70_000,
+            },
+            30_000,
+        )
+        .expect("valid config")
     }
 
     #[test]
     fn accepts_increasing_and_refuses_equal_or_lower() {
         let mut g = guard(10);
-        g.check_and_record(&addr(1), 5, 1_000, 1_000).expect("first");
-        g.check_and_record(&addr(1), 6, 1_100, 1_100).expect("higher");
+        g.check_and_record(&addr(1), 5, 1_000, 1_000)
+            .expect("first");
+        g.check_and_record(&addr(1), 6, 1_100, 1_100)
+            .expect("higher");
         assert!(matches!(
             g.check_and_record(&addr(1), 6, 1_200, 1_200),
-            Err(ReplayError::OldSequence { seq: 6, last: 6, .. })
+            Err(ReplayError::OldSequence {
+                seq: 6,
+                last: 6,
+                ..
+            })
         ));
-        assert!(matches!(g.check_and_record(&addr(1), 2, 1_200, 1_200), Err(ReplayError::OldSequence { .. })));
+        assert!(matches!(
+            g.check_and_record(&addr(1), 2, 1_200, 1_200),
+            Err(ReplayError::OldSequence { .. })
+        ));
         // Other senders are independent.
-        g.check_and_record(&addr(2), 1, 1_200, 1_200).expect("other sender");
+        g.check_and_record(&addr(2), 1, 1_200, 1_200)
+            .expect("other sender");
     }
 
     #[test]
     fn refuses_a_ttl_that_does_not_cover_the_skew_window() {
-        assert!(ReplayGuard::new(ReplayConfig { capacity: 1, ttl_ms: 60_000 }, 30_000).is_err());
-        assert!(ReplayGuard::new(ReplayConfig { capacity: 0, ttl_ms: 90_000 }, 30_000).is_err());
+        assert!(
+            ReplayGuard::new(
+                ReplayConfig {
+                    capacity: 1,
+                    ttl_ms: 60_000
+                },
+                30_000
+            )
+            .is_err()
+        );
+        assert!(
+            ReplayGuard::new(
+                ReplayConfig {
+                    capacity: 0,
+                    ttl_ms: 90_000
+                },
+                30_000
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn silent_senders_expire() {
         let mut g = guard(10);
         g.check_and_record(&addr(1), 5, 0, 0).expect("first");
-        g.check_and_record(&addr(2), 5, 50_000, 50_000).expect("second");
+        g.check_and_record(&addr(2), 5, 50_000, 50_000)
+            .expect("second");
         g.expire(80_000);
         assert_eq!(g.last_seq(&addr(1)), None);
         assert_eq!(g.last_seq(&addr(2)), Some(5));
@@ -224,7 +264,8 @@ mod tests {
         let mut g = guard(2);
         g.check_and_record(&addr(1), 9, 1_000, 1_000).expect("a");
         g.check_and_record(&addr(2), 9, 2_000, 2_000).expect("b");
-        g.check_and_record(&addr(3), 9, 3_000, 3_000).expect("c evicts a");
+        g.check_and_record(&addr(3), 9, 3_000, 3_000)
+            .expect("c evicts a");
         assert_eq!(g.len(), 2);
         assert_eq!(g.last_seq(&addr(1)), None);
         // A replay of a's old message is refused though a is forgotten.
@@ -233,7 +274,8 @@ mod tests {
             Err(ReplayError::BelowEvictionFloor { floor: 1_000, .. })
         ));
         // A newer message from a is fine.
-        g.check_and_record(&addr(1), 10, 3_200, 3_200).expect("newer");
+        g.check_and_record(&addr(1), 10, 3_200, 3_200)
+            .expect("newer");
     }
 
     proptest! {

@@ -46,7 +46,9 @@ pub enum SignatureError {
     #[error("signature r or s is out of range")]
     OutOfRange,
     /// `s` is in the upper half of the order: a malleated copy of a valid signature.
-    #[error("signature s is in the upper half of the curve order (malleable); re-sign with a standard signer")]
+    #[error(
+        "signature s is in the upper half of the curve order (malleable); re-sign with a standard signer"
+    )]
     HighS,
     /// No public key can be recovered from this signature and digest.
     #[error("no public key can be recovered from this signature")]
@@ -87,7 +89,8 @@ impl Signature {
             28 | 1 => true,
             _ => return Err(SignatureError::BadRecoveryByte { v }),
         };
-        let sig = EcdsaSignature::from_slice(&self.0[..64]).map_err(|_| SignatureError::OutOfRange)?;
+        let sig =
+            EcdsaSignature::from_slice(&self.0[..64]).map_err(|_| SignatureError::OutOfRange)?;
         if sig.normalize_s() != sig {
             return Err(SignatureError::HighS);
         }

@@ -21,7 +21,9 @@ pub fn network_for_chain(chain_id: u64) -> String {
 
 /// Why a network name is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("network name {0:?} is invalid: use 1-64 characters of a-z, 0-9 and '-' (e.g. xdc-apothem, devnet-551)")]
+#[error(
+    "network name {0:?} is invalid: use 1-64 characters of a-z, 0-9 and '-' (e.g. xdc-apothem, devnet-551)"
+)]
 pub struct NetworkNameError(pub String);
 
 /// Checks a network name (it becomes part of topic names).
@@ -82,7 +84,10 @@ mod tests {
     #[test]
     fn names_round_trip_and_networks_are_validated() {
         for t in Topic::ALL {
-            assert_eq!(Topic::from_name(&t.name("devnet-551"), "devnet-551"), Some(t));
+            assert_eq!(
+                Topic::from_name(&t.name("devnet-551"), "devnet-551"),
+                Some(t)
+            );
             assert_eq!(Topic::from_name(&t.name("devnet-551"), "xdc-apothem"), None);
         }
         assert_eq!(network_for_chain(51), "xdc-apothem");

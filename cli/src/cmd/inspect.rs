@@ -10,8 +10,10 @@ use pocmesh_protocol::{InspectOptions, InspectReport, MAX_ENVELOPE_BYTES, inspec
 use crate::output::print_json;
 
 #[derive(Debug, Args)]
-#[command(after_help = "Exit status: 0 valid, 1 invalid, 2 usage or I/O error.\n\
-Example: pocmesh inspect --json a2677061…   or   pocmesh inspect < captured.bin")]
+#[command(
+    after_help = "Exit status: 0 valid, 1 invalid, 2 usage or I/O error.\n\
+Example: pocmesh inspect --json a2677061…   or   pocmesh inspect < captured.bin"
+)]
 pub(crate) struct InspectArgs {
     /// The envelope as hex (0x optional); `-` or nothing reads stdin (hex text or raw bytes).
     input: Option<String>,
@@ -37,7 +39,9 @@ pub(crate) fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
             pocmesh_protocol::inspect::input_bytes(&buf)
         }
         Some(text) => pocmesh_protocol::bytes::decode_hex(text).map_err(|e| {
-            anyhow::anyhow!("the envelope argument must be hex ({e}); pass raw bytes on stdin instead")
+            anyhow::anyhow!(
+                "the envelope argument must be hex ({e}); pass raw bytes on stdin instead"
+            )
         })?,
     };
     let options = InspectOptions {

@@ -1,4 +1,8 @@
 //! One module per top-level command.
 
+pub(crate) mod bench;
+pub(crate) mod chain_args;
+pub(crate) mod contract;
 pub(crate) mod inspect;
 pub(crate) mod keys;
+pub(crate) mod units;

@@ -42,7 +42,10 @@ fn independent_envelope() -> (Vec<u8>, String) {
     env.insert(text("payload"), Value::Bytes(payload));
     env.insert(text("sig"), Value::Bytes(sig.to_vec()));
     let bytes = serde_cbor::to_vec(&Value::Map(env)).expect("encode envelope");
-    (bytes, ethers_core::utils::to_checksum(&wallet.address(), None))
+    (
+        bytes,
+        ethers_core::utils::to_checksum(&wallet.address(), None),
+    )
 }
 
 #[test]
@@ -73,7 +76,10 @@ fn raw_bytes_on_stdin_work_too() {
 fn a_tampered_copy_is_invalid_with_a_reason() {
     let (mut bytes, signer) = independent_envelope();
     // Change the seq (42 = 0x18 0x2a in CBOR) to 43 inside the signed payload.
-    let at = bytes.windows(2).position(|w| w == [0x18, 0x2a]).expect("seq in payload");
+    let at = bytes
+        .windows(2)
+        .position(|w| w == [0x18, 0x2a])
+        .expect("seq in payload");
     bytes[at + 1] = 0x2b;
     let out = pocmesh(&["inspect", "--json", &hex::encode(&bytes)], None);
     assert_eq!(out.status.code(), Some(1));
@@ -82,7 +88,12 @@ fn a_tampered_copy_is_invalid_with_a_reason() {
     assert_eq!(j["error_code"], "signer_mismatch");
     assert_eq!(j["from"], signer.as_str());
     assert_ne!(j["signer"], signer.as_str());
-    assert!(j["error"].as_str().expect("error text").contains("claims to be from"));
+    assert!(
+        j["error"]
+            .as_str()
+            .expect("error text")
+            .contains("claims to be from")
+    );
     assert_eq!(j["message"]["seq"], 43);
 }
 
@@ -90,7 +101,10 @@ fn a_tampered_copy_is_invalid_with_a_reason() {
 fn a_damaged_signature_is_invalid_with_a_reason() {
     let (mut bytes, _) = independent_envelope();
     // "sig" (text, 3) then a 65-byte byte string header; v is its last byte.
-    let at = bytes.windows(6).position(|w| w == [0x63, b's', b'i', b'g', 0x58, 0x41]).expect("sig field");
+    let at = bytes
+        .windows(6)
+        .position(|w| w == [0x63, b's', b'i', b'g', 0x58, 0x41])
+        .expect("sig field");
     bytes[at + 6 + 64] = 30;
     let j = json(&pocmesh(&["inspect", "--json", &hex::encode(&bytes)], None));
     assert_eq!(j["valid"], false);
@@ -102,9 +116,15 @@ fn a_damaged_signature_is_invalid_with_a_reason() {
 fn network_and_clock_checks_are_opt_in() {
     let (bytes, _) = independent_envelope();
     let h = hex::encode(&bytes);
-    let j = json(&pocmesh(&["inspect", "--json", "--net", "xdc-apothem", &h], None));
+    let j = json(&pocmesh(
+        &["inspect", "--json", "--net", "xdc-apothem", &h],
+        None,
+    ));
     assert_eq!(j["error_code"], "wrong_network");
-    let j = json(&pocmesh(&["inspect", "--json", "--max-skew", "30", &h], None));
+    let j = json(&pocmesh(
+        &["inspect", "--json", "--max-skew", "30", &h],
+        None,
+    ));
     assert_eq!(j["error_code"], "stale_timestamp");
 }
 

@@ -12,7 +12,10 @@ fn new_then_show_agree_and_the_file_is_private() {
     assert_eq!(created["address"], shown["address"]);
     let addr = shown["address"].as_str().expect("address");
     assert!(addr.starts_with("0x") && addr.len() == 42);
-    assert_eq!(shown["xdc"].as_str().expect("xdc"), format!("xdc{}", &addr[2..]));
+    assert_eq!(
+        shown["xdc"].as_str().expect("xdc"),
+        format!("xdc{}", &addr[2..])
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -34,7 +37,11 @@ fn refuses_to_overwrite_without_force() {
     let again = pocmesh(&["keys", "new", "--out", p], None);
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
-    assert!(pocmesh(&["keys", "new", "--out", p, "--force"], None).status.success());
+    assert!(
+        pocmesh(&["keys", "new", "--out", p, "--force"], None)
+            .status
+            .success()
+    );
 }
 
 #[test]

@@ -21,34 +21,49 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn caps() -> impl Strategy<Value = Capabilities> {
-    (any::<u32>(), any::<u64>(), proptest::option::of(text()), vec(job_type(), 0..4), any::<u32>(), any::<u32>()).prop_map(
-        |(cores, mem_mb, gpu, job_types, slots_total, slots_free)| Capabilities {
-            cores,
-            mem_mb,
-            gpu,
-            job_types,
-            slots_total,
-            slots_free,
-        },
+    (
+        any::<u32>(),
+        any::<u64>(),
+        proptest::option::of(text()),
+        vec(job_type(), 0..4),
+        any::<u32>(),
+        any::<u32>(),
     )
+        .prop_map(
+            |(cores, mem_mb, gpu, job_types, slots_total, slots_free)| Capabilities {
+                cores,
+                mem_mb,
+                gpu,
+                job_types,
+                slots_total,
+                slots_free,
+            },
+        )
 }
 
 fn limits() -> impl Strategy<Value = Limits> {
-    (any::<u64>(), any::<u64>(), any::<u64>(), proptest::option::of(any::<u64>())).prop_map(
-        |(max_ms, max_mem_mb, max_output_bytes, max_fuel)| Limits {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        proptest::option::of(any::<u64>()),
+    )
+        .prop_map(|(max_ms, max_mem_mb, max_output_bytes, max_fuel)| Limits {
             max_ms,
             max_mem_mb,
             max_output_bytes,
             max_fuel,
-        },
-    )
+        })
 }
 
 fn params() -> impl Strategy<Value = JobParams> {
     prop_oneof![
-        (hash32(), any::<u64>()).prop_map(|(seed, iterations)| JobParams::Hash { seed, iterations }),
-        (vec(any::<u8>(), 0..64), vec(any::<u8>(), 0..64))
-            .prop_map(|(m, i)| JobParams::Wasm { module: Bytes(m), input: Bytes(i) }),
+        (hash32(), any::<u64>())
+            .prop_map(|(seed, iterations)| JobParams::Hash { seed, iterations }),
+        (vec(any::<u8>(), 0..64), vec(any::<u8>(), 0..64)).prop_map(|(m, i)| JobParams::Wasm {
+            module: Bytes(m),
+            input: Bytes(i)
+        }),
         text().prop_map(|url| JobParams::LinkHealth { url }),
         text().prop_map(|url| JobParams::RobotsRecheck { url }),
     ]
@@ -68,48 +83,106 @@ fn decline() -> impl Strategy<Value = DeclineReason> {
 
 pub fn body() -> impl Strategy<Value = Body> {
     prop_oneof![
-        (any::<u64>(), address(), text(), caps(), hash32(), text()).prop_map(|(seq, wallet, peer, caps, policy, sw)| {
-            Body::Heartbeat(Heartbeat { seq, wallet, peer, caps, policy, sw })
-        }),
-        (text(), address(), hash32(), any::<u32>(), text(), vec(job_type(), 0..4)).prop_map(
-            |(peer, contract, hash, version, url, job_types)| Body::Dispatcher(DispatcherAnnounce {
-                peer,
-                contract,
-                policy: PolicyRef { hash, version, url },
-                job_types,
-            })
+        (any::<u64>(), address(), text(), caps(), hash32(), text()).prop_map(
+            |(seq, wallet, peer, caps, policy, sw)| {
+                Body::Heartbeat(Heartbeat {
+                    seq,
+                    wallet,
+                    peer,
+                    caps,
+                    policy,
+                    sw,
+                })
+            }
         ),
+        (
+            text(),
+            address(),
+            hash32(),
+            any::<u32>(),
+            text(),
+            vec(job_type(), 0..4)
+        )
+            .prop_map(
+                |(peer, contract, hash, version, url, job_types)| Body::Dispatcher(
+                    DispatcherAnnounce {
+                        peer,
+                        contract,
+                        policy: PolicyRef { hash, version, url },
+                        job_types,
+                    }
+                )
+            ),
         (address(), any::<u64>()).prop_map(|(wallet, seq)| Body::OptOut(OptOut { wallet, seq })),
-        (hash32(), params(), limits(), any::<u64>(), any::<u32>()).prop_map(|(job, params, limits, lease_ms, attempt)| {
-            Body::JobOffer(JobOffer { job: JobId(job), spec: JobSpec { params, limits }, lease_ms, attempt })
-        }),
-        (hash32(), any::<u32>(), proptest::option::of(decline())).prop_map(|(job, attempt, reason)| {
-            Body::JobReply(match reason {
-                None => JobReply::accepted(JobId(job), attempt),
-                Some(r) => JobReply::declined(JobId(job), attempt, r),
-            })
-        }),
-        (hash32(), any::<u32>(), any::<bool>(), proptest::option::of(vec(any::<u8>(), 0..64)), hash32(), any::<[u64; 3]>(), proptest::option::of(text()))
-            .prop_map(|(job, attempt, ok, output, result_hash, m, error)| Body::JobResult(JobResult {
-                job: JobId(job),
-                attempt,
-                status: if ok { ResultStatus::Ok } else { ResultStatus::Failed },
-                output: output.map(Bytes),
-                result_hash,
-                metering: Metering { fuel: m[0], ms: m[1], bytes: m[2] },
-                error,
-            })),
-        (hash32(), hash32(), hash32(), any::<u64>(), any::<u64>(), address(), hash32(), vec(hash32(), 0..10)).prop_map(
-            |(job, batch, tx, block, units, provider, result_hash, proof)| Body::Receipt(Receipt {
-                job: JobId(job),
-                batch: BatchId(batch),
-                tx,
-                block,
-                units,
-                provider,
-                result_hash,
-                proof,
-            })
+        (hash32(), params(), limits(), any::<u64>(), any::<u32>()).prop_map(
+            |(job, params, limits, lease_ms, attempt)| {
+                Body::JobOffer(JobOffer {
+                    job: JobId(job),
+                    spec: JobSpec { params, limits },
+                    lease_ms,
+                    attempt,
+                })
+            }
         ),
+        (hash32(), any::<u32>(), proptest::option::of(decline())).prop_map(
+            |(job, attempt, reason)| {
+                Body::JobReply(match reason {
+                    None => JobReply::accepted(JobId(job), attempt),
+                    Some(r) => JobReply::declined(JobId(job), attempt, r),
+                })
+            }
+        ),
+        (
+            hash32(),
+            any::<u32>(),
+            any::<bool>(),
+            proptest::option::of(vec(any::<u8>(), 0..64)),
+            hash32(),
+            any::<[u64; 3]>(),
+            proptest::option::of(text())
+        )
+            .prop_map(
+                |(job, attempt, ok, output, result_hash, m, error)| Body::JobResult(JobResult {
+                    job: JobId(job),
+                    attempt,
+                    status: if ok {
+                        ResultStatus::Ok
+                    } else {
+                        ResultStatus::Failed
+                    },
+                    output: output.map(Bytes),
+                    result_hash,
+                    metering: Metering {
+                        fuel: m[0],
+                        ms: m[1],
+                        bytes: m[2]
+                    },
+                    error,
+                })
+            ),
+        (
+            hash32(),
+            hash32(),
+            hash32(),
+            any::<u64>(),
+            any::<u64>(),
+            address(),
+            hash32(),
+            vec(hash32(), 0..10)
+        )
+            .prop_map(
+                |(job, batch, tx, block, units, provider, result_hash, proof)| Body::Receipt(
+                    Receipt {
+                        job: JobId(job),
+                        batch: BatchId(batch),
+                        tx,
+                        block,
+                        units,
+                        provider,
+                        result_hash,
+                        proof,
+                    }
+                )
+            ),
     ]
 }

@@ -13,17 +13,31 @@ fn key(n: u8) -> SecretKey {
 }
 
 fn opt_out(k: &SecretKey, seq: u64, ts: u64) -> Message {
-    Message::new(NET, k.address(), ts, Body::OptOut(OptOut { wallet: Address([9; 20]), seq }))
+    Message::new(
+        NET,
+        k.address(),
+        ts,
+        Body::OptOut(OptOut {
+            wallet: Address([9; 20]),
+            seq,
+        }),
+    )
 }
 
 fn validator() -> Validator {
-    Validator { net: NET.into(), max_bytes: MAX_ENVELOPE_BYTES, max_skew_ms: 30_000 }
+    Validator {
+        net: NET.into(),
+        max_bytes: MAX_ENVELOPE_BYTES,
+        max_skew_ms: 30_000,
+    }
 }
 
 #[test]
 fn a_valid_envelope_passes() {
     let k = key(1);
-    let bytes = Envelope::seal(&opt_out(&k, 1, NOW), &k).expect("seal").to_bytes();
+    let bytes = Envelope::seal(&opt_out(&k, 1, NOW), &k)
+        .expect("seal")
+        .to_bytes();
     let v = validator().validate(&bytes, NOW + 10).expect("valid");
     assert_eq!(v.signer, k.address());
 }
@@ -33,11 +47,25 @@ fn a_message_signed_by_someone_else_is_refused_with_both_addresses() {
     let victim = key(1);
     let forger = key(2);
     // The forger claims to be the victim: seal refuses, so build the envelope by hand.
-    assert!(matches!(Envelope::seal(&opt_out(&victim, 1, NOW), &forger), Err(SealError::FromMismatch { .. })));
+    assert!(matches!(
+        Envelope::seal(&opt_out(&victim, 1, NOW), &forger),
+        Err(SealError::FromMismatch { .. })
+    ));
     let payload = serde_cbor::to_vec(&opt_out(&victim, 1, NOW)).expect("encode");
-    let env = Envelope { sig: forger.sign_payload(&payload), payload: Bytes(payload) };
-    let err = validator().validate(&env.to_bytes(), NOW).expect_err("forged");
-    assert_eq!(err, ValidationError::SignerMismatch { signer: forger.address(), from: victim.address() });
+    let env = Envelope {
+        sig: forger.sign_payload(&payload),
+        payload: Bytes(payload),
+    };
+    let err = validator()
+        .validate(&env.to_bytes(), NOW)
+        .expect_err("forged");
+    assert_eq!(
+        err,
+        ValidationError::SignerMismatch {
+            signer: forger.address(),
+            from: victim.address()
+        }
+    );
     assert!(err.to_string().contains(&victim.address().to_string()));
 }
 
@@ -47,23 +75,37 @@ fn wrong_network_is_refused() {
     let mut m = opt_out(&k, 1, NOW);
     m.net = "xdc-apothem".into();
     let bytes = Envelope::seal(&m, &k).expect("seal").to_bytes();
-    assert!(matches!(validator().validate(&bytes, NOW), Err(ValidationError::WrongNetwork { .. })));
+    assert!(matches!(
+        validator().validate(&bytes, NOW),
+        Err(ValidationError::WrongNetwork { .. })
+    ));
 }
 
 #[test]
 fn timestamps_outside_the_window_are_refused_both_ways() {
     let k = key(1);
     let v = validator();
-    let at = |ts| Envelope::seal(&opt_out(&k, 1, ts), &k).expect("seal").to_bytes();
+    let at = |ts| {
+        Envelope::seal(&opt_out(&k, 1, ts), &k)
+            .expect("seal")
+            .to_bytes()
+    };
     assert!(v.validate(&at(NOW - 30_000), NOW).is_ok());
     assert!(v.validate(&at(NOW + 30_000), NOW).is_ok());
     assert_eq!(
         v.validate(&at(NOW - 30_001), NOW).map(|_| ()),
-        Err(ValidationError::StaleTimestamp { skew_ms: 30_001, max_ms: 30_000, direction: "behind" })
+        Err(ValidationError::StaleTimestamp {
+            skew_ms: 30_001,
+            max_ms: 30_000,
+            direction: "behind"
+        })
     );
     assert!(matches!(
         v.validate(&at(NOW + 60_000), NOW),
-        Err(ValidationError::StaleTimestamp { direction: "ahead of", .. })
+        Err(ValidationError::StaleTimestamp {
+            direction: "ahead of",
+            ..
+        })
     ));
 }
 
@@ -74,7 +116,10 @@ fn oversized_input_is_refused_before_decoding() {
     let big = vec![0xffu8; MAX_GOSSIP_BYTES + 1];
     assert_eq!(
         v.validate(&big, NOW).map(|_| ()),
-        Err(ValidationError::TooLarge { size: MAX_GOSSIP_BYTES + 1, max: MAX_GOSSIP_BYTES })
+        Err(ValidationError::TooLarge {
+            size: MAX_GOSSIP_BYTES + 1,
+            max: MAX_GOSSIP_BYTES
+        })
     );
     // A real, validly signed message that is merely too big is refused the same way.
     let k = key(1);
@@ -90,15 +135,23 @@ fn oversized_input_is_refused_before_decoding() {
         error: None,
     });
     let bytes = Envelope::seal(&m, &k).expect("seal").to_bytes();
-    assert!(matches!(v.validate(&bytes, NOW), Err(ValidationError::TooLarge { .. })));
+    assert!(matches!(
+        v.validate(&bytes, NOW),
+        Err(ValidationError::TooLarge { .. })
+    ));
 }
 
 #[test]
 fn garbage_and_truncation_give_errors_not_panics() {
     let k = key(1);
-    let bytes = Envelope::seal(&opt_out(&k, 1, NOW), &k).expect("seal").to_bytes();
+    let bytes = Envelope::seal(&opt_out(&k, 1, NOW), &k)
+        .expect("seal")
+        .to_bytes();
     for cut in 0..bytes.len() {
-        assert!(validator().validate(&bytes[..cut], NOW).is_err(), "truncated at {cut}");
+        assert!(
+            validator().validate(&bytes[..cut], NOW).is_err(),
+            "truncated at {cut}"
+        );
     }
     for junk in [&b""[..], b"\x00", b"\xa2", b"\xbf\xff", b"hello world"] {
         assert!(validator().validate(junk, NOW).is_err());
@@ -111,10 +164,14 @@ fn replayed_sequence_is_refused_by_the_guard() {
     let v = validator();
     let mut guard = ReplayGuard::new(ReplayConfig::default(), v.max_skew_ms).expect("guard");
     let accept = |guard: &mut ReplayGuard, seq, ts| -> Result<(), String> {
-        let bytes = Envelope::seal(&opt_out(&k, seq, ts), &k).expect("seal").to_bytes();
+        let bytes = Envelope::seal(&opt_out(&k, seq, ts), &k)
+            .expect("seal")
+            .to_bytes();
         let verified = v.validate(&bytes, NOW).map_err(|e| e.to_string())?;
         let seq = verified.message.body.seq().expect("has seq");
-        guard.check_and_record(&verified.signer, seq, verified.message.ts, NOW).map_err(|e| e.to_string())
+        guard
+            .check_and_record(&verified.signer, seq, verified.message.ts, NOW)
+            .map_err(|e| e.to_string())
     };
     accept(&mut guard, 1, NOW).expect("first");
     accept(&mut guard, 2, NOW).expect("second");
@@ -127,8 +184,9 @@ fn replayed_sequence_is_refused_by_the_guard() {
 fn high_s_malleated_signatures_are_refused() {
     // secp256k1 order n; s' = n - s gives a second valid signature for the same message.
     const N: [u8; 32] = [
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe,
-        0xba, 0xae, 0xdc, 0xe6, 0xaf, 0x48, 0xa0, 0x3b, 0xbf, 0xd2, 0x5e, 0x8c, 0xd0, 0x36, 0x41, 0x41,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xfe, 0xba, 0xae, 0xdc, 0xe6, 0xaf, 0x48, 0xa0, 0x3b, 0xbf, 0xd2, 0x5e, 0x8c, 0xd0, 0x36,
+        0x41, 0x41,
     ];
     let k = key(1);
     let mut env = Envelope::seal(&opt_out(&k, 1, NOW), &k).expect("seal");
@@ -142,7 +200,10 @@ fn high_s_malleated_signatures_are_refused() {
     }
     env.sig.0[32..64].copy_from_slice(&neg);
     env.sig.0[64] = 55 - env.sig.0[64]; // 27 <-> 28
-    assert_eq!(env.open().map(|_| ()), Err(ValidationError::BadSignature(SignatureError::HighS)));
+    assert_eq!(
+        env.open().map(|_| ()),
+        Err(ValidationError::BadSignature(SignatureError::HighS))
+    );
 }
 
 proptest! {

@@ -10,7 +10,8 @@ use serde_cbor::Value;
 use crate::strategies::body;
 
 fn key() -> SecretKey {
-    SecretKey::from_hex("0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318").expect("key")
+    SecretKey::from_hex("0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318")
+        .expect("key")
 }
 
 fn as_map(v: &Value) -> &BTreeMap<Value, Value> {
@@ -21,7 +22,8 @@ fn as_map(v: &Value) -> &BTreeMap<Value, Value> {
 }
 
 fn field<'a>(m: &'a BTreeMap<Value, Value>, name: &str) -> &'a Value {
-    m.get(&Value::Text(name.into())).unwrap_or_else(|| panic!("field {name} missing"))
+    m.get(&Value::Text(name.into()))
+        .unwrap_or_else(|| panic!("field {name} missing"))
 }
 
 fn heartbeat(seq: u64, ts: u64) -> Message {
@@ -32,9 +34,18 @@ fn heartbeat(seq: u64, ts: u64) -> Message {
         ts,
         Body::Heartbeat(Heartbeat {
             seq,
-            wallet: "xdc5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed".parse().expect("wallet"),
+            wallet: "xdc5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+                .parse()
+                .expect("wallet"),
             peer: "16Uiu2HAm".into(),
-            caps: Capabilities { cores: 2, mem_mb: 1024, gpu: None, job_types: vec![JobType::Hash, JobType::Wasm], slots_total: 2, slots_free: 1 },
+            caps: Capabilities {
+                cores: 2,
+                mem_mb: 1024,
+                gpu: None,
+                job_types: vec![JobType::Hash, JobType::Wasm],
+                slots_total: 2,
+                slots_free: 1,
+            },
             policy: Hash32::keccak(b"consent v1"),
             sw: "0.1.0".into(),
         }),
@@ -47,8 +58,12 @@ fn envelope_and_payload_have_the_locked_shape() {
     let outer: Value = serde_cbor::from_slice(&env.to_bytes()).expect("cbor");
     let outer = as_map(&outer);
     assert_eq!(outer.len(), 2);
-    let Value::Bytes(payload) = field(outer, "payload") else { panic!("payload must be a byte string") };
-    let Value::Bytes(sig) = field(outer, "sig") else { panic!("sig must be a byte string") };
+    let Value::Bytes(payload) = field(outer, "payload") else {
+        panic!("payload must be a byte string")
+    };
+    let Value::Bytes(sig) = field(outer, "sig") else {
+        panic!("sig must be a byte string")
+    };
     assert_eq!(sig.len(), 65);
     assert!(sig[64] == 27 || sig[64] == 28);
 
@@ -59,19 +74,33 @@ fn envelope_and_payload_have_the_locked_shape() {
     assert_eq!(field(msg, "net"), &Value::Text("devnet-551".into()));
     assert_eq!(field(msg, "ts"), &Value::Integer(1_700_000_000_123));
     assert_eq!(field(msg, "seq"), &Value::Integer(7));
-    assert_eq!(field(msg, "from"), &Value::Bytes(key().address().0.to_vec()));
-    let Value::Bytes(wallet) = field(msg, "wallet") else { panic!("wallet must be bytes") };
+    assert_eq!(
+        field(msg, "from"),
+        &Value::Bytes(key().address().0.to_vec())
+    );
+    let Value::Bytes(wallet) = field(msg, "wallet") else {
+        panic!("wallet must be bytes")
+    };
     assert_eq!(wallet.len(), 20);
-    let Value::Bytes(policy) = field(msg, "policy") else { panic!("policy must be bytes") };
+    let Value::Bytes(policy) = field(msg, "policy") else {
+        panic!("policy must be bytes")
+    };
     assert_eq!(policy.len(), 32);
     let caps = as_map(field(msg, "caps"));
-    assert_eq!(field(caps, "job_types"), &Value::Array(vec![Value::Text("hash".into()), Value::Text("wasm".into())]));
+    assert_eq!(
+        field(caps, "job_types"),
+        &Value::Array(vec![Value::Text("hash".into()), Value::Text("wasm".into())])
+    );
 }
 
 #[test]
 fn a_heartbeat_fits_the_gossip_cap_with_room_to_spare() {
     let env = Envelope::seal(&heartbeat(u64::MAX, u64::MAX), &key()).expect("seal");
-    assert!(env.to_bytes().len() < MAX_GOSSIP_BYTES / 4, "{} bytes", env.to_bytes().len());
+    assert!(
+        env.to_bytes().len() < MAX_GOSSIP_BYTES / 4,
+        "{} bytes",
+        env.to_bytes().len()
+    );
 }
 
 #[test]
@@ -81,12 +110,17 @@ fn unknown_fields_and_job_types_are_tolerated() {
     msg.insert(Value::Text("future_field".into()), Value::Integer(42));
     let caps = msg.get_mut(&Value::Text("caps".into())).expect("caps");
     if let Value::Map(c) = caps {
-        c.insert(Value::Text("job_types".into()), Value::Array(vec![Value::Text("quantum".into())]));
+        c.insert(
+            Value::Text("job_types".into()),
+            Value::Array(vec![Value::Text("quantum".into())]),
+        );
         c.insert(Value::Text("tpu".into()), Value::Bool(true));
     }
     let payload = serde_cbor::to_vec(&msg).expect("encode");
     let decoded = pocmesh_protocol::envelope::decode_message(&payload).expect("still decodes");
-    let Body::Heartbeat(h) = decoded.body else { panic!("heartbeat") };
+    let Body::Heartbeat(h) = decoded.body else {
+        panic!("heartbeat")
+    };
     assert_eq!(h.caps.job_types, vec![JobType::Unknown]);
 }
 

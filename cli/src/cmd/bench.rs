@@ -1,0 +1,119 @@
+//! `pocmesh bench gas`: the gas benchmark harness (JSON out, table on the terminal).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use pocmesh_chain::anvil::{Anvil, AnvilConfig, DEV_KEY_0, default_tool_dirs, locate_anvil};
+use pocmesh_chain::gas_bench;
+use pocmesh_protocol::SecretKey;
+
+use super::chain_args::runtime;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Gas per credited completion: recordCompute vs recordBatch, first credit and steady state.
+    Gas(GasArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GasArgs {
+    /// Run against this RPC instead of starting a local anvil (needs --private-key or --key).
+    #[arg(long, value_name = "URL", requires = "signer")]
+    rpc: Option<String>,
+    #[command(flatten)]
+    signer: Signer,
+    /// anvil executable (default: tools folders, then PATH).
+    #[arg(long, env = "POCMESH_ANVIL", value_name = "FILE")]
+    anvil: Option<PathBuf>,
+    /// Batch sizes (completions per recordBatch), over 10 providers each.
+    #[arg(long, value_delimiter = ',', default_values_t = [10u64, 100, 1000])]
+    sizes: Vec<u64>,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE", default_value = "bench-results/gas.json")]
+    out: PathBuf,
+    /// Print the JSON report on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+#[group(id = "signer", multiple = false)]
+struct Signer {
+    /// Key file of the deploying account (with --rpc).
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Secret key hex of the deploying account (with --rpc).
+    #[arg(long, value_name = "HEX")]
+    private_key: Option<String>,
+}
+
+pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    let BenchCommand::Gas(a) = cmd;
+    let (_anvil, url, key): (Option<Anvil>, String, SecretKey) = match &a.rpc {
+        Some(url) => {
+            let key = match (&a.signer.key, &a.signer.private_key) {
+                (Some(p), _) => SecretKey::load(p)?,
+                (None, Some(h)) => SecretKey::from_hex(h)?,
+                (None, None) => anyhow::bail!("--rpc needs --key or --private-key"),
+            };
+            (None, url.clone(), key)
+        }
+        None => {
+            let bin = locate_anvil(a.anvil.as_deref(), &default_tool_dirs())?;
+            let anvil = Anvil::spawn(&bin, &AnvilConfig::default())?;
+            let url = anvil.rpc_url();
+            (Some(anvil), url, SecretKey::from_hex(DEV_KEY_0)?)
+        }
+    };
+    let bar = ProgressBar::new_spinner().with_style(ProgressStyle::with_template(
+        "{spinner} gas benchmark: {msg} [{elapsed}]",
+    )?);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let report = runtime()?.block_on(gas_bench::run(&url, &key, &a.sizes, &mut |label| {
+        bar.set_message(label.to_string())
+    }))?;
+    bar.finish_and_clear();
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let json = serde_json::to_string_pretty(&report)?;
+    std::fs::write(&a.out, format!("{json}\n"))
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    if a.json {
+        println!("{json}");
+    } else {
+        println!(
+            "{:<14} {:>11} {:>9} {:<12} {:>10} {:>14}",
+            "method", "completions", "providers", "state", "gas used", "gas/completion"
+        );
+        for r in &report.rows {
+            let state = serde_json::to_value(r.state)?
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            println!(
+                "{:<14} {:>11} {:>9} {:<12} {:>10} {:>14.0}",
+                r.method, r.completions, r.providers, state, r.gas_used, r.gas_per_completion
+            );
+        }
+        println!(
+            "target: ≤ {} gas per completion at 100 completions over 10 credited providers: {:.0} ({})",
+            report.target_gas_per_completion,
+            report.batch_100_steady_gas_per_completion,
+            if report.meets_target {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+        println!("report written to {}", a.out.display());
+    }
+    Ok(if report.meets_target {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
