@@ -37,7 +37,7 @@ pub enum ChainError {
     },
     /// The account lacks a role the operation needs.
     #[error(
-        "{account} does not hold {role} on contract {contract}; grant it with `pocmesh contract grant --contract {contract} {account}` using the admin key"
+        "{account} does not hold {role} on contract {contract}; grant it with `pocmesh contract grant --rpc <URL> --contract {contract} {account}` using the admin key"
     )]
     MissingRole {
         /// The account.
@@ -91,6 +91,17 @@ pub enum ChainError {
         /// Our root.
         ours: Hash32,
     },
+    /// The node says the batch is already recorded in its pending state, but no block holds it
+    /// yet (an earlier transaction of ours is in the mempool) and it did not land in time.
+    #[error(
+        "batch {batch} is pending in an earlier transaction that was not mined within {waited_s} s; try again later"
+    )]
+    PendingElsewhere {
+        /// The batch id.
+        batch: Hash32,
+        /// How long we waited.
+        waited_s: u64,
+    },
     /// Invalid input (a bad URL, a key, a config value).
     #[error("{0}")]
     Invalid(String),
@@ -114,6 +125,11 @@ impl ChainError {
     /// Whether trying again later may succeed (transport trouble, timeouts), as opposed to an
     /// answer that will not change (a revert, a missing role, bad input).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ChainError::Rpc { .. } | ChainError::Timeout { .. })
+        matches!(
+            self,
+            ChainError::Rpc { .. }
+                | ChainError::Timeout { .. }
+                | ChainError::PendingElsewhere { .. }
+        )
     }
 }

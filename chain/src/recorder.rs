@@ -5,7 +5,9 @@
 //! `batchRoot(id)`; if the batch is there (with our root) it reports
 //! [`RecordOutcome::AlreadyRecorded`] — which is what a restart after a crash between sending and
 //! bookkeeping finds — and only otherwise sends. A send that reverts because the batch landed
-//! meanwhile (an earlier copy still in the mempool) is reported the same way. An unreachable RPC
+//! meanwhile is reported the same way, and when the node's pending state already holds the
+//! batch (an earlier copy still in the mempool) the recorder waits for that copy to be mined
+//! rather than paying for a second one. An unreachable RPC
 //! is retried with backoff and then returned as a retryable error: the caller keeps the batch and
 //! tries again later; nothing is dropped.
 
@@ -132,7 +134,10 @@ impl Recorder {
             Err(ChainError::Reverted { reason, .. })
                 if reason.starts_with("BatchAlreadyRecorded") =>
             {
-                return self.confirm_already(plan).await;
+                // The node's pending state has the batch: an earlier transaction of ours (from
+                // a run that crashed) is in the mempool. Wait for it instead of paying twice.
+                info!(batch = %plan.batch_id, "batch pending in another transaction; waiting for it to be mined");
+                return self.wait_landed(plan).await;
             }
             Err(e) => return Err(e),
         };
@@ -164,6 +169,23 @@ impl Recorder {
                 self.confirm_already(plan).await
             }
             Err(e) => Err(e),
+        }
+    }
+
+    async fn wait_landed(&self, plan: &BatchPlan) -> Result<RecordOutcome, ChainError> {
+        let policy = self.client.policy();
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(done) = self.already_recorded(plan).await? {
+                return Ok(done);
+            }
+            if started.elapsed() > policy.receipt_timeout {
+                return Err(ChainError::PendingElsewhere {
+                    batch: plan.batch_id.0,
+                    waited_s: started.elapsed().as_secs(),
+                });
+            }
+            tokio::time::sleep(policy.poll_interval).await;
         }
     }
 

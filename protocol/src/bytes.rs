@@ -102,7 +102,7 @@ pub fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
         .strip_prefix("0x")
         .or_else(|| t.strip_prefix("0X"))
         .unwrap_or(t);
-    if t.len() % 2 != 0 {
+    if !t.len().is_multiple_of(2) {
         return Err(format!("odd number of hex digits ({})", t.len()));
     }
     hex::decode(t).map_err(|e| format!("not hex: {e}"))

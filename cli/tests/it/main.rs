@@ -1,5 +1,6 @@
 //! Tests of the `pocmesh` binary as a user runs it.
 
+mod chain;
 mod inspect;
 mod keys;
 

@@ -4,11 +4,11 @@ use pocmesh_protocol::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-pub fn address() -> impl Strategy<Value = Address> {
+pub(crate) fn address() -> impl Strategy<Value = Address> {
     any::<[u8; 20]>().prop_map(Address)
 }
 
-pub fn hash32() -> impl Strategy<Value = Hash32> {
+pub(crate) fn hash32() -> impl Strategy<Value = Hash32> {
     any::<[u8; 32]>().prop_map(Hash32)
 }
 
@@ -81,7 +81,7 @@ fn decline() -> impl Strategy<Value = DeclineReason> {
     ])
 }
 
-pub fn body() -> impl Strategy<Value = Body> {
+pub(crate) fn body() -> impl Strategy<Value = Body> {
     prop_oneof![
         (any::<u64>(), address(), text(), caps(), hash32(), text()).prop_map(
             |(seq, wallet, peer, caps, policy, sw)| {
