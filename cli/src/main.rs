@@ -32,6 +32,9 @@ enum Command {
     Contract(cmd::contract::ContractCommand),
     /// Show a wallet's compute units, read from the contract.
     Units(cmd::units::UnitsArgs),
+    /// The local XDC-like network.
+    #[command(subcommand)]
+    Testnet(cmd::testnet::TestnetCommand),
     /// Benchmarks that write JSON reports.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::Contract(c) => cmd::contract::run(c),
         Command::Units(a) => cmd::units::run(a),
         Command::Bench(c) => cmd::bench::run(c),
+        Command::Testnet(c) => cmd::testnet::run(c),
     };
     match result {
         Ok(code) => code,

@@ -5,4 +5,5 @@ pub(crate) mod chain_args;
 pub(crate) mod contract;
 pub(crate) mod inspect;
 pub(crate) mod keys;
+pub(crate) mod testnet;
 pub(crate) mod units;

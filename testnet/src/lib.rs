@@ -1,0 +1,174 @@
+//! # pocmesh-testnet
+//!
+//! The local XDC-like network behind `pocmesh testnet up`. Today it runs the chain part: a real
+//! anvil on 127.0.0.1 with XDC-like settings (EVM `paris`, legacy transactions, devnet chain id),
+//! the `ProofOfCompute` contract deployed by an admin key, a dispatcher key granted
+//! `DISPATCHER_ROLE`, and one demo batch of receipts recorded so that units show up at once. The
+//! dispatcher and volunteer-node processes join this launcher when their crates land.
+//!
+//! It owns no chain logic of its own: everything goes through `pocmesh-chain`.
+
+use std::path::PathBuf;
+
+use pocmesh_chain::anvil::{
+    Anvil, AnvilConfig, DEV_KEY_0, DEV_KEY_1, DEVNET_CHAIN_ID, default_tool_dirs, locate_anvil,
+};
+use pocmesh_chain::{ChainClient, ChainError, RecordOutcome, Recorder, TxPolicy, deploy};
+use pocmesh_protocol::{Address, BatchPlan, Hash32, JobId, ReceiptLeaf, SecretKey, keccak256};
+use serde::Serialize;
+
+/// Why the local network could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TestnetError {
+    /// A chain step failed.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// A built-in key or demo batch is invalid (a bug).
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// How to start the local chain.
+#[derive(Debug, Clone)]
+pub struct ChainConfig {
+    /// anvil executable; default: pocmesh's tools folders, then PATH.
+    pub anvil: Option<PathBuf>,
+    /// RPC port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// Chain id.
+    pub chain_id: u64,
+    /// Demo receipts recorded at start (0: none).
+    pub demo_receipts: u64,
+    /// Where anvil's log goes.
+    pub log_file: Option<PathBuf>,
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        ChainConfig {
+            anvil: None,
+            port: 8545,
+            chain_id: DEVNET_CHAIN_ID,
+            demo_receipts: 30,
+            log_file: None,
+        }
+    }
+}
+
+/// A wallet and its units on the local chain.
+#[derive(Debug, Clone, Serialize)]
+pub struct WalletUnits {
+    /// The wallet.
+    pub wallet: Address,
+    /// Its units, read from the contract.
+    pub units: u128,
+}
+
+/// Where everything is, for printing.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainInfo {
+    /// JSON-RPC URL.
+    pub rpc: String,
+    /// Chain id.
+    pub chain_id: u64,
+    /// The pocmesh network name (`devnet-<chain id>`).
+    pub net: String,
+    /// The contract.
+    pub contract: Address,
+    /// Its deployment transaction.
+    pub deploy_tx: Hash32,
+    /// The admin account (anvil development key 0).
+    pub admin: Address,
+    /// The dispatcher account (anvil development key 1), granted DISPATCHER_ROLE.
+    pub dispatcher: Address,
+    /// The demo batch, if one was recorded.
+    pub demo_batch: Option<RecordOutcome>,
+    /// Demo wallets with their units.
+    pub wallets: Vec<WalletUnits>,
+}
+
+/// The running local chain; anvil stops when this is dropped.
+#[derive(Debug)]
+pub struct LocalChain {
+    /// The anvil process.
+    pub anvil: Anvil,
+    /// What runs where.
+    pub info: ChainInfo,
+}
+
+/// The demo wallets credited by the demo batch.
+pub fn demo_wallets() -> [Address; 3] {
+    [1u8, 2, 3].map(|i| {
+        let h = keccak256([b"pocmesh demo wallet ".as_slice(), &[i]].concat());
+        let mut a = [0u8; 20];
+        a.copy_from_slice(&h[12..]);
+        Address(a)
+    })
+}
+
+fn demo_plan(n: u64) -> Result<BatchPlan, TestnetError> {
+    let wallets = demo_wallets();
+    let receipts = (0..n)
+        .map(|j| ReceiptLeaf {
+            job: JobId::from(keccak256(
+                [b"pocmesh demo job ".as_slice(), &j.to_be_bytes()].concat(),
+            )),
+            provider: wallets[(j % 3) as usize],
+            node: wallets[(j % 3) as usize],
+            units: 1 + j % 5,
+            result_hash: Hash32::keccak(j.to_be_bytes()),
+        })
+        .collect();
+    BatchPlan::new(receipts).map_err(|e| TestnetError::Internal(e.to_string()))
+}
+
+/// Starts anvil, deploys the contract, grants the dispatcher, records the demo batch.
+pub async fn start_chain(
+    config: &ChainConfig,
+    progress: &mut dyn FnMut(&str),
+) -> Result<LocalChain, TestnetError> {
+    progress("starting anvil (EVM paris, legacy transactions)");
+    let bin = locate_anvil(config.anvil.as_deref(), &default_tool_dirs())?;
+    let anvil = Anvil::spawn(
+        &bin,
+        &AnvilConfig {
+            chain_id: config.chain_id,
+            port: config.port,
+            log_file: config.log_file.clone(),
+            ..AnvilConfig::default()
+        },
+    )?;
+    let key = |hex| SecretKey::from_hex(hex).map_err(|e| TestnetError::Internal(e.to_string()));
+    let (admin_key, dispatcher_key) = (key(DEV_KEY_0)?, key(DEV_KEY_1)?);
+    progress("deploying ProofOfCompute");
+    let admin = ChainClient::connect(&anvil.rpc_url(), &admin_key, TxPolicy::default()).await?;
+    let deployment = deploy(&admin, &[dispatcher_key.address()]).await?;
+    let dispatcher =
+        ChainClient::connect(&anvil.rpc_url(), &dispatcher_key, TxPolicy::default()).await?;
+    let recorder = Recorder::new(dispatcher, deployment.address).await?;
+    let demo_batch = if config.demo_receipts > 0 {
+        progress("recording a demo batch");
+        Some(recorder.record(&demo_plan(config.demo_receipts)?).await?)
+    } else {
+        None
+    };
+    let mut wallets = Vec::new();
+    for wallet in demo_wallets() {
+        wallets.push(WalletUnits {
+            wallet,
+            units: recorder.contract().units(wallet).await?,
+        });
+    }
+    let info = ChainInfo {
+        rpc: anvil.rpc_url(),
+        chain_id: anvil.chain_id(),
+        net: pocmesh_protocol::topics::network_for_chain(anvil.chain_id()),
+        contract: deployment.address,
+        deploy_tx: deployment.tx,
+        admin: admin_key.address(),
+        dispatcher: dispatcher_key.address(),
+        demo_batch,
+        wallets,
+    };
+    Ok(LocalChain { anvil, info })
+}
