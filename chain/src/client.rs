@@ -143,6 +143,22 @@ pub fn map_provider_error(url: &str, e: &ProviderError) -> ChainError {
     }
 }
 
+/// The chain id the node at `url` reports (with retries).
+pub async fn chain_id(
+    provider: &Provider<Http>,
+    url: &str,
+    retry: RetryPolicy,
+) -> Result<u64, ChainError> {
+    let id = with_retry(retry, "eth_chainId", || async {
+        provider
+            .get_chainid()
+            .await
+            .map_err(|e| map_provider_error(url, &e))
+    })
+    .await?;
+    Ok(id.as_u64())
+}
+
 /// Runs `op` until it succeeds, fails with a non-retryable error, or attempts run out.
 pub async fn with_retry<T, F, Fut>(
     policy: RetryPolicy,
@@ -173,16 +189,7 @@ impl ChainClient {
     /// Connects to `url` with `key`, reading the chain id from the node (with retries).
     pub async fn connect(url: &str, key: &SecretKey, policy: TxPolicy) -> Result<Self, ChainError> {
         let provider = Arc::new(provider(url)?);
-        let chain_id = with_retry(policy.retry, "eth_chainId", || {
-            let p = provider.clone();
-            async move {
-                p.get_chainid()
-                    .await
-                    .map_err(|e| map_provider_error(url, &e))
-            }
-        })
-        .await?
-        .as_u64();
+        let chain_id = chain_id(&provider, url, policy.retry).await?;
         let wallet = LocalWallet::from_bytes(key.to_bytes().as_slice())
             .map_err(|e| ChainError::Invalid(format!("signing key: {e}")))?
             .with_chain_id(chain_id);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use ethers::abi::AbiDecode;
 use ethers::providers::{Http, Middleware, Provider};
 use ethers::types::{Filter, H256, U256};
-use pocmesh_protocol::{Address, BatchId, Hash32, keccak256};
+use pocmesh_protocol::{Address, BatchId, BatchPlan, Hash32, keccak256};
 use serde::Serialize;
 
 use crate::artifact::Artifact;
@@ -126,16 +126,7 @@ impl ProofOfCompute {
     pub async fn at(url: &str, address: Address) -> Result<Self, ChainError> {
         let provider = Arc::new(provider(url)?);
         let retry = RetryPolicy::default();
-        let chain_id = with_retry(retry, "eth_chainId", || {
-            let p = provider.clone();
-            async move {
-                p.get_chainid()
-                    .await
-                    .map_err(|e| map_provider_error(url, &e))
-            }
-        })
-        .await?
-        .as_u64();
+        let chain_id = crate::client::chain_id(&provider, url, retry).await?;
         let code = with_retry(retry, "eth_getCode", || {
             let p = provider.clone();
             async move {
@@ -219,6 +210,20 @@ impl ProofOfCompute {
             }
         })
         .await
+    }
+
+    /// Calldata of `recordBatch` for `plan`.
+    pub fn record_batch_calldata(&self, plan: &BatchPlan) -> Result<Vec<u8>, ChainError> {
+        self.contract
+            .record_batch(
+                *plan.batch_id.as_bytes(),
+                plan.root.0,
+                plan.providers.iter().map(|a| to_h160(*a)).collect(),
+                plan.units.iter().map(|u| (*u).into()).collect(),
+            )
+            .calldata()
+            .map(|d| d.to_vec())
+            .ok_or_else(|| ChainError::Invalid("encoding recordBatch".into()))
     }
 
     /// Units credited to `wallet`.

@@ -108,18 +108,7 @@ impl Recorder {
             info!(batch = %plan.batch_id, "batch already on chain");
             return Ok(done);
         }
-        let data = self
-            .contract
-            .binding()
-            .record_batch(
-                *plan.batch_id.as_bytes(),
-                plan.root.0,
-                plan.providers.iter().map(|a| to_h160(*a)).collect(),
-                plan.units.iter().map(|u| (*u).into()).collect(),
-            )
-            .calldata()
-            .ok_or_else(|| ChainError::Invalid("encoding recordBatch".into()))?
-            .to_vec();
+        let data = self.contract.record_batch_calldata(plan)?;
         let sent = self
             .client
             .broadcast(

@@ -46,15 +46,12 @@ async fn only_dispatchers_can_record() {
     // Calling the contract directly reverts for both recording functions.
     let poc = c.recorder.contract().binding();
     let plan = BatchPlan::new(receipts(1, 3, 2)).expect("plan");
-    let batch = poc
-        .record_batch(
-            *plan.batch_id.as_bytes(),
-            plan.root.0,
-            plan.providers.iter().map(|a| to_h160(*a)).collect(),
-            plan.units.iter().map(|u| (*u).into()).collect(),
-        )
-        .calldata()
-        .expect("calldata");
+    let batch = ethers::types::Bytes::from(
+        c.recorder
+            .contract()
+            .record_batch_calldata(&plan)
+            .expect("calldata"),
+    );
     let single = poc
         .record_compute(to_h160(Address([5; 20])))
         .calldata()
@@ -107,18 +104,12 @@ async fn a_repeated_batch_is_refused_on_chain_and_reported_as_already_recorded()
     );
 
     // A raw second submission reverts with the contract's own error.
-    let data = c
-        .recorder
-        .contract()
-        .binding()
-        .record_batch(
-            *plan.batch_id.as_bytes(),
-            plan.root.0,
-            plan.providers.iter().map(|a| to_h160(*a)).collect(),
-            plan.units.iter().map(|u| (*u).into()).collect(),
-        )
-        .calldata()
-        .expect("calldata");
+    let data = ethers::types::Bytes::from(
+        c.recorder
+            .contract()
+            .record_batch_calldata(&plan)
+            .expect("calldata"),
+    );
     let err = c
         .admin
         .send(
