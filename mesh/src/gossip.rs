@@ -1,0 +1,123 @@
+//! Gossip validation: what decides whether a gossiped message is accepted, forwarded, or
+//! rejected with a penalty for the peer that sent it.
+//!
+//! Split in two so the expensive part never blocks the swarm's task: [`check_envelope`] is
+//! stateless (size cap, decode, signature, `from`, network, clock, kind-for-topic, PeerId-for-
+//! address) and runs on a blocking worker; [`ReplayFilter::check`] is the per-sender sequence
+//! check and runs in order on the network task.
+
+use pocmesh_protocol::{
+    Body, ReplayConfig, ReplayError, ReplayGuard, Topic, ValidationError, Validator, Verified,
+};
+
+use crate::identity::peer_address;
+
+/// What to do with a gossiped message.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Valid and fresh: deliver and forward.
+    Accept(Box<Verified>),
+    /// Invalid: drop, do not forward, penalise the peer that sent it.
+    Reject(Rejection),
+    /// Harmless but useless (an exact repeat): drop quietly.
+    Ignore(Rejection),
+}
+
+/// Why a message was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Short stable label (`bad_signature`, `replay`, …) for metrics.
+    pub label: &'static str,
+    /// The full reason.
+    pub detail: String,
+}
+
+impl From<ValidationError> for Rejection {
+    fn from(e: ValidationError) -> Self {
+        Rejection {
+            label: e.label(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// The stateless checks of a message that arrived on `topic`.
+pub fn check_envelope(
+    validator: &Validator,
+    topic: Topic,
+    bytes: &[u8],
+    now_ms: u64,
+) -> Result<Verified, Rejection> {
+    let verified = validator.validate(bytes, now_ms)?;
+    let allowed = matches!(
+        (&verified.message.body, topic),
+        (Body::Heartbeat(_) | Body::OptOut(_), Topic::Heartbeat)
+            | (Body::Dispatcher(_), Topic::Dispatcher)
+    );
+    if !allowed {
+        return Err(ValidationError::UnexpectedKind {
+            kind: verified.message.kind(),
+        }
+        .into());
+    }
+    let claimed_peer = match &verified.message.body {
+        Body::Heartbeat(h) => Some(&h.peer),
+        Body::Dispatcher(d) => Some(&d.peer),
+        _ => None,
+    };
+    if let Some(text) = claimed_peer {
+        let owner = text
+            .parse::<libp2p::PeerId>()
+            .ok()
+            .and_then(|p| peer_address(&p));
+        if owner != Some(verified.signer) {
+            return Err(Rejection {
+                label: "peer_mismatch",
+                detail: format!(
+                    "peer {text:?} is not the libp2p identity of {}",
+                    verified.signer
+                ),
+            });
+        }
+    }
+    Ok(verified)
+}
+
+/// Per-sender freshness of gossiped messages. Heartbeats and opt-outs carry a `seq`;
+/// dispatcher announcements use their timestamp as their sequence.
+#[derive(Debug)]
+pub struct ReplayFilter {
+    guard: ReplayGuard,
+}
+
+impl ReplayFilter {
+    /// A filter for messages validated with a clock window of `max_skew_ms`.
+    pub fn new(config: ReplayConfig, max_skew_ms: u64) -> Result<Self, String> {
+        Ok(ReplayFilter {
+            guard: ReplayGuard::new(config, max_skew_ms)?,
+        })
+    }
+
+    /// Accepts a fresh message (and remembers it), rejects a replay of an older one, ignores an
+    /// exact repeat of the newest.
+    pub fn check(&mut self, verified: Verified, now_ms: u64) -> Verdict {
+        let m = &verified.message;
+        let seq = m.body.seq().unwrap_or(m.ts);
+        match self
+            .guard
+            .check_and_record(&verified.signer, seq, m.ts, now_ms)
+        {
+            Ok(()) => Verdict::Accept(Box::new(verified)),
+            Err(ReplayError::OldSequence { seq, last, .. }) if seq == last => {
+                Verdict::Ignore(Rejection {
+                    label: "duplicate",
+                    detail: format!("sequence {seq} already seen"),
+                })
+            }
+            Err(e) => Verdict::Reject(Rejection {
+                label: "replay",
+                detail: e.to_string(),
+            }),
+        }
+    }
+}

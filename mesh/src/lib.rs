@@ -1,0 +1,21 @@
+//! # pocmesh-mesh
+//!
+//! How pocmesh messages travel: one libp2p swarm (TCP, noise, yamux, identify, ping, gossipsub)
+//! shared by node and dispatcher, owned by one task ([`service::spawn`]) that the application
+//! drives through a [`MeshHandle`] and hears from through [`MeshEvent`]s.
+//!
+//! Gossip runs in strict application-validation mode: gossipsub carries unsigned frames (every
+//! envelope is already signed by its author), hands each one to [`gossip::check_envelope`] and
+//! the [`gossip::ReplayFilter`], and forwards only what they accept; senders of invalid messages
+//! lose score ([`scoring`]). The libp2p identity is the node's own secp256k1 key ([`identity`]).
+//!
+//! Not here yet: the job request-response protocol, Kademlia, mDNS and QUIC.
+
+pub mod config;
+pub mod gossip;
+pub mod identity;
+pub mod scoring;
+pub mod service;
+
+pub use config::MeshConfig;
+pub use service::{MeshError, MeshEvent, MeshHandle, spawn};

@@ -1,0 +1,541 @@
+//! The network task: the only owner of the libp2p `Swarm`. The application talks to it through
+//! a cloneable [`MeshHandle`] (typed commands, a oneshot per reply) and receives [`MeshEvent`]s.
+//! Gossip validation runs signature checks on blocking workers and reports the verdict back to
+//! gossipsub, which forwards only what was accepted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, identify, noise, ping, tcp, yamux};
+use pocmesh_protocol::{
+    MAX_GOSSIP_BYTES, SecretKey, Topic, Validator, Verified, keccak256, unix_ms_now,
+};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::MeshConfig;
+use crate::gossip::{Rejection, ReplayFilter, Verdict, check_envelope};
+use crate::identity::libp2p_keypair;
+use crate::scoring;
+
+/// Commands queued to the network task.
+const COMMAND_CAPACITY: usize = 256;
+/// Events queued to the application; when full, the network task waits.
+const EVENT_CAPACITY: usize = 1024;
+/// Signature checks in flight at once; messages beyond that are ignored (dropped, no penalty).
+const VALIDATION_WORKERS: usize = 64;
+/// Largest gossip frame the transport accepts; the application cap (4 KiB) is checked after,
+/// so an oversized message is rejected and its sender penalised rather than silently cut.
+const TRANSPORT_MAX_BYTES: usize = 64 * 1024;
+
+/// Why the mesh could not start or a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    /// The key cannot be a libp2p identity.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    /// Building the transport or behaviours failed.
+    #[error("building the libp2p swarm: {0}")]
+    Build(String),
+    /// Listening on an address failed.
+    #[error("cannot listen on {addr}: {reason}; choose another --listen address or port")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// Dialing failed at once.
+    #[error("cannot dial {addr}: {reason}")]
+    Dial {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// Publishing failed.
+    #[error("publishing on {topic} failed: {reason}")]
+    Publish {
+        /// The topic.
+        topic: Topic,
+        /// Why (e.g. no peer subscribed yet).
+        reason: String,
+        /// Whether no peer is subscribed yet (a normal state at start-up).
+        no_peers: bool,
+    },
+    /// The network task has stopped.
+    #[error("the network task has stopped")]
+    Stopped,
+}
+
+/// What the network tells the application.
+#[derive(Debug)]
+pub enum MeshEvent {
+    /// Listening on a new address.
+    Listening {
+        /// The address, with `/p2p/<peer id>` not appended.
+        address: Multiaddr,
+    },
+    /// A connection to a peer opened.
+    PeerConnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// The last connection to a peer closed.
+    PeerDisconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A gossiped message passed every check.
+    Gossip {
+        /// The topic it came on.
+        topic: Topic,
+        /// The verified message.
+        message: Box<Verified>,
+        /// The peer that forwarded it to us (not necessarily its author).
+        via: PeerId,
+    },
+    /// A gossiped message was dropped; `rejected` ones also cost `via` score.
+    GossipDropped {
+        /// The topic.
+        topic: Topic,
+        /// The peer that forwarded it.
+        via: PeerId,
+        /// Why.
+        reason: Rejection,
+        /// Whether the sender was penalised (Reject) or not (Ignore).
+        rejected: bool,
+    },
+}
+
+enum Command {
+    Publish {
+        topic: Topic,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), MeshError>>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), MeshError>>,
+    },
+    PeerScore {
+        peer: PeerId,
+        reply: oneshot::Sender<Option<f64>>,
+    },
+    ConnectedPeers {
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+}
+
+/// A cheap, cloneable handle to the network task.
+#[derive(Clone, Debug)]
+pub struct MeshHandle {
+    commands: mpsc::Sender<Command>,
+    local_peer: PeerId,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Publish { .. } => "Publish",
+            Command::Dial { .. } => "Dial",
+            Command::PeerScore { .. } => "PeerScore",
+            Command::ConnectedPeers { .. } => "ConnectedPeers",
+        })
+    }
+}
+
+impl MeshHandle {
+    /// This node's PeerId.
+    pub fn local_peer(&self) -> PeerId {
+        self.local_peer
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, MeshError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| MeshError::Stopped)?;
+        rx.await.map_err(|_| MeshError::Stopped)
+    }
+
+    /// Publishes already-encoded envelope bytes on `topic`.
+    pub async fn publish(&self, topic: Topic, data: Vec<u8>) -> Result<(), MeshError> {
+        self.ask(|reply| Command::Publish { topic, data, reply })
+            .await?
+    }
+
+    /// Dials a peer.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), MeshError> {
+        self.ask(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// gossipsub's score of `peer` (0 for a peer it has no record of).
+    pub async fn peer_score(&self, peer: PeerId) -> Result<Option<f64>, MeshError> {
+        self.ask(|reply| Command::PeerScore { peer, reply }).await
+    }
+
+    /// Peers with an open connection.
+    pub async fn connected_peers(&self) -> Result<Vec<PeerId>, MeshError> {
+        self.ask(|reply| Command::ConnectedPeers { reply }).await
+    }
+}
+
+/// The composed libp2p behaviour of a pocmesh peer.
+#[derive(NetworkBehaviour)]
+#[behaviour(to_swarm = "BehaviourEvent")]
+struct Behaviour {
+    /// Heartbeat and dispatcher topics, application-validated, scored.
+    gossipsub: gossipsub::Behaviour,
+    /// Exchanges listen addresses and protocols with peers.
+    identify: identify::Behaviour,
+    /// Liveness of connections.
+    ping: ping::Behaviour,
+}
+
+#[derive(Debug)]
+enum BehaviourEvent {
+    Gossipsub(Box<gossipsub::Event>),
+    Identify(Box<identify::Event>),
+    Ping,
+}
+
+impl From<gossipsub::Event> for BehaviourEvent {
+    fn from(e: gossipsub::Event) -> Self {
+        BehaviourEvent::Gossipsub(Box::new(e))
+    }
+}
+impl From<identify::Event> for BehaviourEvent {
+    fn from(e: identify::Event) -> Self {
+        BehaviourEvent::Identify(Box::new(e))
+    }
+}
+impl From<ping::Event> for BehaviourEvent {
+    fn from(_: ping::Event) -> Self {
+        BehaviourEvent::Ping
+    }
+}
+
+/// A gossip message whose stateless checks finished on a worker.
+struct Checked {
+    id: MessageId,
+    via: PeerId,
+    topic: Topic,
+    result: Result<Verified, Rejection>,
+}
+
+/// Starts the network task for `key` on `config`; it runs until `shutdown` is cancelled or every
+/// handle is dropped.
+pub async fn spawn(
+    key: &SecretKey,
+    config: MeshConfig,
+    shutdown: CancellationToken,
+) -> Result<
+    (
+        MeshHandle,
+        mpsc::Receiver<MeshEvent>,
+        tokio::task::JoinHandle<()>,
+    ),
+    MeshError,
+> {
+    config.validate().map_err(MeshError::Build)?;
+    let keypair = libp2p_keypair(key)?;
+    let local_peer = keypair.public().to_peer_id();
+    let topics: HashMap<TopicHash, Topic> = Topic::ALL
+        .into_iter()
+        .map(|t| (IdentTopic::new(t.name(&config.net)).hash(), t))
+        .collect();
+    let gossip_heartbeat = config.gossip_heartbeat;
+    let topic_hashes: Vec<TopicHash> = topics.keys().cloned().collect();
+    let mut swarm = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| MeshError::Build(e.to_string()))?
+        .with_behaviour(|key| {
+            let gossip_config = gossipsub::ConfigBuilder::default()
+                .validation_mode(gossipsub::ValidationMode::Anonymous)
+                .validate_messages()
+                .message_id_fn(|m: &gossipsub::Message| {
+                    MessageId::from(keccak256(&m.data)[..20].to_vec())
+                })
+                .max_transmit_size(TRANSPORT_MAX_BYTES)
+                .heartbeat_initial_delay(gossip_heartbeat)
+                .heartbeat_interval(gossip_heartbeat)
+                .build()
+                .map_err(|e| e.to_string())?;
+            let mut gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Anonymous,
+                gossip_config,
+            )?;
+            gossipsub
+                .with_peer_score(scoring::score_params(&topic_hashes), scoring::thresholds())?;
+            Ok(Behaviour {
+                gossipsub,
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/pocmesh/id/1".into(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::default(),
+            })
+        })
+        .map_err(|e| MeshError::Build(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+
+    for topic in Topic::ALL {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&IdentTopic::new(topic.name(&config.net)))
+            .map_err(|e| MeshError::Build(format!("subscribing to {topic}: {e}")))?;
+    }
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| MeshError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    for addr in &config.bootstrap {
+        if let Err(e) = swarm.dial(addr.clone()) {
+            warn!(%addr, error = %e, "cannot dial bootstrap peer");
+        }
+    }
+
+    let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
+    let (event_tx, event_rx) = mpsc::channel(EVENT_CAPACITY);
+    let validator = Arc::new(Validator {
+        net: config.net.clone(),
+        max_bytes: MAX_GOSSIP_BYTES,
+        max_skew_ms: config.max_skew_ms,
+    });
+    let replay = ReplayFilter::new(config.replay, config.max_skew_ms).map_err(MeshError::Build)?;
+    let event_loop = EventLoop {
+        swarm,
+        commands: cmd_rx,
+        events: event_tx,
+        topics,
+        net: config.net.clone(),
+        validator,
+        replay,
+        workers: Arc::new(Semaphore::new(VALIDATION_WORKERS)),
+        checked: mpsc::channel(VALIDATION_WORKERS * 2),
+    };
+    let task = tokio::spawn(event_loop.run(shutdown));
+    Ok((
+        MeshHandle {
+            commands: cmd_tx,
+            local_peer,
+        },
+        event_rx,
+        task,
+    ))
+}
+
+struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<MeshEvent>,
+    topics: HashMap<TopicHash, Topic>,
+    net: String,
+    validator: Arc<Validator>,
+    replay: ReplayFilter,
+    workers: Arc<Semaphore>,
+    checked: (mpsc::Sender<Checked>, mpsc::Receiver<Checked>),
+}
+
+impl EventLoop {
+    async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                command = self.commands.recv() => match command {
+                    Some(c) => self.on_command(c),
+                    None => break,
+                },
+                Some(checked) = self.checked.1.recv() => self.on_checked(checked).await,
+                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+            }
+        }
+        debug!("network task stopped");
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Publish { topic, data, reply } => {
+                let result = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(IdentTopic::new(topic.name(&self.net)), data)
+                    .map(|_| ())
+                    .map_err(|e| MeshError::Publish {
+                        topic,
+                        no_peers: matches!(e, gossipsub::PublishError::NoPeersSubscribedToTopic),
+                        reason: e.to_string(),
+                    });
+                let _ = reply.send(result);
+            }
+            Command::Dial { addr, reply } => {
+                let result = self.swarm.dial(addr.clone()).map_err(|e| MeshError::Dial {
+                    addr,
+                    reason: e.to_string(),
+                });
+                let _ = reply.send(result);
+            }
+            Command::PeerScore { peer, reply } => {
+                let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
+            }
+            Command::ConnectedPeers { reply } => {
+                let _ = reply.send(self.swarm.connected_peers().copied().collect());
+            }
+        }
+    }
+
+    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                self.send_event(MeshEvent::Listening { address }).await;
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } if num_established.get() == 1 => {
+                self.send_event(MeshEvent::PeerConnected { peer: peer_id })
+                    .await;
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.send_event(MeshEvent::PeerDisconnected { peer: peer_id })
+                    .await;
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => {
+                self.on_gossipsub_event(*e).await
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => {
+                if let identify::Event::Received { peer_id, info, .. } = *e {
+                    for addr in info.listen_addrs {
+                        self.swarm.add_peer_address(peer_id, addr);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_gossipsub_event(&mut self, event: gossipsub::Event) {
+        let gossipsub::Event::Message {
+            propagation_source,
+            message_id,
+            message,
+        } = event
+        else {
+            return;
+        };
+        let Some(topic) = self.topics.get(&message.topic).copied() else {
+            // Not a topic we subscribed to (cannot happen with the whitelist; be safe).
+            self.report(&message_id, &propagation_source, MessageAcceptance::Ignore);
+            return;
+        };
+        let Ok(permit) = self.workers.clone().try_acquire_owned() else {
+            debug!("validation workers busy; ignoring a gossip message");
+            self.report(&message_id, &propagation_source, MessageAcceptance::Ignore);
+            return;
+        };
+        let validator = self.validator.clone();
+        let done = self.checked.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = check_envelope(&validator, topic, &message.data, unix_ms_now());
+            drop(permit);
+            let _ = done.blocking_send(Checked {
+                id: message_id,
+                via: propagation_source,
+                topic,
+                result,
+            });
+        });
+    }
+
+    async fn on_checked(&mut self, checked: Checked) {
+        let Checked {
+            id,
+            via,
+            topic,
+            result,
+        } = checked;
+        let verdict = match result {
+            Ok(verified) => self.replay.check(verified, unix_ms_now()),
+            Err(reason) => Verdict::Reject(reason),
+        };
+        match verdict {
+            Verdict::Accept(message) => {
+                self.report(&id, &via, MessageAcceptance::Accept);
+                self.send_event(MeshEvent::Gossip {
+                    topic,
+                    message,
+                    via,
+                })
+                .await;
+            }
+            Verdict::Reject(reason) => {
+                warn!(peer = %via, %topic, reason = reason.label, detail = %reason.detail, "rejected gossip");
+                self.report(&id, &via, MessageAcceptance::Reject);
+                self.send_event(MeshEvent::GossipDropped {
+                    topic,
+                    via,
+                    reason,
+                    rejected: true,
+                })
+                .await;
+            }
+            Verdict::Ignore(reason) => {
+                self.report(&id, &via, MessageAcceptance::Ignore);
+                self.send_event(MeshEvent::GossipDropped {
+                    topic,
+                    via,
+                    reason,
+                    rejected: false,
+                })
+                .await;
+            }
+        }
+    }
+
+    /// Hands an event to the application (dropped if it stopped listening). Borrows only the
+    /// sender, which keeps the task's future `Send`.
+    fn send_event(
+        &self,
+        event: MeshEvent,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let events = self.events.clone();
+        async move {
+            let _ = events.send(event).await;
+        }
+    }
+
+    fn report(&mut self, id: &MessageId, via: &PeerId, acceptance: MessageAcceptance) {
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(id, via, acceptance);
+    }
+}
