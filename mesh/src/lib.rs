@@ -9,7 +9,10 @@
 //! the [`gossip::ReplayFilter`], and forwards only what they accept; senders of invalid messages
 //! lose score ([`scoring`]). The libp2p identity is the node's own secp256k1 key ([`identity`]).
 //!
-//! Not here yet: the job request-response protocol, Kademlia, mDNS and QUIC.
+//! The job protocol (`/pocmesh/job/1`) is request-response with a CBOR codec carrying one
+//! envelope each way, capped at the protocol's envelope size; the application validates both.
+//!
+//! Not here yet: Kademlia, mDNS and QUIC.
 
 pub mod config;
 pub mod gossip;
@@ -18,4 +21,4 @@ pub mod scoring;
 pub mod service;
 
 pub use config::MeshConfig;
-pub use service::{MeshError, MeshEvent, MeshHandle, spawn};
+pub use service::{MeshError, MeshEvent, MeshHandle, ReplyToken, spawn};

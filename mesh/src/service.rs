@@ -9,10 +9,14 @@ use std::time::Duration;
 
 use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel, cbor};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, identify, noise, ping, tcp, yamux};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, identify, noise, ping, tcp, yamux,
+};
 use pocmesh_protocol::{
-    MAX_GOSSIP_BYTES, SecretKey, Topic, Validator, Verified, keccak256, unix_ms_now,
+    Bytes, JOB_PROTOCOL, MAX_ENVELOPE_BYTES, MAX_GOSSIP_BYTES, SecretKey, Topic, Validator,
+    Verified, keccak256, unix_ms_now,
 };
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +36,10 @@ const VALIDATION_WORKERS: usize = 64;
 /// Largest gossip frame the transport accepts; the application cap (4 KiB) is checked after,
 /// so an oversized message is rejected and its sender penalised rather than silently cut.
 const TRANSPORT_MAX_BYTES: usize = 64 * 1024;
+/// Largest job-protocol frame: one envelope plus CBOR framing.
+const JOB_FRAME_MAX_BYTES: u64 = MAX_ENVELOPE_BYTES as u64 + 64;
+/// How long a job-protocol request may wait for its answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the mesh could not start or a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,10 +76,23 @@ pub enum MeshError {
         /// Whether no peer is subscribed yet (a normal state at start-up).
         no_peers: bool,
     },
+    /// A job-protocol request failed (peer unreachable, timeout, oversized, closed).
+    #[error("request to {peer} failed: {reason}")]
+    Request {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
     /// The network task has stopped.
     #[error("the network task has stopped")]
     Stopped,
 }
+
+/// Where to send the answer to an inbound job-protocol request; pass it back to
+/// [`MeshHandle::respond`].
+#[derive(Debug)]
+pub struct ReplyToken(ResponseChannel<Bytes>);
 
 /// What the network tells the application.
 #[derive(Debug)]
@@ -99,6 +120,16 @@ pub enum MeshEvent {
         message: Box<Verified>,
         /// The peer that forwarded it to us (not necessarily its author).
         via: PeerId,
+    },
+    /// A peer sent a job-protocol request (an envelope, not yet checked: the application
+    /// validates it with the protocol crate and answers through [`MeshHandle::respond`]).
+    Request {
+        /// The peer that sent it.
+        peer: PeerId,
+        /// The envelope bytes (at most the protocol's envelope cap).
+        envelope: Vec<u8>,
+        /// Where the answer goes.
+        reply: ReplyToken,
     },
     /// A gossiped message was dropped; `rejected` ones also cost `via` score.
     GossipDropped {
@@ -130,6 +161,17 @@ enum Command {
     ConnectedPeers {
         reply: oneshot::Sender<Vec<PeerId>>,
     },
+    Request {
+        peer: PeerId,
+        addr: Option<Multiaddr>,
+        envelope: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, MeshError>>,
+    },
+    Respond {
+        token: ReplyToken,
+        envelope: Vec<u8>,
+        reply: oneshot::Sender<Result<(), MeshError>>,
+    },
 }
 
 /// A cheap, cloneable handle to the network task.
@@ -146,6 +188,8 @@ impl std::fmt::Debug for Command {
             Command::Dial { .. } => "Dial",
             Command::PeerScore { .. } => "PeerScore",
             Command::ConnectedPeers { .. } => "ConnectedPeers",
+            Command::Request { .. } => "Request",
+            Command::Respond { .. } => "Respond",
         })
     }
 }
@@ -184,6 +228,33 @@ impl MeshHandle {
         self.ask(|reply| Command::PeerScore { peer, reply }).await
     }
 
+    /// Sends a job-protocol request (envelope bytes) to `peer`, dialing `addr` if given and not
+    /// connected, and waits for the answer envelope.
+    pub async fn request(
+        &self,
+        peer: PeerId,
+        addr: Option<Multiaddr>,
+        envelope: Vec<u8>,
+    ) -> Result<Vec<u8>, MeshError> {
+        self.ask(|reply| Command::Request {
+            peer,
+            addr,
+            envelope,
+            reply,
+        })
+        .await?
+    }
+
+    /// Answers an inbound request.
+    pub async fn respond(&self, token: ReplyToken, envelope: Vec<u8>) -> Result<(), MeshError> {
+        self.ask(|reply| Command::Respond {
+            token,
+            envelope,
+            reply,
+        })
+        .await?
+    }
+
     /// Peers with an open connection.
     pub async fn connected_peers(&self) -> Result<Vec<PeerId>, MeshError> {
         self.ask(|reply| Command::ConnectedPeers { reply }).await
@@ -196,6 +267,8 @@ impl MeshHandle {
 struct Behaviour {
     /// Heartbeat and dispatcher topics, application-validated, scored.
     gossipsub: gossipsub::Behaviour,
+    /// The job protocol: offers, replies, results, receipts as envelopes, size-capped.
+    jobs: cbor::Behaviour<Bytes, Bytes>,
     /// Exchanges listen addresses and protocols with peers.
     identify: identify::Behaviour,
     /// Liveness of connections.
@@ -205,6 +278,7 @@ struct Behaviour {
 #[derive(Debug)]
 enum BehaviourEvent {
     Gossipsub(Box<gossipsub::Event>),
+    Jobs(Box<request_response::Event<Bytes, Bytes>>),
     Identify(Box<identify::Event>),
     Ping,
 }
@@ -212,6 +286,11 @@ enum BehaviourEvent {
 impl From<gossipsub::Event> for BehaviourEvent {
     fn from(e: gossipsub::Event) -> Self {
         BehaviourEvent::Gossipsub(Box::new(e))
+    }
+}
+impl From<request_response::Event<Bytes, Bytes>> for BehaviourEvent {
+    fn from(e: request_response::Event<Bytes, Bytes>) -> Self {
+        BehaviourEvent::Jobs(Box::new(e))
     }
 }
 impl From<identify::Event> for BehaviourEvent {
@@ -282,8 +361,17 @@ pub async fn spawn(
             )?;
             gossipsub
                 .with_peer_score(scoring::score_params(&topic_hashes), scoring::thresholds())?;
+            let codec = cbor::codec::Codec::<Bytes, Bytes>::default()
+                .set_request_size_maximum(JOB_FRAME_MAX_BYTES)
+                .set_response_size_maximum(JOB_FRAME_MAX_BYTES);
+            let jobs = cbor::Behaviour::with_codec(
+                codec,
+                [(StreamProtocol::new(JOB_PROTOCOL), ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
+            );
             Ok(Behaviour {
                 gossipsub,
+                jobs,
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/pocmesh/id/1".into(),
                     key.public(),
@@ -333,6 +421,7 @@ pub async fn spawn(
         validator,
         replay,
         workers: Arc::new(Semaphore::new(VALIDATION_WORKERS)),
+        pending: HashMap::new(),
         checked: mpsc::channel(VALIDATION_WORKERS * 2),
     };
     let task = tokio::spawn(event_loop.run(shutdown));
@@ -356,6 +445,7 @@ struct EventLoop {
     replay: ReplayFilter,
     workers: Arc<Semaphore>,
     checked: (mpsc::Sender<Checked>, mpsc::Receiver<Checked>),
+    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, MeshError>>>,
 }
 
 impl EventLoop {
@@ -403,6 +493,45 @@ impl EventLoop {
             Command::ConnectedPeers { reply } => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
             }
+            Command::Request {
+                peer,
+                addr,
+                envelope,
+                reply,
+            } => {
+                if envelope.len() > MAX_ENVELOPE_BYTES {
+                    let _ = reply.send(Err(MeshError::Request {
+                        peer,
+                        reason: format!(
+                            "request is {} bytes, over the {MAX_ENVELOPE_BYTES}-byte cap",
+                            envelope.len()
+                        ),
+                    }));
+                    return;
+                }
+                if let Some(addr) = addr {
+                    self.swarm.add_peer_address(peer, addr);
+                }
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .jobs
+                    .send_request(&peer, Bytes(envelope));
+                self.pending.insert(id, reply);
+            }
+            Command::Respond {
+                token,
+                envelope,
+                reply,
+            } => {
+                let result = self
+                    .swarm
+                    .behaviour_mut()
+                    .jobs
+                    .send_response(token.0, Bytes(envelope))
+                    .map_err(|_| MeshError::Stopped);
+                let _ = reply.send(result);
+            }
         }
     }
 
@@ -431,6 +560,7 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => {
                 self.on_gossipsub_event(*e).await
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Jobs(e)) => self.on_jobs_event(*e).await,
             SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => {
                 if let identify::Event::Received { peer_id, info, .. } = *e {
                     for addr in info.listen_addrs {
@@ -439,6 +569,56 @@ impl EventLoop {
                 }
             }
             _ => {}
+        }
+    }
+
+    async fn on_jobs_event(&mut self, event: request_response::Event<Bytes, Bytes>) {
+        use request_response::{Event, Message};
+        match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                self.send_event(MeshEvent::Request {
+                    peer,
+                    envelope: request.0,
+                    reply: ReplyToken(channel),
+                })
+                .await;
+            }
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(waiter) = self.pending.remove(&request_id) {
+                    let _ = waiter.send(Ok(response.0));
+                }
+            }
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(waiter) = self.pending.remove(&request_id) {
+                    let _ = waiter.send(Err(MeshError::Request {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "inbound job request failed");
+            }
+            Event::ResponseSent { .. } => {}
         }
     }
 

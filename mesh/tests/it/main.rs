@@ -299,3 +299,94 @@ fn serde_cbor_payload(m: &Message) -> Vec<u8> {
     payload[at..at + 20].copy_from_slice(&m.from.0);
     payload
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_offer_goes_peer_to_peer_and_the_answer_comes_back() {
+    use pocmesh_protocol::{
+        JobId, JobOffer, JobParams, JobReply, JobSpec, Limits, MAX_ENVELOPE_BYTES, Validator,
+    };
+    let mut peers = start_peers(2).await;
+    let (a, b) = peers.split_at_mut(1);
+    let (dispatcher, node) = (&a[0], &mut b[0]);
+    let job = JobId::from([7; 32]);
+    let offer = Message::new(
+        NET,
+        dispatcher.key.address(),
+        unix_ms_now(),
+        Body::JobOffer(JobOffer {
+            job,
+            spec: JobSpec {
+                params: JobParams::Hash {
+                    seed: Hash32::keccak(b"seed"),
+                    iterations: 1000,
+                },
+                limits: Limits {
+                    max_ms: 1000,
+                    max_mem_mb: 16,
+                    max_output_bytes: 32,
+                    max_fuel: None,
+                },
+            },
+            lease_ms: 10_000,
+            attempt: 1,
+        }),
+    );
+    let node_peer = node.handle.local_peer();
+    let node_addr = node.addr.clone();
+    let requester = dispatcher.handle.clone();
+    let offer_bytes = sealed(&dispatcher.key, &offer);
+    let answer = tokio::spawn(async move {
+        requester
+            .request(node_peer, Some(node_addr), offer_bytes)
+            .await
+    });
+
+    // The node receives the envelope, checks it with the protocol crate, and answers.
+    let validator = Validator {
+        net: NET.into(),
+        max_bytes: MAX_ENVELOPE_BYTES,
+        max_skew_ms: 30_000,
+    };
+    let (envelope, reply) = loop {
+        match tokio::time::timeout(Duration::from_secs(20), node.events.recv()).await {
+            Ok(Some(MeshEvent::Request {
+                envelope, reply, ..
+            })) => break (envelope, reply),
+            Ok(Some(_)) => {}
+            other => panic!("no job request arrived: {other:?}"),
+        }
+    };
+    let verified = validator
+        .validate(&envelope, unix_ms_now())
+        .expect("offer verifies");
+    assert_eq!(verified.signer, dispatcher.key.address());
+    assert!(matches!(verified.message.body, Body::JobOffer(ref o) if o.job == job));
+    let accept = Message::new(
+        NET,
+        node.key.address(),
+        unix_ms_now(),
+        Body::JobReply(JobReply::accepted(job, 1)),
+    );
+    node.handle
+        .respond(reply, sealed(&node.key, &accept))
+        .await
+        .expect("respond");
+
+    let answer = answer.await.expect("task").expect("answer arrives");
+    let verified = validator
+        .validate(&answer, unix_ms_now())
+        .expect("reply verifies");
+    assert_eq!(verified.signer, node.key.address());
+    assert!(matches!(
+        verified.message.body,
+        Body::JobReply(JobReply { accept: true, .. })
+    ));
+
+    // An envelope over the protocol cap is refused before it leaves.
+    let err = dispatcher
+        .handle
+        .request(node_peer, None, vec![0; MAX_ENVELOPE_BYTES + 1])
+        .await
+        .expect_err("too big");
+    assert!(err.to_string().contains("cap"), "{err}");
+}
