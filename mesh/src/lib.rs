@@ -14,6 +14,7 @@
 //!
 //! Not here yet: Kademlia, mDNS and QUIC.
 
+pub mod bench;
 pub mod config;
 pub mod gossip;
 pub mod identity;

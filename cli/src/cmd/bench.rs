@@ -1,4 +1,4 @@
-//! `pocmesh bench gas`: the gas benchmark harness (JSON out, table on the terminal).
+//! `pocmesh bench gas|gossip`: benchmark harnesses (JSON out, table on the terminal).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +16,84 @@ use super::chain_args::runtime;
 pub(crate) enum BenchCommand {
     /// Gas per credited completion: recordCompute vs recordBatch, first credit and steady state.
     Gas(GasArgs),
+    /// Heartbeat gossip: convergence and propagation latency for N swarms on 127.0.0.1.
+    Gossip(GossipArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GossipArgs {
+    /// Network sizes to run, one after the other.
+    #[arg(long, value_delimiter = ',', default_values_t = [10usize, 50, 100])]
+    nodes: Vec<usize>,
+    /// Heartbeat interval in milliseconds (each beat jittered ±20 %).
+    #[arg(long, default_value_t = 5000)]
+    interval_ms: u64,
+    /// Intervals to run per size.
+    #[arg(long, default_value_t = 4)]
+    rounds: u32,
+    /// Peers each new peer dials at start.
+    #[arg(long, default_value_t = 4)]
+    degree: usize,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE", default_value = "bench-results/gossip.json")]
+    out: PathBuf,
+    /// Print the JSON report on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn write_report(out: &std::path::Path, json: &str) -> anyhow::Result<()> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(out, format!("{json}\n")).with_context(|| format!("writing {}", out.display()))
+}
+
+fn gossip(a: GossipArgs) -> anyhow::Result<ExitCode> {
+    let bar = ProgressBar::new(a.nodes.len() as u64).with_style(ProgressStyle::with_template(
+        "{spinner} gossip benchmark {pos}/{len}: {msg} [{elapsed}]",
+    )?);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let mut results = Vec::new();
+    let rt = runtime()?;
+    for &n in &a.nodes {
+        bar.set_message(format!("{n} nodes"));
+        let config = pocmesh_mesh::bench::GossipBenchConfig {
+            nodes: n,
+            interval: std::time::Duration::from_millis(a.interval_ms),
+            rounds: a.rounds,
+            degree: a.degree,
+        };
+        results.push(rt.block_on(pocmesh_mesh::bench::run(&config))?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let json = serde_json::to_string_pretty(&results)?;
+    write_report(&a.out, &json)?;
+    if a.json {
+        println!("{json}");
+    } else {
+        println!(
+            "{:>6} {:>11} {:>15} {:>13} {:>8} {:>8} {:>11}",
+            "nodes", "interval", "convergence", "(intervals)", "p50", "p99", "deliveries"
+        );
+        for r in &results {
+            println!(
+                "{:>6} {:>9}ms {:>13} {:>13} {:>6}ms {:>6}ms {:>11}",
+                r.nodes,
+                r.interval_ms,
+                r.convergence_ms
+                    .map_or("never".into(), |c| format!("{c}ms")),
+                r.convergence_intervals
+                    .map_or("-".into(), |c| format!("{c:.2}")),
+                r.latency_p50_ms,
+                r.latency_p99_ms,
+                r.deliveries
+            );
+        }
+        println!("report written to {}", a.out.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Args)]
@@ -51,7 +129,13 @@ struct Signer {
 }
 
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
-    let BenchCommand::Gas(a) = cmd;
+    match cmd {
+        BenchCommand::Gas(a) => gas(a),
+        BenchCommand::Gossip(a) => gossip(a),
+    }
+}
+
+fn gas(a: GasArgs) -> anyhow::Result<ExitCode> {
     let (_anvil, url, key): (Option<Anvil>, String, SecretKey) = match &a.rpc {
         Some(url) => {
             let key = match (&a.signer.key, &a.signer.private_key) {
@@ -76,12 +160,8 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         bar.set_message(label.to_string())
     }))?;
     bar.finish_and_clear();
-    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
     let json = serde_json::to_string_pretty(&report)?;
-    std::fs::write(&a.out, format!("{json}\n"))
-        .with_context(|| format!("writing {}", a.out.display()))?;
+    write_report(&a.out, &json)?;
     if a.json {
         println!("{json}");
     } else {
