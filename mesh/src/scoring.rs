@@ -5,6 +5,8 @@
 //! second, so one bad message costs a little and a stream of them quickly drives the sender
 //! below the graylist threshold, where its messages are ignored and it is not gossiped to.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 use libp2p::gossipsub::{PeerScoreParams, PeerScoreThresholds, TopicHash, TopicScoreParams};
 
 /// Penalty weight per invalid message (squared count): 4 recent invalid messages put a peer
@@ -16,6 +18,13 @@ pub const INVALID_MESSAGE_DECAY: f64 = 0.99;
 /// Score parameters with invalid-message penalties on each of `topics`.
 pub fn score_params(topics: &[TopicHash]) -> PeerScoreParams {
     let mut params = PeerScoreParams::default();
+    // gossipsub penalises many peers behind one IP (Sybil defence). Loopback peers are the
+    // operator's own local network (`pocmesh testnet`, tests, benchmarks): exempt them, or a
+    // local network of more than 10 nodes would graylist itself.
+    params.ip_colocation_factor_whitelist.extend([
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ]);
     for topic in topics {
         params.topics.insert(
             topic.clone(),

@@ -390,3 +390,10 @@ async fn a_job_offer_goes_peer_to_peer_and_the_answer_comes_back() {
         .expect_err("too big");
     assert!(err.to_string().contains("cap"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_ten_peers_on_one_host_still_converge() {
+    // gossipsub penalises peers beyond 10 per IP (6 extra: (6² × −5) graylists them); loopback is exempt.
+    let mut peers = start_peers(16).await;
+    converge(&mut peers, 1).await;
+}
