@@ -363,13 +363,7 @@ impl ProofOfCompute {
     ) -> Result<Vec<Credit>, ChainError> {
         let to = match to {
             Some(t) => t,
-            None => self
-                .contract
-                .client()
-                .get_block_number()
-                .await
-                .map_err(|e| map_provider_error(&self.url, &e))?
-                .as_u64(),
+            None => self.latest_block().await?,
         };
         let transfer = self
             .contract
@@ -378,41 +372,42 @@ impl ProofOfCompute {
             .topic1(H256::zero())
             .topic2(H256::from(to_h160(wallet)));
         let logs = self.logs_paged(transfer, from, to, page).await?;
-        let mut credits = Vec::with_capacity(logs.len());
-        for log in logs {
-            let tx = log.transaction_hash.map(from_h256).unwrap_or_default();
-            let units = u256_to_u128(U256::from_big_endian(&log.data), "Transfer value")?;
-            let block = log.block_number.map_or(0, |b| b.as_u64());
-            let batch = self.batch_of_tx(tx).await?;
-            credits.push(Credit {
-                block,
-                tx,
-                units,
-                batch,
-            });
+        let block_of = |l: &ethers::types::Log| l.block_number.map_or(0, |b| b.as_u64());
+        // One BatchRecorded query over the blocks that hold credits, joined by transaction,
+        // instead of a receipt lookup per credit.
+        let mut batch_of_tx = std::collections::HashMap::new();
+        if let (Some(first), Some(last)) = (logs.first().map(block_of), logs.last().map(block_of)) {
+            let batches = self.contract.batch_recorded_filter().filter;
+            for l in self.logs_paged(batches, first, last, page).await? {
+                if let (Some(tx), Some(id)) = (l.transaction_hash, l.topics.get(1)) {
+                    batch_of_tx.insert(tx, BatchId(from_h256(*id)));
+                }
+            }
         }
-        Ok(credits)
+        logs.iter()
+            .map(|log| {
+                Ok(Credit {
+                    block: block_of(log),
+                    tx: log.transaction_hash.map(from_h256).unwrap_or_default(),
+                    units: u256_to_u128(U256::from_big_endian(&log.data), "Transfer value")?,
+                    batch: log
+                        .transaction_hash
+                        .and_then(|tx| batch_of_tx.get(&tx).copied()),
+                })
+            })
+            .collect()
     }
 
-    /// The batch recorded by transaction `tx`, if it recorded one.
-    async fn batch_of_tx(&self, tx: Hash32) -> Result<Option<BatchId>, ChainError> {
+    async fn latest_block(&self) -> Result<u64, ChainError> {
         let client = self.contract.client();
-        let receipt = client
-            .get_transaction_receipt(H256(tx.0))
-            .await
-            .map_err(|e| map_provider_error(&self.url, &e))?;
-        let topic = self.contract.batch_recorded_filter().filter.topics[0].clone();
-        let sig = match topic {
-            Some(ethers::types::Topic::Value(Some(t))) => t,
-            _ => return Ok(None),
-        };
-        Ok(receipt.and_then(|r| {
-            r.logs
-                .iter()
-                .find(|l| l.address == to_h160(self.address) && l.topics.first() == Some(&sig))
-                .and_then(|l| l.topics.get(1))
-                .map(|t| BatchId(from_h256(*t)))
-        }))
+        with_retry(self.retry, "eth_blockNumber", || async {
+            client
+                .get_block_number()
+                .await
+                .map_err(|e| map_provider_error(&self.url, &e))
+        })
+        .await
+        .map(|b| b.as_u64())
     }
 
     /// The transaction and block that recorded `batch`, from its `BatchRecorded` log.
@@ -422,13 +417,7 @@ impl ProofOfCompute {
         from_block: u64,
         page: u64,
     ) -> Result<Option<(Hash32, u64)>, ChainError> {
-        let latest = self
-            .contract
-            .client()
-            .get_block_number()
-            .await
-            .map_err(|e| map_provider_error(&self.url, &e))?
-            .as_u64();
+        let latest = self.latest_block().await?;
         let filter = self
             .contract
             .batch_recorded_filter()

@@ -164,11 +164,7 @@ impl From<[u8; 20]> for Address {
 
 impl Serialize for Address {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if serializer.is_human_readable() {
-            serializer.collect_str(self)
-        } else {
-            serializer.serialize_bytes(&self.0)
-        }
+        crate::bytes::serialize_bytes_or_text(serializer, &self.0, self)
     }
 }
 

@@ -65,11 +65,11 @@ impl fmt::Debug for Bytes {
 
 impl Serialize for Bytes {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if serializer.is_human_readable() {
-            serializer.collect_str(&format_args!("0x{}", hex::encode(&self.0)))
-        } else {
-            serializer.serialize_bytes(&self.0)
-        }
+        serialize_bytes_or_text(
+            serializer,
+            &self.0,
+            format_args!("0x{}", hex::encode(&self.0)),
+        )
     }
 }
 
@@ -92,6 +92,20 @@ impl<'de> Deserialize<'de> for Bytes {
             }
         }
         deserializer.deserialize_any(BytesVisitor)
+    }
+}
+
+/// Serializes `bytes` as a byte string in binary formats (CBOR) and as `text` in human-readable
+/// ones (JSON): the one rule every byte-valued type of the protocol follows.
+pub(crate) fn serialize_bytes_or_text<S: Serializer>(
+    serializer: S,
+    bytes: &[u8],
+    text: impl fmt::Display,
+) -> Result<S::Ok, S::Error> {
+    if serializer.is_human_readable() {
+        serializer.collect_str(&text)
+    } else {
+        serializer.serialize_bytes(bytes)
     }
 }
 

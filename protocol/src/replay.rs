@@ -111,7 +111,7 @@ impl ReplayGuard {
         self.entries.get(from).map(|e| e.seq)
     }
 
-    /// Checks `seq` from `from` (message time `ts`, received at `now_ms`) without recording it.
+    /// Checks `seq` from `from` (message time `ts`) without recording it.
     pub fn check(&self, from: &Address, seq: u64, ts: u64) -> Result<(), ReplayError> {
         match self.entries.get(from) {
             Some(e) if seq <= e.seq => Err(ReplayError::OldSequence {

@@ -10,7 +10,7 @@ use pocmesh_chain::anvil::{Anvil, AnvilConfig, DEV_KEY_0, default_tool_dirs, loc
 use pocmesh_chain::gas_bench;
 use pocmesh_protocol::SecretKey;
 
-use super::chain_args::runtime;
+use super::chain_args::{SignerArgs, runtime};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
@@ -99,10 +99,11 @@ fn gossip(a: GossipArgs) -> anyhow::Result<ExitCode> {
 #[derive(Debug, Args)]
 pub(crate) struct GasArgs {
     /// Run against this RPC instead of starting a local anvil (needs --private-key or --key).
-    #[arg(long, value_name = "URL", requires = "signer")]
+    #[arg(long, value_name = "URL")]
     rpc: Option<String>,
+    /// The deploying account, used with --rpc.
     #[command(flatten)]
-    signer: Signer,
+    signer: SignerArgs,
     /// anvil executable (default: tools folders, then PATH).
     #[arg(long, env = "POCMESH_ANVIL", value_name = "FILE")]
     anvil: Option<PathBuf>,
@@ -117,17 +118,6 @@ pub(crate) struct GasArgs {
     json: bool,
 }
 
-#[derive(Debug, Clone, Args)]
-#[group(id = "signer", multiple = false)]
-struct Signer {
-    /// Key file of the deploying account (with --rpc).
-    #[arg(long, value_name = "FILE")]
-    key: Option<PathBuf>,
-    /// Secret key hex of the deploying account (with --rpc).
-    #[arg(long, value_name = "HEX")]
-    private_key: Option<String>,
-}
-
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Gas(a) => gas(a),
@@ -137,14 +127,7 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
 
 fn gas(a: GasArgs) -> anyhow::Result<ExitCode> {
     let (_anvil, url, key): (Option<Anvil>, String, SecretKey) = match &a.rpc {
-        Some(url) => {
-            let key = match (&a.signer.key, &a.signer.private_key) {
-                (Some(p), _) => SecretKey::load(p)?,
-                (None, Some(h)) => SecretKey::from_hex(h)?,
-                (None, None) => anyhow::bail!("--rpc needs --key or --private-key"),
-            };
-            (None, url.clone(), key)
-        }
+        Some(url) => (None, url.clone(), a.signer.load()?),
         None => {
             let bin = locate_anvil(a.anvil.as_deref(), &default_tool_dirs())?;
             let anvil = Anvil::spawn(&bin, &AnvilConfig::default())?;

@@ -134,7 +134,7 @@ fn bad_inputs_get_clear_errors() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("40"),
+        String::from_utf8_lossy(&out.stderr).contains("needs exactly 40"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

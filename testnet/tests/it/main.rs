@@ -33,10 +33,9 @@ async fn the_local_chain_has_the_contract_the_dispatcher_and_demo_units() {
     assert_eq!(poc.total_units().await.expect("total"), sum);
     let pid = chain.anvil.pid();
     drop(chain);
+    // Dropping the chain kills anvil and reaps it, so its /proc entry is gone.
     assert!(
-        !std::path::Path::new(&format!("/proc/{pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map_or(true, |s| s.contains(") Z")),
-        "anvil still running after drop"
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "anvil {pid} still running after drop"
     );
 }
