@@ -270,10 +270,32 @@ impl ChainClient {
         data: Vec<u8>,
         decode_revert: fn(&[u8]) -> String,
     ) -> Result<Hash32, ChainError> {
+        self.broadcast_value(call, to, data, U256::zero(), decode_revert)
+            .await
+    }
+
+    /// Sends `wei` of the chain's coin to `to` (a legacy transaction) and waits until mined.
+    pub async fn transfer(&self, to: Address, wei: U256) -> Result<Mined, ChainError> {
+        let hash = self
+            .broadcast_value("transfer", Some(to), Vec::new(), wei, |_| String::new())
+            .await?;
+        self.wait_mined("transfer", hash, |_| String::new()).await
+    }
+
+    /// As [`ChainClient::broadcast`], with `value` wei attached.
+    pub async fn broadcast_value(
+        &self,
+        call: &'static str,
+        to: Option<Address>,
+        data: Vec<u8>,
+        value: U256,
+        decode_revert: fn(&[u8]) -> String,
+    ) -> Result<Hash32, ChainError> {
         let from = self.wallet.address();
         let mut req = TransactionRequest::new()
             .from(from)
             .data(EthBytes::from(data))
+            .value(value)
             .chain_id(self.chain_id);
         if let Some(to) = to {
             req = req.to(NameOrAddress::Address(to_h160(to)));

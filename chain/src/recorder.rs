@@ -102,7 +102,7 @@ impl Recorder {
     pub async fn record_observed(
         &self,
         plan: &BatchPlan,
-        on_sent: &mut dyn FnMut(Hash32),
+        on_sent: &mut (dyn FnMut(Hash32) + Send),
     ) -> Result<RecordOutcome, ChainError> {
         if let Some(done) = self.already_recorded(plan).await? {
             info!(batch = %plan.batch_id, "batch already on chain");

@@ -79,6 +79,7 @@ pub async fn run(config: &GossipBenchConfig) -> Result<GossipBenchResult, MeshEr
     for i in 0..n {
         let key = SecretKey::generate().map_err(|e| MeshError::Build(e.to_string()))?;
         let mut mc = MeshConfig::new("devnet-bench");
+        mc.mdns = false;
         mc.listen = vec![
             "/ip4/127.0.0.1/tcp/0"
                 .parse()

@@ -20,6 +20,8 @@ pub struct MeshConfig {
     pub gossip_heartbeat: Duration,
     /// Memory bounds of the per-sender sequence tracking.
     pub replay: ReplayConfig,
+    /// Discover peers on the local network with mDNS.
+    pub mdns: bool,
 }
 
 impl MeshConfig {
@@ -32,6 +34,7 @@ impl MeshConfig {
             max_skew_ms: DEFAULT_MAX_SKEW_MS,
             gossip_heartbeat: Duration::from_secs(1),
             replay: ReplayConfig::default(),
+            mdns: true,
         }
     }
 
@@ -46,5 +49,58 @@ impl MeshConfig {
             return Err("max_skew_ms must be above zero".into());
         }
         Ok(())
+    }
+}
+
+/// The network section of a daemon's config file (`[network]`), shared by node and dispatcher.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetSettings {
+    /// Network name: `devnet-<chain id>` locally, `xdc-apothem` on Apothem.
+    pub net: String,
+    /// Multiaddrs to listen on.
+    pub listen: Vec<String>,
+    /// Multiaddrs of peers to join through, ideally ending in `/p2p/<peer id>`.
+    pub bootstrap: Vec<String>,
+    /// LAN discovery with mDNS.
+    pub mdns: bool,
+    /// Allowed clock difference for gossiped messages, milliseconds.
+    pub max_skew_ms: u64,
+}
+
+impl Default for NetSettings {
+    fn default() -> Self {
+        NetSettings {
+            net: "xdc-apothem".into(),
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/0".into(),
+                "/ip4/0.0.0.0/udp/0/quic-v1".into(),
+            ],
+            bootstrap: Vec::new(),
+            mdns: true,
+            max_skew_ms: DEFAULT_MAX_SKEW_MS,
+        }
+    }
+}
+
+impl NetSettings {
+    /// The mesh configuration these settings describe; the error names the bad field.
+    pub fn to_mesh_config(&self) -> Result<MeshConfig, String> {
+        let parse = |field: &str, list: &[String]| -> Result<Vec<Multiaddr>, String> {
+            list.iter()
+                .map(|a| {
+                    a.parse::<Multiaddr>().map_err(|e| {
+                        format!("network.{field}: `{a}` is not a multiaddr ({e}); example: /ip4/127.0.0.1/tcp/4001")
+                    })
+                })
+                .collect()
+        };
+        let mut config = MeshConfig::new(self.net.clone());
+        config.listen = parse("listen", &self.listen)?;
+        config.bootstrap = parse("bootstrap", &self.bootstrap)?;
+        config.mdns = self.mdns;
+        config.max_skew_ms = self.max_skew_ms;
+        config.validate().map_err(|e| format!("network.{e}"))?;
+        Ok(config)
     }
 }

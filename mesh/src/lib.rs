@@ -1,6 +1,7 @@
 //! # pocmesh-mesh
 //!
-//! How pocmesh messages travel: one libp2p swarm (TCP, noise, yamux, identify, ping, gossipsub)
+//! How pocmesh messages travel: one libp2p swarm (TCP and QUIC, noise, yamux, identify, ping,
+//! Kademlia on `/pocmesh/kad/1` for discovery beyond the bootstrap peers, mDNS on the LAN, gossipsub)
 //! shared by node and dispatcher, owned by one task ([`service::spawn`]) that the application
 //! drives through a [`MeshHandle`] and hears from through [`MeshEvent`]s.
 //!
@@ -11,8 +12,6 @@
 //!
 //! The job protocol (`/pocmesh/job/1`) is request-response with a CBOR codec carrying one
 //! envelope each way, capped at the protocol's envelope size; the application validates both.
-//!
-//! Not here yet: Kademlia, mDNS and QUIC.
 
 pub mod bench;
 pub mod config;
@@ -21,5 +20,5 @@ pub mod identity;
 pub mod scoring;
 pub mod service;
 
-pub use config::MeshConfig;
-pub use service::{MeshError, MeshEvent, MeshHandle, ReplyToken, spawn};
+pub use config::{MeshConfig, NetSettings};
+pub use service::{MeshError, MeshEvent, MeshHandle, ReplyToken, peer_of, spawn};

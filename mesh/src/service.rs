@@ -9,10 +9,13 @@ use std::time::Duration;
 
 use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash};
+use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel, cbor};
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, identify, noise, ping, tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, identify, kad, mdns, noise, ping, tcp,
+    yamux,
 };
 use pocmesh_protocol::{
     Bytes, JOB_PROTOCOL, MAX_ENVELOPE_BYTES, MAX_GOSSIP_BYTES, SecretKey, Topic, Validator,
@@ -40,6 +43,12 @@ const TRANSPORT_MAX_BYTES: usize = 64 * 1024;
 const JOB_FRAME_MAX_BYTES: u64 = MAX_ENVELOPE_BYTES as u64 + 64;
 /// How long a job-protocol request may wait for its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The Kademlia protocol name: pocmesh peers form their own DHT, apart from the public IPFS one.
+const KAD_PROTOCOL: &str = "/pocmesh/kad/1";
+/// Below this many connections, peers found through the DHT are dialled.
+const DISCOVERY_TARGET_PEERS: usize = 16;
+/// How often a Kademlia bootstrap (random walk) refreshes the routing table.
+const KAD_REFRESH: Duration = Duration::from_secs(300);
 
 /// Why the mesh could not start or a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +170,9 @@ enum Command {
     ConnectedPeers {
         reply: oneshot::Sender<Vec<PeerId>>,
     },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
     Request {
         peer: PeerId,
         addr: Option<Multiaddr>,
@@ -188,6 +200,7 @@ impl std::fmt::Debug for Command {
             Command::Dial { .. } => "Dial",
             Command::PeerScore { .. } => "PeerScore",
             Command::ConnectedPeers { .. } => "ConnectedPeers",
+            Command::ListenAddrs { .. } => "ListenAddrs",
             Command::Request { .. } => "Request",
             Command::Respond { .. } => "Respond",
         })
@@ -255,6 +268,11 @@ impl MeshHandle {
         .await?
     }
 
+    /// Addresses the swarm listens on (without `/p2p/<peer id>`).
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, MeshError> {
+        self.ask(|reply| Command::ListenAddrs { reply }).await
+    }
+
     /// Peers with an open connection.
     pub async fn connected_peers(&self) -> Result<Vec<PeerId>, MeshError> {
         self.ask(|reply| Command::ConnectedPeers { reply }).await
@@ -273,6 +291,10 @@ struct Behaviour {
     identify: identify::Behaviour,
     /// Liveness of connections.
     ping: ping::Behaviour,
+    /// Peer discovery beyond the bootstrap peers: a pocmesh-only Kademlia DHT.
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// LAN discovery; off when the operator says so (`--no-mdns`).
+    mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
 #[derive(Debug)]
@@ -280,7 +302,20 @@ enum BehaviourEvent {
     Gossipsub(Box<gossipsub::Event>),
     Jobs(Box<request_response::Event<Bytes, Bytes>>),
     Identify(Box<identify::Event>),
+    Kad(Box<kad::Event>),
+    Mdns(mdns::Event),
     Ping,
+}
+
+impl From<kad::Event> for BehaviourEvent {
+    fn from(e: kad::Event) -> Self {
+        BehaviourEvent::Kad(Box::new(e))
+    }
+}
+impl From<mdns::Event> for BehaviourEvent {
+    fn from(e: mdns::Event) -> Self {
+        BehaviourEvent::Mdns(e)
+    }
 }
 
 impl From<gossipsub::Event> for BehaviourEvent {
@@ -334,6 +369,7 @@ pub async fn spawn(
         .map(|t| (IdentTopic::new(t.name(&config.net)).hash(), t))
         .collect();
     let gossip_heartbeat = config.gossip_heartbeat;
+    let use_mdns = config.mdns;
     let topic_hashes: Vec<TopicHash> = topics.keys().cloned().collect();
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -343,6 +379,7 @@ pub async fn spawn(
             yamux::Config::default,
         )
         .map_err(|e| MeshError::Build(e.to_string()))?
+        .with_quic()
         .with_behaviour(|key| {
             let gossip_config = gossipsub::ConfigBuilder::default()
                 .validation_mode(gossipsub::ValidationMode::Anonymous)
@@ -369,9 +406,23 @@ pub async fn spawn(
                 [(StreamProtocol::new(JOB_PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
             );
+            let peer = key.public().to_peer_id();
+            let mut kad = kad::Behaviour::with_config(
+                peer,
+                kad::store::MemoryStore::new(peer),
+                kad::Config::new(StreamProtocol::new(KAD_PROTOCOL)),
+            );
+            kad.set_mode(Some(kad::Mode::Server));
+            let mdns = if use_mdns {
+                Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
+            } else {
+                None
+            };
             Ok(Behaviour {
                 gossipsub,
                 jobs,
+                kad,
+                mdns: Toggle::from(mdns),
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/pocmesh/id/1".into(),
                     key.public(),
@@ -398,10 +449,19 @@ pub async fn spawn(
                 reason: e.to_string(),
             })?;
     }
+    let mut kad_known = false;
     for addr in &config.bootstrap {
+        if let Some(peer) = peer_of(addr) {
+            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            kad_known = true;
+        }
         if let Err(e) = swarm.dial(addr.clone()) {
             warn!(%addr, error = %e, "cannot dial bootstrap peer");
         }
+    }
+    if kad_known {
+        // Fails only with no known peers, which the check above rules out.
+        let _ = swarm.behaviour_mut().kad.bootstrap();
     }
 
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
@@ -450,9 +510,15 @@ struct EventLoop {
 
 impl EventLoop {
     async fn run(mut self, shutdown: CancellationToken) {
+        let mut refresh =
+            tokio::time::interval_at(tokio::time::Instant::now() + KAD_REFRESH, KAD_REFRESH);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = refresh.tick() => {
+                    // No known peers yet is normal for a lone first peer.
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                }
                 command = self.commands.recv() => match command {
                     Some(c) => self.on_command(c),
                     None => break,
@@ -492,6 +558,9 @@ impl EventLoop {
             }
             Command::ConnectedPeers { reply } => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
+            }
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
             Command::Request {
                 peer,
@@ -563,9 +632,40 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Jobs(e)) => self.on_jobs_event(*e).await,
             SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => {
                 if let identify::Event::Received { peer_id, info, .. } = *e {
+                    let speaks_kad = info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL);
                     for addr in info.listen_addrs {
+                        if speaks_kad {
+                            self.swarm
+                                .behaviour_mut()
+                                .kad
+                                .add_address(&peer_id, addr.clone());
+                        }
                         self.swarm.add_peer_address(peer_id, addr);
                     }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found {
+                    if self.swarm.is_connected(&peer) {
+                        continue;
+                    }
+                    debug!(%peer, %addr, "found on the LAN");
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
+                    if let Err(e) = self.swarm.dial(addr.clone()) {
+                        debug!(%peer, %addr, error = %e, "cannot dial LAN peer");
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => {
+                if let kad::Event::RoutingUpdated { peer, .. } = *e
+                    && !self.swarm.is_connected(&peer)
+                    && self.swarm.connected_peers().count() < DISCOVERY_TARGET_PEERS
+                {
+                    // Discovered through the DHT: connect, so gossip has a mesh to form.
+                    let _ = self.swarm.dial(peer);
                 }
             }
             _ => {}
@@ -718,4 +818,12 @@ impl EventLoop {
             .gossipsub
             .report_message_validation_result(id, via, acceptance);
     }
+}
+
+/// The peer named by a multiaddr's trailing `/p2p/<id>`, if any.
+pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        Protocol::P2p(peer) => Some(peer),
+        _ => None,
+    })
 }

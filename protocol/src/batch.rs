@@ -29,11 +29,14 @@ pub enum BatchError {
         /// The job.
         job: String,
     },
-    /// The same job appears twice.
-    #[error("job {job} appears twice in one batch")]
+    /// The same job credits the same node twice (redundant jobs credit each agreeing node
+    /// once).
+    #[error("job {job} credits node {node} twice in one batch")]
     DuplicateJob {
         /// The job.
         job: String,
+        /// The node.
+        node: String,
     },
     /// Building the tree failed.
     #[error(transparent)]
@@ -75,9 +78,10 @@ impl BatchPlan {
                     job: r.job.to_string(),
                 });
             }
-            if !jobs.insert(r.job) {
+            if !jobs.insert((r.job, r.node)) {
                 return Err(BatchError::DuplicateJob {
                     job: r.job.to_string(),
+                    node: r.node.to_string(),
                 });
             }
             let entry = per_wallet.entry(r.provider).or_default();
@@ -166,8 +170,11 @@ mod tests {
             Err(BatchError::ZeroProvider { .. })
         ));
         assert!(matches!(
-            BatchPlan::new(vec![r(1, 1, 1), r(1, 2, 1)]),
+            BatchPlan::new(vec![r(1, 1, 1), r(1, 1, 1)]),
             Err(BatchError::DuplicateJob { .. })
         ));
+        // One job run by two nodes (redundancy 2) credits both.
+        let both = BatchPlan::new(vec![r(1, 1, 1), r(1, 2, 1)]).expect("two nodes, one job");
+        assert_eq!(both.total_units(), 2);
     }
 }

@@ -28,6 +28,7 @@ pub mod receipt;
 pub mod replay;
 pub mod signature;
 pub mod topics;
+pub mod units;
 
 pub use address::{Address, AddressError};
 pub use batch::{BatchError, BatchPlan};
@@ -49,3 +50,4 @@ pub use receipt::{MerkleError, MerkleTree, ReceiptLeaf, verify_proof};
 pub use replay::{ReplayConfig, ReplayError, ReplayGuard};
 pub use signature::{Signature, SignatureError};
 pub use topics::{JOB_PROTOCOL, Topic};
+pub use units::units_for;

@@ -28,6 +28,7 @@ async fn start_peers(n: usize) -> Vec<Peer> {
     for _ in 0..n {
         let key = SecretKey::generate().expect("key");
         let mut config = MeshConfig::new(NET);
+        config.mdns = false;
         config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")];
         config.bootstrap = peers.iter().map(|p| p.addr.clone()).collect();
         config.gossip_heartbeat = Duration::from_millis(100);

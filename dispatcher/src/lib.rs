@@ -1,0 +1,5 @@
+//! # pocmesh-dispatcher
+//!
+//! The dispatcher.
+pub mod registry;
+pub mod scheduler;

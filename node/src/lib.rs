@@ -1,0 +1,4 @@
+//! # pocmesh-node
+//!
+//! The volunteer daemon.
+pub mod executor;
