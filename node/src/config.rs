@@ -1,0 +1,377 @@
+//! The node's one typed configuration: defaults < file (`--config`, TOML) < environment
+//! (`POCMESH_…`, read by the CLI's flags) < flags. [`NodeConfig::validate`] stops start-up with
+//! the field named.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use pocmesh_mesh::NetSettings;
+use pocmesh_protocol::{Address, JobType};
+use serde::{Deserialize, Serialize};
+
+use crate::executor::ExecutorCaps;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this config.
+    #[error("config file {path}: {reason}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the field.
+        reason: String,
+    },
+    /// A field has a value the node cannot run with.
+    #[error("config: {field}: {reason}")]
+    Invalid {
+        /// The field, dotted (`jobs.max_jobs`).
+        field: &'static str,
+        /// Why, and what to do.
+        reason: String,
+    },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Everything a node runs with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The volunteer's wallet, credited for this node's work (required).
+    pub wallet: Option<Address>,
+    /// Where the key, the store and the status address live.
+    pub data_dir: PathBuf,
+    /// How the node joins the mesh.
+    pub network: NetSettings,
+    /// Heartbeat timing.
+    pub heartbeat: HeartbeatSettings,
+    /// What the node runs and within which limits.
+    pub jobs: JobSettings,
+    /// Whose offers the node accepts.
+    pub trust: TrustSettings,
+    /// The local status endpoint.
+    pub status: StatusSettings,
+    /// Result delivery retries.
+    pub delivery: DeliverySettings,
+    /// How long running jobs may finish after Ctrl-C before they are handed back, ms.
+    pub shutdown_grace_ms: u64,
+}
+
+/// `[heartbeat]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeartbeatSettings {
+    /// Mean time between heartbeats, ms.
+    pub interval_ms: u64,
+    /// Random spread of each interval, percent (spreads the mesh's load; DESIGN.md).
+    pub jitter_percent: u8,
+}
+
+impl Default for HeartbeatSettings {
+    fn default() -> Self {
+        HeartbeatSettings {
+            interval_ms: 5_000,
+            jitter_percent: 20,
+        }
+    }
+}
+
+/// `[jobs]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobSettings {
+    /// Jobs run at once; 0 means one per CPU core.
+    pub max_jobs: u32,
+    /// Job types this node runs.
+    pub job_types: Vec<JobType>,
+    /// Longest wall-clock time a job may ask for, ms.
+    pub max_ms: u64,
+    /// Most memory a job may ask for, MiB.
+    pub max_mem_mb: u64,
+    /// Largest output a job may produce, bytes.
+    pub max_output_bytes: u64,
+    /// Most fuel (wasm instructions, hash iterations) a job may ask for.
+    pub max_fuel: u64,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        let caps = ExecutorCaps::default();
+        JobSettings {
+            max_jobs: 0,
+            job_types: vec![JobType::Hash, JobType::Wasm],
+            max_ms: caps.max_ms,
+            max_mem_mb: caps.max_mem_mb,
+            max_output_bytes: caps.max_output_bytes,
+            max_fuel: caps.max_fuel,
+        }
+    }
+}
+
+impl JobSettings {
+    /// The executor caps these settings describe.
+    pub fn caps(&self) -> ExecutorCaps {
+        ExecutorCaps {
+            max_ms: self.max_ms,
+            max_mem_mb: self.max_mem_mb,
+            max_output_bytes: self.max_output_bytes,
+            max_fuel: self.max_fuel,
+        }
+    }
+
+    /// Job slots: `max_jobs`, or the number of CPU cores when it is 0.
+    pub fn slots(&self) -> u32 {
+        if self.max_jobs > 0 {
+            self.max_jobs
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1)
+        }
+    }
+}
+
+/// `[trust]`: a node runs jobs only for dispatchers it trusts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrustSettings {
+    /// Dispatcher addresses trusted outright.
+    pub dispatchers: Vec<Address>,
+    /// RPC of the chain whose contract decides trust (holders of DISPATCHER_ROLE).
+    pub rpc: Option<String>,
+    /// The ProofOfCompute contract.
+    pub contract: Option<Address>,
+    /// How long an on-chain answer is trusted before it is asked again, seconds.
+    pub refresh_secs: u64,
+}
+
+impl Default for TrustSettings {
+    fn default() -> Self {
+        TrustSettings {
+            dispatchers: Vec::new(),
+            rpc: None,
+            contract: None,
+            refresh_secs: 300,
+        }
+    }
+}
+
+/// `[status]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatusSettings {
+    /// Address of the status and metrics endpoint; port 0 picks a free one (written to
+    /// `<data-dir>/status.addr`).
+    pub listen: SocketAddr,
+}
+
+impl Default for StatusSettings {
+    fn default() -> Self {
+        StatusSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_STATUS_PORT)),
+        }
+    }
+}
+
+/// The status endpoint's default port.
+pub const DEFAULT_STATUS_PORT: u16 = 9187;
+
+/// `[delivery]`: how unacknowledged results are re-sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// First retry delay, ms; doubles per try.
+    pub retry_base_ms: u64,
+    /// Longest retry delay, ms.
+    pub retry_max_ms: u64,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            retry_base_ms: 500,
+            retry_max_ms: 60_000,
+        }
+    }
+}
+
+/// The default data directory: `$HOME/.pocmesh/node`.
+pub fn default_data_dir(role: &str) -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".pocmesh")
+        .join(role)
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            wallet: None,
+            data_dir: default_data_dir("node"),
+            network: NetSettings::default(),
+            heartbeat: HeartbeatSettings::default(),
+            jobs: JobSettings::default(),
+            trust: TrustSettings::default(),
+            status: StatusSettings::default(),
+            delivery: DeliverySettings::default(),
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads a TOML file over the defaults.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Checks every field; the error names the first bad one and how to fix it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.wallet.is_none() {
+            return Err(invalid(
+                "wallet",
+                "no wallet address; pass --wallet 0x… (or xdc…) to say who is credited",
+            ));
+        }
+        self.network
+            .to_mesh_config()
+            .map_err(|e| invalid("network", e))?;
+        let hb = &self.heartbeat;
+        if !(500..=600_000).contains(&hb.interval_ms) {
+            return Err(invalid(
+                "heartbeat.interval_ms",
+                "must be between 500 and 600000",
+            ));
+        }
+        if hb.jitter_percent > 50 {
+            return Err(invalid("heartbeat.jitter_percent", "must be at most 50"));
+        }
+        if self.jobs.max_jobs > 1024 {
+            return Err(invalid("jobs.max_jobs", "must be at most 1024"));
+        }
+        if self.jobs.job_types.is_empty() {
+            return Err(invalid(
+                "jobs.job_types",
+                "enable at least one job type (hash, wasm)",
+            ));
+        }
+        if let Some(t) = self
+            .jobs
+            .job_types
+            .iter()
+            .find(|t| !matches!(t, JobType::Hash | JobType::Wasm))
+        {
+            return Err(invalid(
+                "jobs.job_types",
+                format!(
+                    "job type `{}` has no executor in this build; use hash and/or wasm",
+                    t.as_str()
+                ),
+            ));
+        }
+        if self.jobs.max_ms == 0 || self.jobs.max_mem_mb == 0 || self.jobs.max_output_bytes == 0 {
+            return Err(invalid(
+                "jobs",
+                "max_ms, max_mem_mb and max_output_bytes must be above 0",
+            ));
+        }
+        let t = &self.trust;
+        if t.rpc.is_some() != t.contract.is_some() {
+            return Err(invalid(
+                "trust",
+                "rpc and contract go together: give both (trust holders of DISPATCHER_ROLE) or neither",
+            ));
+        }
+        if t.dispatchers.is_empty() && t.contract.is_none() {
+            return Err(invalid(
+                "trust",
+                "the node would trust no dispatcher; pass --rpc URL --contract ADDR (trust holders of \
+                 DISPATCHER_ROLE on chain) or --trust-dispatcher ADDR",
+            ));
+        }
+        if self.delivery.retry_base_ms == 0
+            || self.delivery.retry_max_ms < self.delivery.retry_base_ms
+        {
+            return Err(invalid(
+                "delivery",
+                "retry_base_ms must be above 0 and at most retry_max_ms",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_overrides_defaults_and_bad_fields_are_named() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "wallet = \"xdc5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed\"\n\
+             [jobs]\nmax_jobs = 3\njob_types = [\"hash\"]\n\
+             [trust]\ndispatchers = [\"0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed\"]\n",
+        )
+        .expect("write");
+        let c = NodeConfig::load(&path).expect("loads");
+        assert_eq!(c.jobs.max_jobs, 3);
+        assert_eq!(c.jobs.job_types, vec![JobType::Hash]);
+        assert_eq!(c.heartbeat.interval_ms, 5_000);
+        c.validate().expect("valid");
+
+        std::fs::write(&path, "wallet = \"0x123\"\n").expect("write");
+        let e = NodeConfig::load(&path).expect_err("bad address");
+        assert!(e.to_string().contains("wallet"), "{e}");
+        std::fs::write(&path, "walet = \"0x123\"\n").expect("write");
+        let e = NodeConfig::load(&path).expect_err("unknown field");
+        assert!(e.to_string().contains("walet"), "{e}");
+
+        let mut c = NodeConfig::default();
+        assert!(
+            c.validate()
+                .expect_err("no wallet")
+                .to_string()
+                .contains("--wallet")
+        );
+        c.wallet = Some(Address::from([1u8; 20]));
+        assert!(
+            c.validate()
+                .expect_err("no trust")
+                .to_string()
+                .contains("trust")
+        );
+        c.trust.dispatchers.push(Address::from([2u8; 20]));
+        c.heartbeat.interval_ms = 10;
+        assert!(
+            c.validate()
+                .expect_err("interval")
+                .to_string()
+                .contains("heartbeat.interval_ms")
+        );
+    }
+}

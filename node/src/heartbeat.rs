@@ -1,0 +1,120 @@
+//! The heartbeat task: a signed `heartbeat` on the gossip topic every interval, jittered so a
+//! mesh of many nodes spreads its load (DESIGN.md), with a sequence number made durable before
+//! it is published.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pocmesh_protocol::{Body, Capabilities, Heartbeat, Topic};
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::daemon::NodeCore;
+use crate::jobs::seal;
+
+/// The delay before the next beat: `interval` ± `jitter_percent`.
+pub fn next_delay(interval_ms: u64, jitter_percent: u8, rng: &mut impl Rng) -> Duration {
+    let spread = interval_ms * u64::from(jitter_percent) / 100;
+    let ms = if spread == 0 {
+        interval_ms
+    } else {
+        rng.gen_range(interval_ms - spread..=interval_ms + spread)
+    };
+    Duration::from_millis(ms.max(1))
+}
+
+/// Publishes heartbeats until `stop`.
+pub(crate) async fn run(core: Arc<NodeCore>, stop: CancellationToken) {
+    let settings = core.config.heartbeat.clone();
+    // A first beat soon after start (once a peer is there), then jittered intervals.
+    let mut delay = next_delay(settings.interval_ms / 5, 50, &mut rand::thread_rng());
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+            _ = core.beat_now.notified() => {
+                // Give the new connection a moment to exchange subscriptions.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        beat(&core).await;
+        delay = next_delay(
+            settings.interval_ms,
+            settings.jitter_percent,
+            &mut rand::thread_rng(),
+        );
+    }
+}
+
+async fn beat(core: &Arc<NodeCore>) {
+    let store = core.store.clone();
+    let seq = match tokio::task::spawn_blocking(move || store.next_seq()).await {
+        Ok(Ok(seq)) => seq,
+        Ok(Err(e)) => {
+            warn!(error = %e, "cannot persist the heartbeat sequence; skipping a beat");
+            return;
+        }
+        Err(e) => {
+            warn!(error = %e, "heartbeat worker failed");
+            return;
+        }
+    };
+    let free = if core.is_shutting_down() {
+        0
+    } else {
+        core.slots.available_permits() as u32
+    };
+    let heartbeat = Heartbeat {
+        seq,
+        wallet: core.wallet,
+        peer: core.mesh.local_peer().to_string(),
+        caps: Capabilities {
+            cores: core.machine.cores,
+            mem_mb: core
+                .machine
+                .mem_mb
+                .min(core.caps.max_mem_mb * u64::from(core.slots_total)),
+            gpu: core.machine.gpu.clone(),
+            job_types: core.executors.enabled(),
+            slots_total: core.slots_total,
+            slots_free: free,
+        },
+        policy: core.policy,
+        sw: concat!("pocmesh/", env!("CARGO_PKG_VERSION")).to_string(),
+    };
+    let Some(bytes) = seal(core, Body::Heartbeat(heartbeat)) else {
+        return;
+    };
+    match core.mesh.publish(Topic::Heartbeat, bytes).await {
+        Ok(()) => {
+            core.metrics.heartbeats_sent.inc();
+            debug!(seq, "heartbeat sent");
+        }
+        Err(pocmesh_mesh::MeshError::Publish { no_peers: true, .. }) => {
+            debug!(seq, "no peer subscribed yet; heartbeat skipped");
+        }
+        Err(e) => warn!(seq, error = %e, "heartbeat not sent"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn delays_stay_within_the_jitter_and_spread_out() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let delays: Vec<u64> = (0..200)
+            .map(|_| next_delay(5_000, 20, &mut rng).as_millis() as u64)
+            .collect();
+        assert!(
+            delays.iter().all(|d| (4_000..=6_000).contains(d)),
+            "{delays:?}"
+        );
+        let distinct: std::collections::HashSet<_> = delays.iter().collect();
+        assert!(distinct.len() > 100, "jitter spreads beats");
+        assert_eq!(next_delay(5_000, 0, &mut rng), Duration::from_millis(5_000));
+    }
+}

@@ -1,0 +1,260 @@
+//! Offers in, results out: validates job-protocol requests, decides on offers
+//! ([`crate::intake`]), runs accepted jobs on blocking workers, signs their results and stores
+//! them durably for delivery; stores receipts.
+
+use std::sync::Arc;
+
+use libp2p::PeerId;
+use pocmesh_mesh::{ReplyToken, identity::peer_address};
+use pocmesh_protocol::{
+    Body, Bytes, DeclineReason, Envelope, JobId, JobOffer, JobReply, JobResult, Message, Metering,
+    Receipt, ResultStatus, unix_ms_now,
+};
+use tracing::{info, warn};
+
+use crate::daemon::{NodeCore, job_label, remember_dispatcher};
+use crate::executor::Execution;
+use crate::intake::{IntakeState, evaluate};
+use crate::status::NodeMetrics;
+use crate::store::{JobRecord, JobState, PendingResult};
+
+/// Signs `body` as this node.
+pub(crate) fn seal(core: &NodeCore, body: Body) -> Option<Vec<u8>> {
+    let message = Message::new(core.net.clone(), core.address, unix_ms_now(), body);
+    match Envelope::seal(&message, &core.key) {
+        Ok(e) => Some(e.to_bytes()),
+        Err(e) => {
+            warn!(error = %e, "cannot seal a message");
+            None
+        }
+    }
+}
+
+/// Handles one inbound job-protocol request and answers it.
+pub(crate) async fn on_request(
+    core: Arc<NodeCore>,
+    peer: PeerId,
+    envelope: Vec<u8>,
+    reply: ReplyToken,
+) {
+    let validator = core.validator.clone();
+    let checked =
+        tokio::task::spawn_blocking(move || validator.validate(&envelope, unix_ms_now())).await;
+    let answer = match checked {
+        Ok(Ok(verified)) if peer_address(&peer) != Some(verified.message.from) => {
+            warn!(%peer, from = %verified.message.from, "request signed by another key than the peer's; refused");
+            JobReply::declined(JobId::default(), 0, DeclineReason::InvalidOffer)
+        }
+        Ok(Ok(verified)) => {
+            let from = verified.message.from;
+            match verified.message.body {
+                Body::JobOffer(offer) => on_offer(&core, peer, from, offer).await,
+                Body::Receipt(receipt) => on_receipt(&core, from, receipt),
+                other => {
+                    warn!(%peer, kind = %other.kind(), "unexpected request kind");
+                    JobReply::declined(JobId::default(), 0, DeclineReason::InvalidOffer)
+                }
+            }
+        }
+        Ok(Err(e)) => {
+            warn!(%peer, error = %e, "invalid request");
+            JobReply::declined(JobId::default(), 0, DeclineReason::InvalidOffer)
+        }
+        Err(e) => {
+            warn!(error = %e, "validation worker failed");
+            JobReply::declined(JobId::default(), 0, DeclineReason::InvalidOffer)
+        }
+    };
+    if let Some(bytes) = seal(&core, Body::JobReply(answer))
+        && let Err(e) = core.mesh.respond(reply, bytes).await
+    {
+        warn!(%peer, error = %e, "cannot answer a request");
+    }
+}
+
+async fn on_offer(
+    core: &Arc<NodeCore>,
+    peer: PeerId,
+    from: pocmesh_protocol::Address,
+    offer: JobOffer,
+) -> JobReply {
+    let label = job_label(&offer.job, offer.attempt);
+    let trusted = core.trust.is_trusted(from).await;
+    let repeated = core
+        .store
+        .knows_attempt(&offer.job, offer.attempt)
+        .unwrap_or(true);
+    let permit = core.slots.clone().try_acquire_owned().ok();
+    let enabled = core.executors.enabled();
+    let decision = evaluate(
+        &offer,
+        &IntakeState {
+            enabled: &enabled,
+            caps: &core.caps,
+            free_slots: u32::from(permit.is_some()),
+            shutting_down: core.is_shutting_down(),
+            trusted,
+            repeated,
+        },
+    );
+    let (Ok(()), Some(permit)) = (decision, permit) else {
+        let reason = decision.err().unwrap_or(DeclineReason::Busy);
+        NodeMetrics::count(&core.metrics.offers, reason_name(reason));
+        info!(job = %label, dispatcher = %from, ?reason, "offer declined");
+        return JobReply::declined(offer.job, offer.attempt, reason);
+    };
+    let record = JobRecord {
+        job: offer.job,
+        attempt: offer.attempt,
+        dispatcher: from,
+        dispatcher_peer: peer.to_string(),
+        job_type: offer.spec.params.job_type(),
+        state: JobState::Running,
+        accepted_ms: unix_ms_now(),
+        finished_ms: None,
+        result_hash: None,
+        error: None,
+    };
+    // Durable before the acceptance leaves: after a crash the node knows it owed this job.
+    if let Err(e) = core.store.job_accepted(&record) {
+        warn!(job = %label, error = %e, "cannot record the job; declining");
+        return JobReply::declined(offer.job, offer.attempt, DeclineReason::Busy);
+    }
+    remember_dispatcher(core, from, &peer.to_string());
+    NodeMetrics::count(&core.metrics.offers, "accepted");
+    info!(job = %label, dispatcher = %from, kind = offer.spec.params.job_type().as_str(), "job accepted");
+    let core = core.clone();
+    tokio::spawn(async move {
+        core.metrics.jobs_running.inc();
+        let executors = core.executors.clone();
+        let spec = offer.spec.clone();
+        let execution = tokio::task::spawn_blocking(move || executors.run(&spec))
+            .await
+            .unwrap_or_else(|e| {
+                Execution::failed(format!("the executor crashed: {e}"), Metering::default())
+            });
+        core.metrics.jobs_running.dec();
+        finish(&core, record, execution).await;
+        drop(permit);
+    });
+    JobReply::accepted(offer.job, offer.attempt)
+}
+
+fn reason_name(reason: DeclineReason) -> &'static str {
+    match reason {
+        DeclineReason::Busy => "busy",
+        DeclineReason::UntrustedDispatcher => "untrusted_dispatcher",
+        DeclineReason::JobTypeDisabled => "job_type_disabled",
+        DeclineReason::LimitsTooHigh => "limits_too_high",
+        DeclineReason::OptedOut => "opted_out",
+        DeclineReason::ShuttingDown => "shutting_down",
+        DeclineReason::InvalidOffer => "invalid_offer",
+        DeclineReason::Other => "other",
+    }
+}
+
+/// Signs the result of `record`'s attempt and stores it for delivery.
+pub(crate) async fn finish(core: &Arc<NodeCore>, mut record: JobRecord, execution: Execution) {
+    let label = job_label(&record.job, record.attempt);
+    let result_hash = execution.result_hash();
+    let result = JobResult {
+        job: record.job,
+        attempt: record.attempt,
+        status: execution.status,
+        output: Some(Bytes(execution.output.clone())),
+        result_hash,
+        metering: execution.metering,
+        error: execution.error.clone(),
+    };
+    let Some(envelope) = seal(core, Body::JobResult(result)) else {
+        return;
+    };
+    record.state = JobState::AwaitingAck {
+        status: execution.status,
+    };
+    record.finished_ms = Some(unix_ms_now());
+    record.result_hash = Some(result_hash);
+    record.error = execution.error.clone();
+    let pending = PendingResult {
+        job: record.job,
+        attempt: record.attempt,
+        dispatcher_peer: record.dispatcher_peer.clone(),
+        envelope,
+        tries: 0,
+        next_try_ms: 0,
+    };
+    match core.store.job_finished(&record, &pending) {
+        Ok(()) => {
+            let status = match execution.status {
+                ResultStatus::Ok => "ok",
+                ResultStatus::Failed => "failed",
+            };
+            NodeMetrics::count(&core.metrics.jobs_finished, status);
+            info!(
+                job = %label,
+                status,
+                fuel = execution.metering.fuel,
+                ms = execution.metering.ms,
+                error = execution.error.as_deref().unwrap_or(""),
+                "job finished"
+            );
+            core.results_ready.notify_one();
+        }
+        Err(e) => warn!(job = %label, error = %e, "cannot store the result"),
+    }
+}
+
+/// Gives an attempt that cannot finish back to its dispatcher as a failed result.
+pub(crate) async fn hand_back(core: &Arc<NodeCore>, record: &JobRecord, why: &str) {
+    warn!(job = %job_label(&record.job, record.attempt), why, "handing the job back");
+    finish(
+        core,
+        record.clone(),
+        Execution::failed(why.to_string(), Metering::default()),
+    )
+    .await;
+}
+
+fn on_receipt(core: &NodeCore, from: pocmesh_protocol::Address, receipt: Receipt) -> JobReply {
+    // Only the dispatcher that ran the job may tell us about its credit.
+    let attempt = core
+        .store
+        .attempt_with_result(&receipt.job, &receipt.result_hash)
+        .ok()
+        .flatten();
+    let ours = attempt
+        .and_then(|a| core.store.job(&receipt.job, a).ok().flatten())
+        .is_some_and(|r| r.dispatcher == from);
+    if !ours || receipt.provider != core.wallet {
+        warn!(job = %receipt.job, dispatcher = %from, "receipt for a job this node did not run for that dispatcher or wallet");
+        return JobReply::declined(receipt.job, 0, DeclineReason::InvalidOffer);
+    }
+    let leaf = pocmesh_protocol::ReceiptLeaf {
+        job: receipt.job,
+        provider: receipt.provider,
+        node: core.address,
+        units: receipt.units,
+        result_hash: receipt.result_hash,
+    };
+    let attempt = attempt.unwrap_or(0);
+    match core.store.receipt(&receipt, Some(attempt)) {
+        Ok(true) => {
+            core.metrics.receipts.inc();
+            core.metrics.units_earned.inc_by(receipt.units as i64);
+            info!(
+                job = %receipt.job,
+                units = receipt.units,
+                tx = %receipt.tx,
+                batch = %receipt.batch,
+                leaf = %leaf.hash(),
+                "credited on chain"
+            );
+        }
+        Ok(false) => {}
+        Err(e) => {
+            warn!(job = %receipt.job, error = %e, "cannot store the receipt");
+            return JobReply::declined(receipt.job, attempt, DeclineReason::Busy);
+        }
+    }
+    JobReply::accepted(receipt.job, attempt)
+}

@@ -1,0 +1,566 @@
+//! The node's durable state (sled): the heartbeat sequence, job history, results waiting for
+//! the dispatcher's acknowledgement, receipts, and running totals. Every change that a peer will
+//! hear about is flushed before the message leaves, so a crash never un-happens what was said.
+
+use std::path::Path;
+
+use pocmesh_protocol::{Address, Hash32, JobId, JobType, Receipt, ResultStatus};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled reported an error (disk full, corrupt file, permissions).
+    #[error(
+        "node store at {path}: {source}; check free disk space and permissions of the data dir"
+    )]
+    Sled {
+        /// The store's directory.
+        path: String,
+        /// sled's error.
+        source: sled::Error,
+    },
+    /// A stored row could not be decoded.
+    #[error("node store row in `{tree}` is unreadable: {reason}")]
+    Corrupt {
+        /// The tree.
+        tree: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A job was not where the caller expected it.
+    #[error("job {job} attempt {attempt} is not in state {expected}")]
+    WrongState {
+        /// The job.
+        job: JobId,
+        /// The attempt.
+        attempt: u32,
+        /// The state the caller needed.
+        expected: &'static str,
+    },
+}
+
+/// Where one attempt of a job stands on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum JobState {
+    /// Accepted and executing.
+    Running,
+    /// Finished; the signed result waits for the dispatcher's acknowledgement.
+    AwaitingAck {
+        /// How it ended.
+        status: ResultStatus,
+    },
+    /// The dispatcher acknowledged the result.
+    Delivered {
+        /// How it ended.
+        status: ResultStatus,
+    },
+    /// The credit is on chain (a receipt arrived).
+    Credited {
+        /// Units credited.
+        units: u64,
+    },
+}
+
+impl JobState {
+    /// The state's name, for the status API.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::AwaitingAck { .. } => "awaiting_ack",
+            JobState::Delivered { .. } => "delivered",
+            JobState::Credited { .. } => "credited",
+        }
+    }
+}
+
+/// One attempt of a job as the node remembers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job.
+    pub job: JobId,
+    /// The attempt.
+    pub attempt: u32,
+    /// The dispatcher that offered it.
+    pub dispatcher: Address,
+    /// The dispatcher's PeerId, to deliver the result to.
+    pub dispatcher_peer: String,
+    /// Its type.
+    pub job_type: JobType,
+    /// Where it stands.
+    pub state: JobState,
+    /// When it was accepted, unix ms.
+    pub accepted_ms: u64,
+    /// When it finished, unix ms.
+    pub finished_ms: Option<u64>,
+    /// The result's hash, once finished.
+    pub result_hash: Option<Hash32>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// A finished result waiting for the dispatcher's acknowledgement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingResult {
+    /// The job.
+    pub job: JobId,
+    /// The attempt.
+    pub attempt: u32,
+    /// The dispatcher's PeerId.
+    pub dispatcher_peer: String,
+    /// The signed `job_result` envelope, exactly as it will be sent every time.
+    #[serde(with = "serde_bytes_vec")]
+    pub envelope: Vec<u8>,
+    /// Deliveries tried so far.
+    pub tries: u32,
+    /// Not before this time, unix ms.
+    pub next_try_ms: u64,
+}
+
+mod serde_bytes_vec {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        pocmesh_protocol::Bytes::deserialize(d).map(|b| b.0)
+    }
+}
+
+/// Running totals shown by `/status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Attempts that finished with a result.
+    pub jobs_done: u64,
+    /// Attempts that failed (limits, traps, shutdown).
+    pub jobs_failed: u64,
+    /// Units credited on chain, from receipts.
+    pub units_earned: u64,
+    /// Receipts received.
+    pub receipts: u64,
+}
+
+const SEQ: &[u8] = b"seq";
+const TOTALS: &[u8] = b"totals";
+
+/// The node's sled database with typed trees.
+#[derive(Clone)]
+pub struct NodeStore {
+    path: String,
+    db: sled::Db,
+    meta: sled::Tree,
+    jobs: sled::Tree,
+    outbox: sled::Tree,
+    receipts: sled::Tree,
+}
+
+impl std::fmt::Debug for NodeStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// The key of one attempt: job id then attempt, big-endian, so a job's attempts sort together.
+fn attempt_key(job: &JobId, attempt: u32) -> [u8; 36] {
+    let mut key = [0u8; 36];
+    key[..32].copy_from_slice(job.as_bytes());
+    key[32..].copy_from_slice(&attempt.to_be_bytes());
+    key
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising these plain structs into a Vec cannot fail.
+    serde_cbor::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_cbor::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        tree,
+        reason: e.to_string(),
+    })
+}
+
+impl NodeStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.display().to_string();
+        let sled_err = |source| StoreError::Sled {
+            path: path.clone(),
+            source,
+        };
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(sled_err)?;
+        Ok(NodeStore {
+            meta: db.open_tree("meta").map_err(sled_err)?,
+            jobs: db.open_tree("jobs").map_err(sled_err)?,
+            outbox: db.open_tree("outbox").map_err(sled_err)?,
+            receipts: db.open_tree("receipts").map_err(sled_err)?,
+            db,
+            path,
+        })
+    }
+
+    fn err(&self, source: sled::Error) -> StoreError {
+        StoreError::Sled {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn tx_err(&self, e: TransactionError<StoreError>) -> StoreError {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => self.err(e),
+        }
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(|e| self.err(e))
+    }
+
+    /// The next heartbeat sequence number, durable before it is returned: a restarted node
+    /// never reuses one it may have published.
+    pub fn next_seq(&self) -> Result<u64, StoreError> {
+        let next = self
+            .meta
+            .update_and_fetch(SEQ, |old| {
+                let n = old
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0);
+                Some(n.saturating_add(1).to_be_bytes().to_vec())
+            })
+            .map_err(|e| self.err(e))?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(1);
+        self.flush()?;
+        Ok(next)
+    }
+
+    /// The last sequence number handed out (0 if none).
+    pub fn last_seq(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .meta
+            .get(SEQ)
+            .map_err(|e| self.err(e))?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    /// Running totals.
+    pub fn totals(&self) -> Result<Totals, StoreError> {
+        match self.meta.get(TOTALS).map_err(|e| self.err(e))? {
+            Some(b) => decode("meta", &b),
+            None => Ok(Totals::default()),
+        }
+    }
+
+    /// Records an accepted offer as running (durable before the acceptance is sent).
+    pub fn job_accepted(&self, record: &JobRecord) -> Result<(), StoreError> {
+        self.jobs
+            .insert(attempt_key(&record.job, record.attempt), encode(record))
+            .map_err(|e| self.err(e))?;
+        self.flush()
+    }
+
+    /// One attempt's record.
+    pub fn job(&self, job: &JobId, attempt: u32) -> Result<Option<JobRecord>, StoreError> {
+        match self
+            .jobs
+            .get(attempt_key(job, attempt))
+            .map_err(|e| self.err(e))?
+        {
+            Some(b) => decode("jobs", &b).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether this node already holds any attempt of `job` (a repeated offer is declined).
+    pub fn knows_attempt(&self, job: &JobId, attempt: u32) -> Result<bool, StoreError> {
+        self.jobs
+            .contains_key(attempt_key(job, attempt))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every attempt in one state.
+    pub fn jobs_in(&self, state: fn(&JobState) -> bool) -> Result<Vec<JobRecord>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.jobs.iter() {
+            let (_, v) = row.map_err(|e| self.err(e))?;
+            let r: JobRecord = decode("jobs", &v)?;
+            if state(&r.state) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The most recent attempts, newest first, at most `limit`.
+    pub fn recent_jobs(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+        let mut all = self.jobs_in(|_| true)?;
+        all.sort_by(|a, b| b.accepted_ms.cmp(&a.accepted_ms));
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// A job finished: its record moves to awaiting-ack and the signed result enters the
+    /// outbox, in one transaction, flushed before the result is sent.
+    pub fn job_finished(
+        &self,
+        record: &JobRecord,
+        pending: &PendingResult,
+    ) -> Result<(), StoreError> {
+        let key = attempt_key(&record.job, record.attempt);
+        let failed = matches!(
+            record.state,
+            JobState::AwaitingAck {
+                status: ResultStatus::Failed
+            }
+        );
+        (&self.jobs, &self.outbox, &self.meta)
+            .transaction(|(jobs, outbox, meta)| {
+                // Only a running attempt finishes: one handed back at shutdown stays handed back.
+                let current: Option<JobRecord> = match jobs.get(&key[..])? {
+                    Some(b) => {
+                        Some(decode("jobs", &b).map_err(ConflictableTransactionError::Abort)?)
+                    }
+                    None => None,
+                };
+                if current.is_some_and(|c| c.state != JobState::Running) {
+                    return Err(ConflictableTransactionError::Abort(
+                        StoreError::WrongState {
+                            job: record.job,
+                            attempt: record.attempt,
+                            expected: "running",
+                        },
+                    ));
+                }
+                jobs.insert(&key[..], encode(record))?;
+                outbox.insert(&key[..], encode(pending))?;
+                let mut totals: Totals = match meta.get(TOTALS)? {
+                    Some(b) => decode("meta", &b).map_err(ConflictableTransactionError::Abort)?,
+                    None => Totals::default(),
+                };
+                if failed {
+                    totals.jobs_failed += 1;
+                } else {
+                    totals.jobs_done += 1;
+                }
+                meta.insert(TOTALS, encode(&totals))?;
+                Ok(())
+            })
+            .map_err(|e| self.tx_err(e))?;
+        self.flush()
+    }
+
+    /// Results not yet acknowledged, in key order.
+    pub fn pending_results(&self) -> Result<Vec<PendingResult>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.outbox.iter() {
+            let (_, v) = row.map_err(|e| self.err(e))?;
+            out.push(decode("outbox", &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Schedules the next delivery try of a pending result.
+    pub fn reschedule(&self, pending: &PendingResult) -> Result<(), StoreError> {
+        let key = attempt_key(&pending.job, pending.attempt);
+        // Only if still pending: an acknowledgement may have raced this.
+        if self.outbox.contains_key(key).map_err(|e| self.err(e))? {
+            self.outbox
+                .insert(key, encode(pending))
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// The dispatcher acknowledged a result: it leaves the outbox and the job is delivered.
+    pub fn result_acknowledged(&self, job: &JobId, attempt: u32) -> Result<(), StoreError> {
+        let key = attempt_key(job, attempt);
+        (&self.jobs, &self.outbox)
+            .transaction(|(jobs, outbox)| {
+                outbox.remove(&key[..])?;
+                if let Some(b) = jobs.get(&key[..])? {
+                    let mut r: JobRecord =
+                        decode("jobs", &b).map_err(ConflictableTransactionError::Abort)?;
+                    if let JobState::AwaitingAck { status } = r.state {
+                        r.state = JobState::Delivered { status };
+                        jobs.insert(&key[..], encode(&r))?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e| self.tx_err(e))?;
+        self.flush()
+    }
+
+    /// A receipt arrived: stored once, units added once, the job marked credited.
+    /// Returns whether it was new.
+    pub fn receipt(&self, receipt: &Receipt, attempt: Option<u32>) -> Result<bool, StoreError> {
+        let rkey = *receipt.job.as_bytes();
+        let new = (&self.receipts, &self.jobs, &self.meta, &self.outbox)
+            .transaction(|(receipts, jobs, meta, outbox)| {
+                if receipts.get(&rkey[..])?.is_some() {
+                    return Ok(false);
+                }
+                receipts.insert(&rkey[..], encode(receipt))?;
+                let mut totals: Totals = match meta.get(TOTALS)? {
+                    Some(b) => decode("meta", &b).map_err(ConflictableTransactionError::Abort)?,
+                    None => Totals::default(),
+                };
+                totals.units_earned = totals.units_earned.saturating_add(receipt.units);
+                totals.receipts += 1;
+                meta.insert(TOTALS, encode(&totals))?;
+                if let Some(attempt) = attempt {
+                    let key = attempt_key(&receipt.job, attempt);
+                    // A receipt implies the result arrived, even if its ack was lost.
+                    outbox.remove(&key[..])?;
+                    if let Some(b) = jobs.get(&key[..])? {
+                        let mut r: JobRecord =
+                            decode("jobs", &b).map_err(ConflictableTransactionError::Abort)?;
+                        r.state = JobState::Credited {
+                            units: receipt.units,
+                        };
+                        jobs.insert(&key[..], encode(&r))?;
+                    }
+                }
+                Ok(true)
+            })
+            .map_err(|e| self.tx_err(e))?;
+        self.flush()?;
+        Ok(new)
+    }
+
+    /// The attempt of `job` this node ran that produced `result_hash`, if any.
+    pub fn attempt_with_result(
+        &self,
+        job: &JobId,
+        result_hash: &Hash32,
+    ) -> Result<Option<u32>, StoreError> {
+        for row in self.jobs.scan_prefix(job.as_bytes()) {
+            let (_, v) = row.map_err(|e| self.err(e))?;
+            let r: JobRecord = decode("jobs", &v)?;
+            if r.result_hash.as_ref() == Some(result_hash) {
+                return Ok(Some(r.attempt));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Stored receipts, at most `limit`.
+    pub fn receipts(&self, limit: usize) -> Result<Vec<Receipt>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.receipts.iter().take(limit) {
+            let (_, v) = row.map_err(|e| self.err(e))?;
+            out.push(decode("receipts", &v)?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(job: JobId, attempt: u32, state: JobState) -> JobRecord {
+        JobRecord {
+            job,
+            attempt,
+            dispatcher: Address::from([7u8; 20]),
+            dispatcher_peer: "peer".into(),
+            job_type: JobType::Hash,
+            state,
+            accepted_ms: 1,
+            finished_ms: None,
+            result_hash: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn seq_survives_reopen_and_only_grows() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let s = NodeStore::open(dir.path()).expect("open");
+            assert_eq!(s.next_seq().expect("seq"), 1);
+            assert_eq!(s.next_seq().expect("seq"), 2);
+        }
+        let s = NodeStore::open(dir.path()).expect("reopen");
+        assert_eq!(s.last_seq().expect("last"), 2);
+        assert_eq!(s.next_seq().expect("seq"), 3);
+    }
+
+    #[test]
+    fn a_result_stays_pending_until_acknowledged_and_counts_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = NodeStore::open(dir.path()).expect("open");
+        let job = JobId::from([1u8; 32]);
+        s.job_accepted(&record(job, 1, JobState::Running))
+            .expect("accept");
+        let mut done = record(
+            job,
+            1,
+            JobState::AwaitingAck {
+                status: ResultStatus::Ok,
+            },
+        );
+        done.result_hash = Some(Hash32([9u8; 32]));
+        let pending = PendingResult {
+            job,
+            attempt: 1,
+            dispatcher_peer: "peer".into(),
+            envelope: vec![1, 2, 3],
+            tries: 0,
+            next_try_ms: 0,
+        };
+        s.job_finished(&done, &pending).expect("finish");
+        assert_eq!(s.pending_results().expect("pending"), vec![pending.clone()]);
+        assert_eq!(s.totals().expect("totals").jobs_done, 1);
+        s.result_acknowledged(&job, 1).expect("ack");
+        assert!(s.pending_results().expect("pending").is_empty());
+        // A late reschedule after the ack must not resurrect it.
+        s.reschedule(&pending).expect("reschedule");
+        assert!(s.pending_results().expect("pending").is_empty());
+        let r = s.job(&job, 1).expect("get").expect("exists");
+        assert_eq!(
+            r.state,
+            JobState::Delivered {
+                status: ResultStatus::Ok
+            }
+        );
+        let receipt = Receipt {
+            job,
+            batch: pocmesh_protocol::BatchId::from([2u8; 32]),
+            tx: Hash32([3u8; 32]),
+            block: 5,
+            units: 4,
+            provider: Address::from([8u8; 20]),
+            result_hash: Hash32([9u8; 32]),
+            proof: vec![],
+        };
+        assert!(s.receipt(&receipt, Some(1)).expect("receipt"));
+        assert!(
+            !s.receipt(&receipt, Some(1)).expect("again"),
+            "counted once"
+        );
+        assert_eq!(s.totals().expect("totals").units_earned, 4);
+        assert_eq!(
+            s.job(&job, 1).expect("get").expect("exists").state,
+            JobState::Credited { units: 4 }
+        );
+    }
+}
