@@ -1,5 +1,35 @@
 //! # pocmesh-dispatcher
 //!
-//! The dispatcher.
+//! Where compute tasks come in and proofs go out (`pocmesh dispatcher run`). The dispatcher
+//! learns the mesh from verified heartbeats ([`registry`]), assigns each job to nodes directly
+//! over libp2p ([`scheduler`] picks, `assign` offers and leases), verifies what comes back
+//! (quorum on result hash and metering, re-execution of a sample), and records verified work
+//! on the ProofOfCompute contract in batches through a [`submitter::ProofSubmitter`].
+//!
+//! One task, the engine, owns all state; it commits every burst of changes to the sled
+//! [`store`] before it acknowledges anything, so no accepted job is lost and a verified unit is
+//! credited once (batch ids are content-derived; the contract refuses repeats).
+//!
+//! - [`config::DispatcherConfig`], [`daemon::run`]: configuration and start-up.
+//! - [`lifecycle`]: the job and attempt state machines.
+//! - [`api`]: the HTTP API and its JSON types; [`api::EngineHandle`] for in-process callers.
+//! - [`metrics`]: Prometheus metrics.
+
+pub mod api;
+mod assign;
+mod batcher;
+pub mod config;
+pub mod daemon;
+mod engine;
+pub mod lifecycle;
+pub mod metrics;
+mod net;
 pub mod registry;
 pub mod scheduler;
+pub mod store;
+pub mod submitter;
+mod verify;
+
+pub use config::DispatcherConfig;
+pub use daemon::{DispatcherError, run, run_with};
+pub use engine::{StatusView, SubmitError};

@@ -1,0 +1,550 @@
+//! The HTTP API (axum), 127.0.0.1 by default: submit jobs (bearer token, per-token rate limit),
+//! read jobs, nodes and network status, Prometheus metrics. Errors are JSON
+//! `{"error": "...", "code": "..."}` with a status code that says whose fault it was.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use pocmesh_protocol::{
+    Address, BatchId, Bytes, Hash32, JobId, JobParams, JobSpec, Limits, Metering,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::engine::{Input, StatusView, SubmitError};
+use crate::lifecycle::{AttemptState, Job, JobState};
+use crate::metrics::DispatcherMetrics;
+use crate::registry::NodeView;
+
+/// A job submission (`POST /v1/jobs`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// `hash` or `wasm`.
+    #[serde(rename = "type")]
+    pub job_type: String,
+    /// hash: iterations of keccak256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<u64>,
+    /// hash: the starting value (random when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<Hash32>,
+    /// wasm: the module, hex (binary wasm or WAT text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<Bytes>,
+    /// wasm: the input, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Bytes>,
+    /// Nodes that must agree (default: 2 when enough nodes are online, else 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redundancy: Option<u32>,
+    /// Limits (default: the dispatcher's `[jobs] default_limits`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+}
+
+impl SubmitRequest {
+    /// The job spec this request asks for.
+    pub fn to_spec(&self, default_limits: Limits) -> Result<JobSpec, String> {
+        let params = match self.job_type.as_str() {
+            "hash" => JobParams::Hash {
+                seed: self.seed.unwrap_or_else(|| Hash32(rand::random())),
+                iterations: self.iterations.ok_or("hash jobs need `iterations`")?,
+            },
+            "wasm" => JobParams::Wasm {
+                module: self.module.clone().ok_or("wasm jobs need `module` (hex)")?,
+                input: self.input.clone().unwrap_or_default(),
+            },
+            other => {
+                return Err(format!(
+                    "unknown job type `{other}`; this dispatcher runs hash and wasm"
+                ));
+            }
+        };
+        Ok(JobSpec {
+            params,
+            limits: self.limits.unwrap_or(default_limits),
+        })
+    }
+}
+
+/// `POST /v1/jobs` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Submitted {
+    /// The job's id.
+    pub id: JobId,
+    /// `queued`.
+    pub state: String,
+}
+
+/// One attempt in a [`JobView`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttemptView {
+    /// Attempt number.
+    pub n: u32,
+    /// The node.
+    pub node: Address,
+    /// The wallet it credits.
+    pub wallet: Address,
+    /// Its state.
+    pub state: String,
+    /// Why it ended, when it ended badly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// When it was offered, unix ms.
+    pub offered_ms: u64,
+    /// Its result hash, if it delivered one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result_hash: Option<Hash32>,
+}
+
+/// One credit in a [`JobView`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreditView {
+    /// The node that did the work.
+    pub node: Address,
+    /// The wallet credited.
+    pub wallet: Address,
+    /// Units.
+    pub units: u64,
+}
+
+/// The verified result in a [`JobView`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResultView {
+    /// keccak256 of the output.
+    pub result_hash: Hash32,
+    /// The output, hex.
+    pub output: Bytes,
+    /// Resources used.
+    pub metering: Metering,
+}
+
+/// A job as `GET /v1/jobs/{id}` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobView {
+    /// Id.
+    pub id: JobId,
+    /// Lifecycle state.
+    pub state: String,
+    /// Why it failed or was rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Job type.
+    #[serde(rename = "type")]
+    pub job_type: String,
+    /// Nodes that must agree.
+    pub redundancy: u32,
+    /// Submitted, unix ms.
+    pub submitted_ms: u64,
+    /// Last change, unix ms.
+    pub updated_ms: u64,
+    /// Every attempt.
+    pub attempts: Vec<AttemptView>,
+    /// Nodes credited.
+    pub nodes: Vec<Address>,
+    /// Each credit: node, wallet, units.
+    pub credits: Vec<CreditView>,
+    /// The verified result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<ResultView>,
+    /// Units credited in all.
+    pub units: u64,
+    /// The batch that recorded it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchId>,
+    /// The recording transaction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx: Option<Hash32>,
+    /// Its block.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block: Option<u64>,
+}
+
+impl From<&Job> for JobView {
+    fn from(job: &Job) -> Self {
+        let (error, batch, tx, block) = match &job.state {
+            JobState::Failed { reason } | JobState::Rejected { reason } => {
+                (Some(reason.clone()), None, None, None)
+            }
+            JobState::Recording { batch } => (None, Some(*batch), None, None),
+            JobState::Recorded { batch, tx, block } => {
+                (None, Some(*batch), Some(*tx), Some(*block))
+            }
+            _ => (None, None, None, None),
+        };
+        let result = job
+            .attempts
+            .iter()
+            .find_map(|a| match (&a.state, &a.result) {
+                (AttemptState::Accepted, Some(r)) => Some(ResultView {
+                    result_hash: r.result_hash,
+                    output: Bytes(r.output.clone()),
+                    metering: r.metering,
+                }),
+                _ => None,
+            });
+        JobView {
+            id: job.id,
+            state: job.state.name().to_string(),
+            error,
+            job_type: job.spec.params.job_type().as_str().to_string(),
+            redundancy: job.redundancy,
+            submitted_ms: job.submitted_ms,
+            updated_ms: job.updated_ms,
+            attempts: job
+                .attempts
+                .iter()
+                .map(|a| AttemptView {
+                    n: a.n,
+                    node: a.node,
+                    wallet: a.wallet,
+                    state: a.state.name().to_string(),
+                    detail: match &a.state {
+                        AttemptState::Declined { reason } => Some(format!("{reason:?}")),
+                        AttemptState::Failed { error } => Some(error.clone()),
+                        AttemptState::Rejected { reason } => Some(reason.clone()),
+                        _ => None,
+                    },
+                    offered_ms: a.offered_ms,
+                    result_hash: a.result.as_ref().map(|r| r.result_hash),
+                })
+                .collect(),
+            nodes: job.credits.iter().map(|c| c.node).collect(),
+            credits: job
+                .credits
+                .iter()
+                .map(|c| CreditView {
+                    node: c.node,
+                    wallet: c.wallet,
+                    units: c.units,
+                })
+                .collect(),
+            result,
+            units: job.credits.iter().map(|c| c.units).sum(),
+            batch,
+            tx,
+            block,
+        }
+    }
+}
+
+/// A cheap handle to the engine for the API (and for in-process callers such as benchmarks).
+#[derive(Clone, Debug)]
+pub struct EngineHandle {
+    pub(crate) inputs: mpsc::Sender<Input>,
+}
+
+/// The engine is gone.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the dispatcher engine has stopped")]
+pub struct EngineStopped;
+
+impl EngineHandle {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Input,
+    ) -> Result<T, EngineStopped> {
+        let (tx, rx) = oneshot::channel();
+        self.inputs
+            .send(make(tx))
+            .await
+            .map_err(|_| EngineStopped)?;
+        rx.await.map_err(|_| EngineStopped)
+    }
+
+    /// Submits a job; the id comes back once the job is durable.
+    pub async fn submit(
+        &self,
+        spec: JobSpec,
+        redundancy: Option<u32>,
+    ) -> Result<JobId, SubmitError> {
+        self.ask(|reply| Input::Submit {
+            spec,
+            redundancy,
+            reply,
+        })
+        .await
+        .map_err(|_| SubmitError::ShuttingDown)?
+    }
+
+    /// One job.
+    pub async fn job(&self, id: JobId) -> Result<Option<Job>, String> {
+        self.ask(|reply| Input::GetJob { id, reply })
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
+    /// Jobs, newest first, optionally in one state.
+    pub async fn jobs(&self, state: Option<String>, limit: usize) -> Result<Vec<Job>, String> {
+        self.ask(|reply| Input::ListJobs {
+            state,
+            limit,
+            reply,
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// The node registry.
+    pub async fn nodes(&self) -> Result<Vec<NodeView>, EngineStopped> {
+        self.ask(|reply| Input::Nodes { reply }).await
+    }
+
+    /// Network status.
+    pub async fn status(&self) -> Result<StatusView, EngineStopped> {
+        self.ask(|reply| Input::Status { reply }).await
+    }
+}
+
+/// A per-token token bucket.
+#[derive(Debug)]
+struct RateLimiter {
+    per_minute: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    fn allow(&self, token: &str) -> bool {
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        let capacity = self.per_minute.max(1.0);
+        let entry = buckets.entry(token.to_string()).or_insert((capacity, now));
+        let refill = now.duration_since(entry.1).as_secs_f64() * self.per_minute / 60.0;
+        entry.0 = (entry.0 + refill).min(capacity);
+        entry.1 = now;
+        if entry.0 >= 1.0 {
+            entry.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+struct ApiState {
+    engine: EngineHandle,
+    tokens: Vec<String>,
+    limiter: RateLimiter,
+    default_limits: Limits,
+    metrics: Arc<DispatcherMetrics>,
+    info: serde_json::Value,
+}
+
+/// A JSON error.
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(serde_json::json!({ "error": message.into(), "code": code })),
+    )
+        .into_response()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// Compares without an early exit, so the time taken says nothing about the token.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+async fn submit(
+    State(s): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Result<Json<SubmitRequest>, JsonRejection>,
+) -> Response {
+    let Some(token) = bearer(&headers) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing_token",
+            "send `Authorization: Bearer <token>` (the token is in the dispatcher's data dir, api.token)",
+        );
+    };
+    if !s.tokens.iter().any(|t| same(t, token)) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "bad_token",
+            "the bearer token is not valid",
+        );
+    }
+    if !s.limiter.allow(token) {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many submissions for this token; slow down and retry",
+        );
+    }
+    let req = match body {
+        Ok(Json(r)) => r,
+        Err(e) => return error(e.status(), "bad_request", e.body_text()),
+    };
+    let spec = match req.to_spec(s.default_limits) {
+        Ok(spec) => spec,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_job", e),
+    };
+    match s.engine.submit(spec, req.redundancy).await {
+        Ok(id) => (
+            StatusCode::ACCEPTED,
+            Json(Submitted {
+                id,
+                state: "queued".into(),
+            }),
+        )
+            .into_response(),
+        Err(SubmitError::Invalid(e)) => error(StatusCode::BAD_REQUEST, "invalid_job", e),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
+    }
+}
+
+async fn get_job(State(s): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<JobId>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_id",
+            "a job id is 0x + 64 hex digits",
+        );
+    };
+    match s.engine.job(id).await {
+        Ok(Some(job)) => Json(JobView::from(&job)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "not_found", format!("no job {id}")),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e),
+    }
+}
+
+/// `GET /v1/jobs` query.
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_jobs(State(s): State<Arc<ApiState>>, Query(q): Query<ListQuery>) -> Response {
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    match s.engine.jobs(q.state, limit).await {
+        Ok(jobs) => Json(jobs.iter().map(JobView::from).collect::<Vec<_>>()).into_response(),
+        Err(e) if e.starts_with("unknown state") => error(StatusCode::BAD_REQUEST, "bad_state", e),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e),
+    }
+}
+
+async fn nodes(State(s): State<Arc<ApiState>>) -> Response {
+    match s.engine.nodes().await {
+        Ok(n) => Json(n).into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
+    }
+}
+
+async fn status(State(s): State<Arc<ApiState>>) -> Response {
+    match s.engine.status().await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
+    }
+}
+
+async fn info(State(s): State<Arc<ApiState>>) -> Response {
+    Json(s.info.clone()).into_response()
+}
+
+async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see docs/run-a-dispatcher.md for the API",
+    )
+}
+
+/// What the API serves with.
+pub(crate) struct ApiParts {
+    pub(crate) engine: EngineHandle,
+    pub(crate) tokens: Vec<String>,
+    pub(crate) rate_limit_per_minute: u32,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) default_limits: Limits,
+    pub(crate) metrics: Arc<DispatcherMetrics>,
+    pub(crate) info: serde_json::Value,
+}
+
+/// Binds the API on `addr`; returns the bound address and the serving task.
+pub(crate) async fn serve(
+    addr: SocketAddr,
+    parts: ApiParts,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let state = Arc::new(ApiState {
+        engine: parts.engine,
+        tokens: parts.tokens,
+        limiter: RateLimiter {
+            per_minute: f64::from(parts.rate_limit_per_minute),
+            buckets: Mutex::new(HashMap::new()),
+        },
+        default_limits: parts.default_limits,
+        metrics: parts.metrics,
+        info: parts.info,
+    });
+    let app = Router::new()
+        .route("/v1/jobs", get(list_jobs).post(submit))
+        .route("/v1/jobs/{id}", get(get_job))
+        .route("/v1/nodes", get(nodes))
+        .route("/v1/status", get(status))
+        .route("/v1/info", get(info))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(parts.max_body_bytes))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+        {
+            warn!(error = %e, "API stopped");
+        }
+    });
+    Ok((bound, task))
+}

@@ -1,0 +1,347 @@
+//! Assignment: picks nodes for runnable jobs (through the pure [`crate::scheduler`]), records
+//! the attempts, answers to offers, and takes leases back when they run out or the node goes
+//! offline.
+
+use pocmesh_protocol::{Address, JobId, JobOffer, unix_ms_now};
+use tracing::{debug, info, warn};
+
+use crate::engine::{Engine, OfferAnswer};
+use crate::lifecycle::{Attempt, AttemptState, JobState};
+use crate::net::Outgoing;
+use crate::registry::{NodeView, Outcome};
+use crate::scheduler::pick;
+
+/// An offer not answered after this long is treated as unanswered (the request itself times
+/// out after 30 s).
+const OFFER_TIMEOUT_MS: u64 = 40_000;
+
+/// A per-job number that spreads equal nodes differently for different jobs.
+fn tiebreak(id: &JobId) -> u64 {
+    let b = id.as_bytes();
+    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+impl Engine {
+    /// How long a node holds an accepted attempt of a job with these limits.
+    pub(crate) fn lease_ms(&self, limits: &pocmesh_protocol::Limits) -> u64 {
+        limits.max_ms + self.config.jobs.lease_margin_ms
+    }
+
+    /// After a restart: attempts whose offer answer was lost are assumed accepted (their lease
+    /// runs from the offer), and the job is queued for whatever it still needs.
+    pub(crate) fn recover_open_job(&mut self, id: JobId) {
+        let margin = self.config.jobs.lease_margin_ms;
+        if let Some(job) = self.jobs.get_mut(&id) {
+            let lease = job.spec.limits.max_ms + margin;
+            for a in &mut job.attempts {
+                if a.state == AttemptState::Offered {
+                    a.state = AttemptState::Running {
+                        lease_until_ms: a.offered_ms + lease,
+                    };
+                }
+            }
+        }
+        self.make_runnable(id);
+    }
+
+    /// Offers runnable jobs to free nodes.
+    pub(crate) fn schedule(&mut self) {
+        if self.runnable.is_empty() || self.shutdown.is_cancelled() {
+            return;
+        }
+        let now = unix_ms_now();
+        let mut snapshot = self.registry.snapshot(now);
+        let mut waiting = Vec::new();
+        let mut rounds = self.runnable.len();
+        while rounds > 0 && has_room(&snapshot) {
+            rounds -= 1;
+            let Some(id) = self.runnable.pop_front() else {
+                break;
+            };
+            self.runnable_set.remove(&id);
+            match self.assign(id, &mut snapshot, now) {
+                Assigned::Done => {}
+                Assigned::NeedsMore => waiting.push(id),
+            }
+        }
+        for id in waiting {
+            self.make_runnable(id);
+        }
+    }
+
+    fn assign(&mut self, id: JobId, snapshot: &mut [NodeView], now: u64) -> Assigned {
+        let max_attempts = self.config.jobs.max_attempts as usize;
+        let Some(job) = self.jobs.get(&id) else {
+            return Assigned::Done;
+        };
+        if !job.state.is_open() {
+            return Assigned::Done;
+        }
+        let need = (job.redundancy as usize).saturating_sub(job.active_attempts());
+        if need == 0 {
+            return Assigned::Done;
+        }
+        let ended = job.attempts.iter().filter(|a| !a.state.is_active()).count();
+        if ended >= max_attempts {
+            let last = job
+                .attempts
+                .iter()
+                .rev()
+                .find(|a| !a.state.is_active())
+                .map(describe)
+                .unwrap_or_default();
+            self.fail(
+                id,
+                format!("no node finished it in {ended} attempts (last: {last})"),
+            );
+            return Assigned::Done;
+        }
+        // Fresh nodes first; then nodes whose earlier attempt ended without blame (declined,
+        // timed out, failed), never one holding this job now or one whose result was rejected.
+        let tried = job.nodes_tried();
+        let mut picks = pick(
+            snapshot,
+            &job.spec,
+            need,
+            &tried,
+            &self.policy,
+            tiebreak(&id),
+        );
+        if picks.len() < need {
+            let blocked: Vec<Address> = job
+                .attempts
+                .iter()
+                .filter(|a| a.state.is_active() || matches!(a.state, AttemptState::Rejected { .. }))
+                .map(|a| a.node)
+                .chain(picks.iter().copied())
+                .collect();
+            let more = pick(
+                snapshot,
+                &job.spec,
+                need - picks.len(),
+                &blocked,
+                &self.policy,
+                tiebreak(&id),
+            );
+            picks.extend(more);
+        }
+        if picks.is_empty() {
+            return Assigned::NeedsMore;
+        }
+        let lease_ms = self.lease_ms(&job.spec.limits);
+        let spec = job.spec.clone();
+        let mut offers = Vec::new();
+        for node in &picks {
+            let Some(view) = snapshot.iter_mut().find(|v| v.address == *node) else {
+                continue;
+            };
+            view.in_flight += 1;
+            view.free_slots = view.free_slots.saturating_sub(1);
+            view.assignments_last_minute += 1;
+            offers.push((view.address, view.wallet, view.peer.clone()));
+        }
+        let got = offers.len();
+        if let Some(job) = self.jobs.get_mut(&id) {
+            for (node, wallet, peer) in offers {
+                let n = job.attempts.iter().map(|a| a.n).max().unwrap_or(0) + 1;
+                job.attempts.push(Attempt {
+                    n,
+                    node,
+                    wallet,
+                    peer: peer.clone(),
+                    state: AttemptState::Offered,
+                    offered_ms: now,
+                    result: None,
+                });
+                let _ = self.registry.record_assignment(node, now);
+                debug!(job = %id, attempt = n, %node, "offering");
+                self.outgoing.push(Outgoing::Offer {
+                    peer,
+                    node,
+                    offer: JobOffer {
+                        job: id,
+                        spec: spec.clone(),
+                        lease_ms,
+                        attempt: n,
+                    },
+                });
+            }
+        }
+        self.refresh_open_state(id);
+        if got < need {
+            Assigned::NeedsMore
+        } else {
+            Assigned::Done
+        }
+    }
+
+    /// Sets an open job's state from its attempts.
+    pub(crate) fn refresh_open_state(&mut self, id: JobId) {
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        if !job.state.is_open() {
+            return;
+        }
+        let next = job.open_state();
+        self.set_state(id, next);
+    }
+
+    /// Ends an attempt that will bring no result, and frees its node.
+    pub(crate) fn end_attempt(
+        &mut self,
+        id: JobId,
+        n: u32,
+        state: AttemptState,
+        outcome: Option<Outcome>,
+    ) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        let Some(a) = job.attempt_mut(n) else {
+            return;
+        };
+        let node = a.node;
+        let held = matches!(
+            a.state,
+            AttemptState::Offered | AttemptState::Running { .. }
+        );
+        a.state = state;
+        if held {
+            let _ = self.registry.release(node);
+        }
+        if let Some(o) = outcome {
+            let _ = self.registry.record_outcome(node, o);
+        }
+        self.touch(id);
+        self.refresh_open_state(id);
+        self.make_runnable(id);
+    }
+
+    /// A node answered (or did not answer) an offer.
+    pub(crate) fn on_offer_answered(&mut self, id: JobId, n: u32, answer: OfferAnswer) {
+        let now = unix_ms_now();
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        let lease = self.lease_ms(&job.spec.limits);
+        let Some(a) = job.attempts.iter().find(|a| a.n == n) else {
+            return;
+        };
+        if a.state != AttemptState::Offered {
+            return;
+        }
+        let node = a.node;
+        match answer {
+            OfferAnswer::Accepted => {
+                if let Some(a) = self.jobs.get_mut(&id).and_then(|j| j.attempt_mut(n)) {
+                    a.state = AttemptState::Running {
+                        lease_until_ms: now + lease,
+                    };
+                }
+                self.touch(id);
+                self.refresh_open_state(id);
+            }
+            OfferAnswer::Declined(reason) => {
+                debug!(job = %id, attempt = n, %node, ?reason, "offer declined");
+                self.end_attempt(
+                    id,
+                    n,
+                    AttemptState::Declined { reason },
+                    Some(Outcome::Declined),
+                );
+            }
+            OfferAnswer::Unreachable(why) => {
+                info!(job = %id, attempt = n, %node, %why, "node unreachable");
+                self.end_attempt(id, n, AttemptState::Unreachable, Some(Outcome::Timeout));
+            }
+        }
+    }
+
+    /// Takes back leases that ran out and attempts of nodes that went offline.
+    pub(crate) fn expire_leases(&mut self, now: u64) {
+        let mut expired: Vec<(JobId, u32, bool)> = Vec::new();
+        for job in self.jobs.values() {
+            if !job.state.is_open() {
+                continue;
+            }
+            for a in &job.attempts {
+                let offline = self
+                    .registry
+                    .view_of(&a.node, now)
+                    .is_some_and(|v| !v.online);
+                match a.state {
+                    AttemptState::Running { lease_until_ms } if now > lease_until_ms || offline => {
+                        expired.push((job.id, a.n, true));
+                    }
+                    AttemptState::Offered if now > a.offered_ms + OFFER_TIMEOUT_MS || offline => {
+                        expired.push((job.id, a.n, false));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (id, n, was_running) in expired {
+            self.metrics.lease_timeouts.inc();
+            warn!(job = %id, attempt = n, "lease taken back (deadline passed or node offline)");
+            let state = if was_running {
+                AttemptState::TimedOut
+            } else {
+                AttemptState::Unreachable
+            };
+            self.end_attempt(id, n, state, Some(Outcome::Timeout));
+        }
+    }
+
+    /// Ends a job as failed.
+    pub(crate) fn fail(&mut self, id: JobId, reason: String) {
+        warn!(job = %id, %reason, "job failed");
+        self.metrics.jobs_failed.inc();
+        self.release_held(id);
+        self.set_state(id, JobState::Failed { reason });
+    }
+
+    /// Frees the nodes still holding attempts of a job that no longer needs them.
+    pub(crate) fn release_held(&mut self, id: JobId) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        let mut freed = Vec::new();
+        for a in &mut job.attempts {
+            if matches!(
+                a.state,
+                AttemptState::Offered | AttemptState::Running { .. }
+            ) {
+                a.state = AttemptState::Failed {
+                    error: "not needed any more".into(),
+                };
+                freed.push(a.node);
+            }
+        }
+        for node in freed {
+            let _ = self.registry.release(node);
+        }
+        self.touch(id);
+    }
+}
+
+enum Assigned {
+    Done,
+    NeedsMore,
+}
+
+fn has_room(snapshot: &[NodeView]) -> bool {
+    snapshot
+        .iter()
+        .any(|n| n.online && n.free_slots > 0 && !n.opted_out && !n.excluded)
+}
+
+/// A short description of how an attempt ended.
+fn describe(a: &Attempt) -> String {
+    match &a.state {
+        AttemptState::Declined { reason } => format!("declined by {}: {reason:?}", a.node),
+        AttemptState::Failed { error } => format!("failed on {}: {error}", a.node),
+        AttemptState::Rejected { reason } => format!("rejected from {}: {reason}", a.node),
+        other => format!("{} on {}", other.name(), a.node),
+    }
+}

@@ -1,0 +1,266 @@
+//! The dispatcher's one typed configuration: defaults < file (`--config`, TOML) < environment
+//! (`POCMESH_…`, read by the CLI's flags) < flags. [`DispatcherConfig::validate`] stops start-up
+//! with the field named.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use pocmesh_mesh::NetSettings;
+use pocmesh_protocol::{Address, Limits};
+use serde::{Deserialize, Serialize};
+
+use crate::registry::RegistryConfig;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this config.
+    #[error("config file {path}: {reason}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A field has a value the dispatcher cannot run with.
+    #[error("config: {field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Why, and what to do.
+        reason: String,
+    },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Everything a dispatcher runs with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatcherConfig {
+    /// Where the store and status files live.
+    pub data_dir: PathBuf,
+    /// The key file: the dispatcher's mesh identity and its chain account (needs
+    /// DISPATCHER_ROLE).
+    pub key_file: Option<PathBuf>,
+    /// Chain RPC URL.
+    pub rpc: Option<String>,
+    /// The ProofOfCompute contract.
+    pub contract: Option<Address>,
+    /// Confirmations to wait for each batch.
+    pub confirmations: u64,
+    /// How the dispatcher joins the mesh.
+    pub network: NetSettings,
+    /// The HTTP API.
+    pub api: ApiSettings,
+    /// The node registry.
+    pub registry: RegistryConfig,
+    /// Assignment.
+    pub jobs: JobSettings,
+    /// Verification.
+    pub verify: VerifySettings,
+    /// Batching to the chain.
+    pub batch: BatchSettings,
+    /// How often the dispatcher announces itself on gossip, ms.
+    pub announce_ms: u64,
+}
+
+/// `[api]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Address to serve on (127.0.0.1 unless you put a TLS proxy in front).
+    pub listen: SocketAddr,
+    /// Bearer tokens allowed to submit jobs; empty means a token is generated at start and
+    /// written to `<data-dir>/api.token`.
+    pub tokens: Vec<String>,
+    /// Job submissions per token per minute.
+    pub rate_limit_per_minute: u32,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8645)),
+            tokens: Vec::new(),
+            rate_limit_per_minute: 6_000,
+            max_body_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[jobs]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobSettings {
+    /// Attempts (offers that were accepted, declined, timed out or failed) before a job fails.
+    pub max_attempts: u32,
+    /// Lease added to a job's own time limit, ms.
+    pub lease_margin_ms: u64,
+    /// Limits for jobs submitted without their own.
+    pub default_limits: Limits,
+    /// Offers in flight per node.
+    pub max_in_flight_per_node: u32,
+    /// Largest `redundancy` a submitter may ask for.
+    pub max_redundancy: u32,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        JobSettings {
+            max_attempts: 6,
+            lease_margin_ms: 15_000,
+            default_limits: Limits {
+                max_ms: 30_000,
+                max_mem_mb: 64,
+                max_output_bytes: 64 * 1024,
+                max_fuel: Some(2_000_000_000),
+            },
+            max_in_flight_per_node: 16,
+            max_redundancy: 5,
+        }
+    }
+}
+
+/// `[verify]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VerifySettings {
+    /// Share of verified results the dispatcher re-executes itself (0 to 1).
+    pub reexecute_sample: f64,
+    /// Always re-execute when a job ran on a single node (no quorum to compare with).
+    pub reexecute_single: bool,
+}
+
+impl Default for VerifySettings {
+    fn default() -> Self {
+        VerifySettings {
+            reexecute_sample: 0.05,
+            reexecute_single: true,
+        }
+    }
+}
+
+/// `[batch]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchSettings {
+    /// Credits per batch at most (a batch is sent when this many wait).
+    pub max_credits: usize,
+    /// Longest a credit waits before a smaller batch is sent, ms.
+    pub max_age_ms: u64,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        BatchSettings {
+            max_credits: 256,
+            max_age_ms: 3_000,
+        }
+    }
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig {
+            data_dir: pocmesh_node::config::default_data_dir("dispatcher"),
+            key_file: None,
+            rpc: None,
+            contract: None,
+            confirmations: 1,
+            network: NetSettings::default(),
+            api: ApiSettings::default(),
+            registry: RegistryConfig::default(),
+            jobs: JobSettings::default(),
+            verify: VerifySettings::default(),
+            batch: BatchSettings::default(),
+            announce_ms: 30_000,
+        }
+    }
+}
+
+impl DispatcherConfig {
+    /// Reads a TOML file over the defaults.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Checks every field; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.key_file.is_none() {
+            return Err(invalid(
+                "key_file",
+                "no key; pass --key FILE (create one with `pocmesh keys new --out FILE`)",
+            ));
+        }
+        if self.rpc.is_none() {
+            return Err(invalid("rpc", "no chain RPC; pass --rpc URL"));
+        }
+        if self.contract.is_none() {
+            return Err(invalid(
+                "contract",
+                "no contract; pass --contract ADDR (deploy one with `pocmesh contract deploy`)",
+            ));
+        }
+        self.network
+            .to_mesh_config()
+            .map_err(|e| invalid("network", e))?;
+        self.registry
+            .validate()
+            .map_err(|e| invalid("registry", e))?;
+        let j = &self.jobs;
+        if j.max_attempts == 0 || j.max_attempts > 100 {
+            return Err(invalid("jobs.max_attempts", "must be between 1 and 100"));
+        }
+        if j.max_in_flight_per_node == 0 {
+            return Err(invalid("jobs.max_in_flight_per_node", "must be above 0"));
+        }
+        if j.max_redundancy == 0 || j.max_redundancy > 16 {
+            return Err(invalid("jobs.max_redundancy", "must be between 1 and 16"));
+        }
+        if !(0.0..=1.0).contains(&self.verify.reexecute_sample) {
+            return Err(invalid(
+                "verify.reexecute_sample",
+                "must be between 0 and 1",
+            ));
+        }
+        if self.batch.max_credits == 0 || self.batch.max_credits > 2_000 {
+            return Err(invalid(
+                "batch.max_credits",
+                "must be between 1 and 2000 (a recordBatch of more may not fit a block)",
+            ));
+        }
+        if self.api.max_body_bytes < 1024 {
+            return Err(invalid("api.max_body_bytes", "must be at least 1024"));
+        }
+        if self.api.rate_limit_per_minute == 0 {
+            return Err(invalid("api.rate_limit_per_minute", "must be above 0"));
+        }
+        if self.announce_ms < 1_000 {
+            return Err(invalid("announce_ms", "must be at least 1000"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,271 @@
+//! Starting and stopping a dispatcher: checks the chain first (reachable RPC, DISPATCHER_ROLE),
+//! then opens the store, joins the mesh, starts the engine, the network loop, the announcer
+//! and the API, and on shutdown stops taking work and lets the engine commit what it has.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pocmesh_chain::{ChainClient, ChainError, Recorder, TxPolicy};
+use pocmesh_node::executor::Executors;
+use pocmesh_protocol::{JobType, MAX_ENVELOPE_BYTES, SecretKey, Validator};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::api::{ApiParts, EngineHandle};
+use crate::config::{ConfigError, DispatcherConfig};
+use crate::engine::{Engine, EngineParts, INPUT_CAPACITY};
+use crate::metrics::DispatcherMetrics;
+use crate::net::{self, NetCtx};
+use crate::store::{DispatcherStore, StoreError};
+use crate::submitter::ProofSubmitter;
+
+/// Why the dispatcher could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatcherError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The key file could not be read.
+    #[error("dispatcher key {path}: {source}")]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: pocmesh_protocol::KeyError,
+    },
+    /// The chain refused or could not be reached at start.
+    #[error("chain: {0}")]
+    Chain(#[from] ChainError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The mesh could not start.
+    #[error(transparent)]
+    Mesh(#[from] pocmesh_mesh::MeshError),
+    /// The re-execution sandbox could not start.
+    #[error(transparent)]
+    Executor(#[from] pocmesh_node::executor::ExecutorError),
+    /// The API could not bind.
+    #[error("API on {addr}: {source}; choose another with --api 127.0.0.1:PORT")]
+    Api {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file in the data dir could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The file the API token is kept in (mode 0600), inside the data dir.
+pub fn token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("api.token")
+}
+
+/// The file a running dispatcher describes itself in (JSON: address, peer, listen, api, pid).
+pub fn info_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("dispatcher.json")
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DispatcherError + '_ {
+    move |source| DispatcherError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The API token: from the config, else the one in the data dir, else a new one written there.
+fn api_tokens(config: &DispatcherConfig) -> Result<Vec<String>, DispatcherError> {
+    if !config.api.tokens.is_empty() {
+        return Ok(config.api.tokens.clone());
+    }
+    let path = token_path(&config.data_dir);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let t = text.trim().to_string();
+        if !t.is_empty() {
+            return Ok(vec![t]);
+        }
+    }
+    let token = hex::encode(rand::random::<[u8; 24]>());
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        writeln!(f, "{token}").map_err(io_err(&path))?;
+    }
+    info!(path = %path.display(), "created an API token");
+    Ok(vec![token])
+}
+
+/// Runs a dispatcher with the chain's real recorder until `shutdown`.
+pub async fn run(
+    config: DispatcherConfig,
+    shutdown: CancellationToken,
+) -> Result<(), DispatcherError> {
+    config.validate()?;
+    let key_file = config.key_file.clone().unwrap_or_default();
+    let key = SecretKey::load(&key_file).map_err(|source| DispatcherError::Key {
+        path: key_file.clone(),
+        source,
+    })?;
+    let rpc = config.rpc.clone().unwrap_or_default();
+    let contract = config.contract.unwrap_or_default();
+    let policy = TxPolicy {
+        confirmations: config.confirmations.max(1),
+        ..TxPolicy::default()
+    };
+    // Refuse to start on an unreachable RPC or a key without the role: better now than at the
+    // first batch.
+    let client = ChainClient::connect(&rpc, &key, policy).await?;
+    let recorder = Recorder::new(client, contract).await?;
+    info!(%rpc, %contract, dispatcher = %key.address(), "chain checked: DISPATCHER_ROLE held");
+    run_with(config, key, Arc::new(recorder), shutdown).await
+}
+
+/// Runs a dispatcher recording through `submitter` (the chain's recorder in production).
+pub async fn run_with(
+    config: DispatcherConfig,
+    key: SecretKey,
+    submitter: Arc<dyn ProofSubmitter>,
+    shutdown: CancellationToken,
+) -> Result<(), DispatcherError> {
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(io_err(&data_dir))?;
+    let tokens = api_tokens(&config)?;
+    let store = DispatcherStore::open(&data_dir.join("store"))?;
+    let mesh_config = config
+        .network
+        .to_mesh_config()
+        .map_err(|reason| ConfigError::Invalid {
+            field: "network",
+            reason,
+        })?;
+    let validator = Validator {
+        net: mesh_config.net.clone(),
+        max_bytes: MAX_ENVELOPE_BYTES,
+        max_skew_ms: mesh_config.max_skew_ms,
+    };
+    let mesh_stop = CancellationToken::new();
+    let (mesh, events, mesh_task) =
+        pocmesh_mesh::spawn(&key, mesh_config, mesh_stop.clone()).await?;
+    let metrics = Arc::new(DispatcherMetrics::new());
+    let (inputs, input_rx) = mpsc::channel(INPUT_CAPACITY);
+    let engine_stop = CancellationToken::new();
+    let net = Arc::new(NetCtx::new(
+        mesh.clone(),
+        key.clone(),
+        validator,
+        inputs.clone(),
+        metrics.clone(),
+        engine_stop.clone(),
+    ));
+    let config = Arc::new(config);
+    let engine = Engine::load(EngineParts {
+        config: config.clone(),
+        address: key.address(),
+        store: store.clone(),
+        executors: Arc::new(Executors::new(&[JobType::Hash, JobType::Wasm])?),
+        submitter,
+        metrics: metrics.clone(),
+        shutdown: engine_stop.clone(),
+        net: net.clone(),
+    })?;
+    let engine_task = tokio::spawn(engine.run(input_rx));
+    let events_task = tokio::spawn(net::event_loop(net.clone(), events));
+    let announce_task = tokio::spawn(net::announce(
+        net.clone(),
+        config.contract.unwrap_or_default(),
+        Duration::from_millis(config.announce_ms),
+    ));
+    let api_stop = CancellationToken::new();
+    let info = serde_json::json!({
+        "address": key.address(),
+        "peer_id": mesh.local_peer().to_string(),
+        "net": net.net,
+        "contract": config.contract,
+        "rpc": config.rpc,
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    let (api_addr, api_task) = crate::api::serve(
+        config.api.listen,
+        ApiParts {
+            engine: EngineHandle {
+                inputs: inputs.clone(),
+            },
+            tokens,
+            rate_limit_per_minute: config.api.rate_limit_per_minute,
+            max_body_bytes: config.api.max_body_bytes,
+            default_limits: config.jobs.default_limits,
+            metrics: metrics.clone(),
+            info: info.clone(),
+        },
+        api_stop.clone(),
+    )
+    .await
+    .map_err(|source| DispatcherError::Api {
+        addr: config.api.listen,
+        source,
+    })?;
+    // Listen addresses arrive as events; give the swarm a moment, then describe ourselves.
+    let listen = wait_listen(&mesh).await;
+    let mut described = info;
+    described["listen"] = serde_json::json!(listen);
+    described["api"] = serde_json::json!(format!("http://{api_addr}"));
+    described["pid"] = serde_json::json!(std::process::id());
+    let info_file = info_path(&data_dir);
+    std::fs::write(&info_file, described.to_string()).map_err(io_err(&info_file))?;
+    info!(api = %api_addr, address = %key.address(), peer = %mesh.local_peer(), "dispatcher started");
+
+    shutdown.cancelled().await;
+    info!("shutting down: committing state");
+    api_stop.cancel();
+    let _ = api_task.await;
+    engine_stop.cancel();
+    let _ = engine_task.await;
+    announce_task.abort();
+    mesh_stop.cancel();
+    let _ = mesh_task.await;
+    events_task.abort();
+    if let Err(e) = store_flush(&store) {
+        warn!(error = %e, "final flush failed");
+    }
+    info!("dispatcher stopped");
+    Ok(())
+}
+
+fn store_flush(store: &DispatcherStore) -> Result<(), StoreError> {
+    store.commit(&crate::store::Changes {
+        counters: Some(store.counters()?),
+        ..Default::default()
+    })
+}
+
+/// The swarm's listen addresses with `/p2p/<peer>`, once it has some (at most ~2 s).
+async fn wait_listen(mesh: &pocmesh_mesh::MeshHandle) -> Vec<String> {
+    for _ in 0..40 {
+        if let Ok(addrs) = mesh.listen_addrs().await
+            && !addrs.is_empty()
+        {
+            return addrs
+                .into_iter()
+                .map(|a| format!("{a}/p2p/{}", mesh.local_peer()))
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Vec::new()
+}

@@ -1,0 +1,606 @@
+//! The engine: the one task that owns the dispatcher's state (registry, open jobs, outbox,
+//! batches). Everything else — the API, the network, the recorder — sends it [`Input`]s and
+//! waits for answers. It handles a burst of inputs, commits their changes to the store in one
+//! flushed transaction, and only then answers (acknowledgements never run ahead of the disk)
+//! and sends the offers and receipts the burst produced.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pocmesh_node::executor::Executors;
+use pocmesh_protocol::{
+    Address, BatchId, Hash32, Heartbeat, JobId, JobReply, JobResult, JobSpec, JobType, OptOut,
+    keccak256, unix_ms_now,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::DispatcherConfig;
+use crate::lifecycle::{Credit, Job, JobState, STATE_NAMES};
+use crate::metrics::DispatcherMetrics;
+use crate::net::Outgoing;
+use crate::registry::{NodeRegistry, NodeView, RegistryChange};
+use crate::scheduler::SchedulerPolicy;
+use crate::store::{BatchRow, BatchStatus, Changes, Counters, DispatcherStore, StoreError};
+use crate::submitter::ProofSubmitter;
+
+/// Inputs queued to the engine.
+pub(crate) const INPUT_CAPACITY: usize = 8192;
+/// Inputs handled per commit at most.
+const BURST: usize = 2048;
+/// How often leases, batches and liveness are checked without other inputs.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Why a job was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The spec is not runnable; the message says what to change.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed; nothing was accepted.
+    #[error("the job store failed: {0}")]
+    Store(String),
+    /// The dispatcher is stopping.
+    #[error("the dispatcher is shutting down")]
+    ShuttingDown,
+}
+
+/// How a node answered an offer.
+#[derive(Debug, Clone)]
+pub(crate) enum OfferAnswer {
+    /// It took the job.
+    Accepted,
+    /// It declined.
+    Declined(pocmesh_protocol::DeclineReason),
+    /// It could not be reached, or answered nonsense.
+    Unreachable(String),
+}
+
+/// Network status counts for `/v1/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusView {
+    /// Nodes online now.
+    pub nodes_online: usize,
+    /// Nodes known.
+    pub nodes_total: usize,
+    /// Jobs per state.
+    pub jobs: BTreeMap<String, u64>,
+    /// Jobs submitted in the last 24 hours.
+    pub jobs_last_24h: u64,
+    /// Units recorded on chain.
+    pub units_recorded: u64,
+    /// Batches recorded on chain.
+    pub batches_recorded: u64,
+    /// Credits waiting for a batch.
+    pub outbox: usize,
+    /// The batch on its way to the chain, if any.
+    pub batch_in_flight: Option<BatchId>,
+}
+
+/// What the engine is asked to do.
+pub(crate) enum Input {
+    Submit {
+        spec: JobSpec,
+        redundancy: Option<u32>,
+        reply: oneshot::Sender<Result<JobId, SubmitError>>,
+    },
+    Heartbeat {
+        from: Address,
+        heartbeat: Box<Heartbeat>,
+    },
+    OptOut {
+        from: Address,
+        opt_out: OptOut,
+    },
+    OfferAnswered {
+        job: JobId,
+        attempt: u32,
+        answer: OfferAnswer,
+    },
+    Result {
+        from: Address,
+        result: Box<JobResult>,
+        reply: oneshot::Sender<JobReply>,
+    },
+    ReExecuted {
+        job: JobId,
+        result_hash: Hash32,
+    },
+    BatchLanded {
+        batch: BatchId,
+        tx: Hash32,
+        block: u64,
+    },
+    GetJob {
+        id: JobId,
+        reply: oneshot::Sender<Result<Option<Job>, String>>,
+    },
+    ListJobs {
+        state: Option<String>,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<Job>, String>>,
+    },
+    Nodes {
+        reply: oneshot::Sender<Vec<NodeView>>,
+    },
+    Status {
+        reply: oneshot::Sender<StatusView>,
+    },
+}
+
+/// An answer held back until the changes it reports are on disk.
+pub(crate) enum Ack {
+    Submit(oneshot::Sender<Result<JobId, SubmitError>>, JobId),
+    Result(oneshot::Sender<JobReply>, JobReply),
+}
+
+/// The engine's state. Methods are spread over `engine.rs`, `assign.rs`, `verify.rs` and
+/// `batcher.rs` by concern.
+pub(crate) struct Engine {
+    pub(crate) config: Arc<DispatcherConfig>,
+    pub(crate) address: Address,
+    pub(crate) store: DispatcherStore,
+    pub(crate) registry: NodeRegistry,
+    pub(crate) policy: SchedulerPolicy,
+    /// Jobs not final yet (open, verified, recording).
+    pub(crate) jobs: HashMap<JobId, Job>,
+    /// Open jobs that may need more attempts, oldest first.
+    pub(crate) runnable: VecDeque<JobId>,
+    pub(crate) runnable_set: HashSet<JobId>,
+    /// Verified credits waiting for a batch.
+    pub(crate) outbox: VecDeque<(u64, Credit)>,
+    /// When the oldest outbox credit arrived (in this run).
+    pub(crate) outbox_since_ms: Option<u64>,
+    pub(crate) batch_in_flight: Option<BatchRow>,
+    pub(crate) counters: Counters,
+    /// Jobs per state, all time.
+    pub(crate) state_counts: HashMap<&'static str, u64>,
+    /// Submissions per minute for the last 24 hours (ring of 1440 buckets).
+    pub(crate) per_minute: Vec<(u64, u64)>,
+    /// Jobs waiting for the dispatcher's own re-execution.
+    pub(crate) reexecuting: HashSet<JobId>,
+    pub(crate) executors: Arc<Executors>,
+    pub(crate) submitter: Arc<dyn ProofSubmitter>,
+    pub(crate) metrics: Arc<DispatcherMetrics>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) net: Arc<crate::net::NetCtx>,
+    // Per-burst work, flushed by `commit`.
+    pub(crate) dirty: HashSet<JobId>,
+    pub(crate) changes: Changes,
+    pub(crate) acks: Vec<Ack>,
+    pub(crate) outgoing: Vec<Outgoing>,
+}
+
+/// Builds the engine from the store.
+pub(crate) struct EngineParts {
+    pub(crate) config: Arc<DispatcherConfig>,
+    pub(crate) address: Address,
+    pub(crate) store: DispatcherStore,
+    pub(crate) executors: Arc<Executors>,
+    pub(crate) submitter: Arc<dyn ProofSubmitter>,
+    pub(crate) metrics: Arc<DispatcherMetrics>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) net: Arc<crate::net::NetCtx>,
+}
+
+impl Engine {
+    /// Loads the open work from the store.
+    pub(crate) fn load(parts: EngineParts) -> Result<Self, StoreError> {
+        let EngineParts {
+            config,
+            address,
+            store,
+            executors,
+            submitter,
+            metrics,
+            shutdown,
+            net,
+        } = parts;
+        let counters = store.counters()?;
+        let mut jobs = HashMap::new();
+        let mut state_counts: HashMap<&'static str, u64> = HashMap::new();
+        let mut per_minute = vec![(0u64, 0u64); 1440];
+        let now_minute = unix_ms_now() / 60_000;
+        let mut open: Vec<(u64, JobId)> = Vec::new();
+        for job in store.jobs() {
+            let job = job?;
+            *state_counts.entry(job.state.name()).or_default() += 1;
+            let minute = job.submitted_ms / 60_000;
+            if now_minute.saturating_sub(minute) < 1440 {
+                let slot = &mut per_minute[(minute % 1440) as usize];
+                if slot.0 != minute {
+                    *slot = (minute, 0);
+                }
+                slot.1 += 1;
+            }
+            if !job.state.is_final() {
+                if job.state.is_open() {
+                    open.push((job.submitted_ms, job.id));
+                }
+                jobs.insert(job.id, job);
+            }
+        }
+        open.sort();
+        let outbox: VecDeque<(u64, Credit)> = store.outbox()?.into();
+        let batch_in_flight = store
+            .batches()?
+            .into_iter()
+            .find(|b| b.status == BatchStatus::Pending);
+        info!(
+            open = open.len(),
+            outbox = outbox.len(),
+            pending_batch = batch_in_flight.is_some(),
+            "dispatcher state loaded"
+        );
+        let policy = SchedulerPolicy::from_registry(&config.registry, None);
+        let mut engine = Engine {
+            registry: NodeRegistry::new(config.registry.clone()),
+            policy,
+            runnable: VecDeque::new(),
+            runnable_set: HashSet::new(),
+            outbox_since_ms: if outbox.is_empty() {
+                None
+            } else {
+                Some(unix_ms_now())
+            },
+            outbox,
+            batch_in_flight,
+            counters,
+            state_counts,
+            per_minute,
+            reexecuting: HashSet::new(),
+            dirty: HashSet::new(),
+            changes: Changes::default(),
+            acks: Vec::new(),
+            outgoing: Vec::new(),
+            jobs,
+            config,
+            address,
+            store,
+            executors,
+            submitter,
+            metrics,
+            shutdown,
+            net,
+        };
+        for (_, id) in open {
+            engine.recover_open_job(id);
+        }
+        engine.metrics.outbox.set(engine.outbox.len() as i64);
+        Ok(engine)
+    }
+
+    /// Runs until shutdown.
+    pub(crate) async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
+        if let Some(batch) = self.batch_in_flight.clone() {
+            self.outgoing.push(Outgoing::Record(batch));
+        }
+        self.flush_outgoing();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                input = inputs.recv() => match input {
+                    Some(i) => self.handle(i),
+                    None => break,
+                },
+                _ = tick.tick() => self.on_tick(),
+            }
+            let mut n = 1;
+            while n < BURST {
+                match inputs.try_recv() {
+                    Ok(i) => self.handle(i),
+                    Err(_) => break,
+                }
+                n += 1;
+            }
+            self.schedule();
+            self.maybe_batch();
+            if let Err(e) = self.commit() {
+                // Nothing of this burst was acknowledged; stop rather than run ahead of the disk.
+                warn!(error = %e, "cannot write the job store; stopping the dispatcher");
+                self.shutdown.cancel();
+                break;
+            }
+        }
+        info!("engine stopped");
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Submit {
+                spec,
+                redundancy,
+                reply,
+            } => self.submit(spec, redundancy, reply),
+            Input::Heartbeat { from, heartbeat } => {
+                self.metrics.heartbeats.inc();
+                let change = self.registry.on_heartbeat(from, &heartbeat, unix_ms_now());
+                if matches!(
+                    change,
+                    RegistryChange::Registered | RegistryChange::Rejoined
+                ) {
+                    info!(node = %from, wallet = %heartbeat.wallet, slots = heartbeat.caps.slots_total, "node joined");
+                }
+            }
+            Input::OptOut { from, opt_out } => {
+                if self.registry.on_opt_out(from, &opt_out, unix_ms_now())
+                    == RegistryChange::OptedOut
+                {
+                    info!(node = %from, "node opted out; it gets no new work");
+                }
+            }
+            Input::OfferAnswered {
+                job,
+                attempt,
+                answer,
+            } => self.on_offer_answered(job, attempt, answer),
+            Input::Result {
+                from,
+                result,
+                reply,
+            } => self.on_result(from, *result, reply),
+            Input::ReExecuted { job, result_hash } => self.on_reexecuted(job, result_hash),
+            Input::BatchLanded { batch, tx, block } => self.on_batch_landed(batch, tx, block),
+            Input::GetJob { id, reply } => {
+                let found = match self.jobs.get(&id) {
+                    Some(j) => Ok(Some(j.clone())),
+                    None => self.store.job(&id).map_err(|e| e.to_string()),
+                };
+                let _ = reply.send(found);
+            }
+            Input::ListJobs {
+                state,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.list_jobs(state.as_deref(), limit));
+            }
+            Input::Nodes { reply } => {
+                let _ = reply.send(self.registry.snapshot(unix_ms_now()));
+            }
+            Input::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = unix_ms_now();
+        self.metrics
+            .nodes_online
+            .set(self.registry.online_count(now) as i64);
+        self.expire_leases(now);
+        // Forget nodes silent for a day; the map is fed by the network.
+        self.registry.prune(now, 24 * 3600 * 1000);
+    }
+
+    /// Marks a job changed in this burst.
+    pub(crate) fn touch(&mut self, id: JobId) {
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.updated_ms = unix_ms_now();
+        }
+        self.dirty.insert(id);
+    }
+
+    /// Moves a job to `next`, keeping the per-state counts right.
+    pub(crate) fn set_state(&mut self, id: JobId, next: JobState) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        let before = job.state.name();
+        match job.state.advance(next) {
+            Ok(()) => {
+                let after = job.state.name();
+                if before != after {
+                    if let Some(c) = self.state_counts.get_mut(before) {
+                        *c = c.saturating_sub(1);
+                    }
+                    *self.state_counts.entry(after).or_default() += 1;
+                }
+                self.touch(id);
+            }
+            Err(e) => warn!(job = %id, error = %e, "illegal job transition refused"),
+        }
+    }
+
+    /// Queues a job for (more) attempts.
+    pub(crate) fn make_runnable(&mut self, id: JobId) {
+        if self.runnable_set.insert(id) {
+            self.runnable.push_back(id);
+        }
+    }
+
+    fn submit(
+        &mut self,
+        spec: JobSpec,
+        redundancy: Option<u32>,
+        reply: oneshot::Sender<Result<JobId, SubmitError>>,
+    ) {
+        if self.shutdown.is_cancelled() {
+            let _ = reply.send(Err(SubmitError::ShuttingDown));
+            return;
+        }
+        if let Err(e) = self.check_spec(&spec, redundancy) {
+            let _ = reply.send(Err(SubmitError::Invalid(e)));
+            return;
+        }
+        let now = unix_ms_now();
+        self.counters.job_seq += 1;
+        let mut seed = Vec::with_capacity(64);
+        seed.extend_from_slice(b"pocmesh/job/1");
+        seed.extend_from_slice(self.address.as_bytes());
+        seed.extend_from_slice(&self.counters.job_seq.to_be_bytes());
+        seed.extend_from_slice(&now.to_be_bytes());
+        let id = JobId::from(keccak256(&seed));
+        let snapshot = self.registry.snapshot(now);
+        let eligible = crate::scheduler::count_eligible(&snapshot, &spec, &self.policy);
+        let k = crate::scheduler::redundancy_for(redundancy, spec.params.job_type(), eligible)
+            .min(self.config.jobs.max_redundancy);
+        let job = Job {
+            id,
+            spec,
+            redundancy: k,
+            submitted_ms: now,
+            updated_ms: now,
+            state: JobState::Queued,
+            attempts: Vec::new(),
+            result_hash: None,
+            credits: Vec::new(),
+        };
+        self.jobs.insert(id, job);
+        *self.state_counts.entry("queued").or_default() += 1;
+        let minute = now / 60_000;
+        let slot = &mut self.per_minute[(minute % 1440) as usize];
+        if slot.0 != minute {
+            *slot = (minute, 0);
+        }
+        slot.1 += 1;
+        self.changes.counters = Some(self.counters);
+        self.touch(id);
+        self.make_runnable(id);
+        self.metrics.jobs_created.inc();
+        self.acks.push(Ack::Submit(reply, id));
+    }
+
+    fn check_spec(&self, spec: &JobSpec, redundancy: Option<u32>) -> Result<(), String> {
+        let l = &spec.limits;
+        if l.max_ms == 0 || l.max_mem_mb == 0 || l.max_output_bytes == 0 {
+            return Err("limits.max_ms, max_mem_mb and max_output_bytes must be above 0".into());
+        }
+        if let Some(k) = redundancy
+            && (k == 0 || k > self.config.jobs.max_redundancy)
+        {
+            return Err(format!(
+                "redundancy must be between 1 and {}",
+                self.config.jobs.max_redundancy
+            ));
+        }
+        match &spec.params {
+            pocmesh_protocol::JobParams::Hash { iterations, .. } => {
+                if *iterations == 0 {
+                    return Err("hash: iterations must be above 0".into());
+                }
+                if let Some(f) = l.max_fuel
+                    && *iterations > f
+                {
+                    return Err(format!("hash: {iterations} iterations exceed max_fuel {f}"));
+                }
+            }
+            pocmesh_protocol::JobParams::Wasm { module, .. } => {
+                if module.0.is_empty() {
+                    return Err("wasm: the module is empty".into());
+                }
+            }
+            other => {
+                return Err(format!(
+                    "job type `{}` is not dispatched by this dispatcher (hash, wasm)",
+                    other.job_type().as_str()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn list_jobs(&self, state: Option<&str>, limit: usize) -> Result<Vec<Job>, String> {
+        if let Some(s) = state
+            && !STATE_NAMES.contains(&s)
+        {
+            return Err(format!(
+                "unknown state `{s}`; one of: {}",
+                STATE_NAMES.join(", ")
+            ));
+        }
+        let mut out: Vec<Job> = Vec::new();
+        for job in self.store.jobs() {
+            let job = job.map_err(|e| e.to_string())?;
+            // The in-memory copy may be newer than the stored one within a burst.
+            let job = self.jobs.get(&job.id).cloned().unwrap_or(job);
+            if state.is_none_or(|s| job.state.name() == s) {
+                out.push(job);
+            }
+        }
+        out.sort_by(|a, b| b.submitted_ms.cmp(&a.submitted_ms));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    fn status(&self) -> StatusView {
+        let now = unix_ms_now();
+        let minute = now / 60_000;
+        let jobs_last_24h = self
+            .per_minute
+            .iter()
+            .filter(|(m, _)| minute.saturating_sub(*m) < 1440)
+            .map(|(_, n)| n)
+            .sum();
+        let mut jobs = BTreeMap::new();
+        for name in STATE_NAMES {
+            jobs.insert(
+                name.to_string(),
+                self.state_counts.get(name).copied().unwrap_or(0),
+            );
+        }
+        StatusView {
+            nodes_online: self.registry.online_count(now),
+            nodes_total: self.registry.len(),
+            jobs,
+            jobs_last_24h,
+            units_recorded: self.counters.units_recorded,
+            batches_recorded: self.counters.batches_recorded,
+            outbox: self.outbox.len(),
+            batch_in_flight: self.batch_in_flight.as_ref().map(|b| b.id),
+        }
+    }
+
+    /// Writes this burst's changes, then releases its answers and messages.
+    fn commit(&mut self) -> Result<(), StoreError> {
+        let mut changes = std::mem::take(&mut self.changes);
+        for id in self.dirty.drain() {
+            if let Some(job) = self.jobs.get(&id) {
+                changes.jobs.push(job.clone());
+            }
+        }
+        let result = self.store.commit(&changes);
+        // Final jobs leave memory once written.
+        let finals: Vec<JobId> = changes
+            .jobs
+            .iter()
+            .filter(|j| j.state.is_final())
+            .map(|j| j.id)
+            .collect();
+        for id in finals {
+            self.jobs.remove(&id);
+        }
+        if let Err(e) = result {
+            for ack in self.acks.drain(..) {
+                if let Ack::Submit(reply, _) = ack {
+                    let _ = reply.send(Err(SubmitError::Store(e.to_string())));
+                }
+            }
+            self.outgoing.clear();
+            return Err(e);
+        }
+        for ack in self.acks.drain(..) {
+            match ack {
+                Ack::Submit(reply, id) => {
+                    let _ = reply.send(Ok(id));
+                }
+                Ack::Result(reply, answer) => {
+                    let _ = reply.send(answer);
+                }
+            }
+        }
+        self.flush_outgoing();
+        Ok(())
+    }
+
+    /// Units for a verified result of `job_type`.
+    pub(crate) fn units(job_type: JobType, metering: &pocmesh_protocol::Metering) -> u64 {
+        pocmesh_protocol::units_for(job_type, metering)
+    }
+}

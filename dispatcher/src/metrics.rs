@@ -1,0 +1,152 @@
+//! The dispatcher's Prometheus metrics (prefix `pocmesh_dispatcher_`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tracing::warn;
+
+/// One label: what happened.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabel {
+    /// The outcome (`accepted`, `declined`, `ok`, …).
+    pub event: String,
+}
+
+/// Counters and gauges of one dispatcher.
+#[derive(Debug)]
+pub struct DispatcherMetrics {
+    registry: Registry,
+    /// Jobs accepted by the API.
+    pub jobs_created: Counter,
+    /// Offers by outcome.
+    pub offers: Family<EventLabel, Counter>,
+    /// Results received by outcome (`submitted`, `failed`, `rejected`, `late`, `unknown`).
+    pub results: Family<EventLabel, Counter>,
+    /// Jobs verified.
+    pub jobs_verified: Counter,
+    /// Jobs failed for good.
+    pub jobs_failed: Counter,
+    /// Jobs rejected for good.
+    pub jobs_rejected: Counter,
+    /// Leases that ran out.
+    pub lease_timeouts: Counter,
+    /// Re-executions by outcome (`match`, `mismatch`).
+    pub reexecutions: Family<EventLabel, Counter>,
+    /// Batches recorded on chain.
+    pub batches_recorded: Counter,
+    /// Units recorded on chain.
+    pub units_recorded: Counter,
+    /// Failed tries to record a batch (RPC down, revert).
+    pub chain_errors: Counter,
+    /// Credits waiting in the outbox.
+    pub outbox: Gauge,
+    /// Nodes online.
+    pub nodes_online: Gauge,
+    /// Heartbeats received and verified.
+    pub heartbeats: Counter,
+    /// Receipts delivered to nodes.
+    pub receipts_sent: Counter,
+}
+
+impl DispatcherMetrics {
+    /// Fresh metrics.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("pocmesh_dispatcher");
+        let m = DispatcherMetrics {
+            registry: Registry::default(),
+            jobs_created: Counter::default(),
+            offers: Family::default(),
+            results: Family::default(),
+            jobs_verified: Counter::default(),
+            jobs_failed: Counter::default(),
+            jobs_rejected: Counter::default(),
+            lease_timeouts: Counter::default(),
+            reexecutions: Family::default(),
+            batches_recorded: Counter::default(),
+            units_recorded: Counter::default(),
+            chain_errors: Counter::default(),
+            outbox: Gauge::default(),
+            nodes_online: Gauge::default(),
+            heartbeats: Counter::default(),
+            receipts_sent: Counter::default(),
+        };
+        registry.register(
+            "jobs_created",
+            "Jobs accepted by the API",
+            m.jobs_created.clone(),
+        );
+        registry.register("offers", "Job offers by outcome", m.offers.clone());
+        registry.register("results", "Results received by outcome", m.results.clone());
+        registry.register("jobs_verified", "Jobs verified", m.jobs_verified.clone());
+        registry.register("jobs_failed", "Jobs failed for good", m.jobs_failed.clone());
+        registry.register(
+            "jobs_rejected",
+            "Jobs rejected for good",
+            m.jobs_rejected.clone(),
+        );
+        registry.register(
+            "lease_timeouts",
+            "Leases that ran out",
+            m.lease_timeouts.clone(),
+        );
+        registry.register(
+            "reexecutions",
+            "Spot-check re-executions by outcome",
+            m.reexecutions.clone(),
+        );
+        registry.register(
+            "batches_recorded",
+            "Batches recorded on chain",
+            m.batches_recorded.clone(),
+        );
+        registry.register(
+            "units_recorded",
+            "Units recorded on chain",
+            m.units_recorded.clone(),
+        );
+        registry.register(
+            "chain_errors",
+            "Failed tries to record a batch",
+            m.chain_errors.clone(),
+        );
+        registry.register("outbox", "Credits waiting for a batch", m.outbox.clone());
+        registry.register("nodes_online", "Nodes online", m.nodes_online.clone());
+        registry.register(
+            "heartbeats",
+            "Heartbeats received and verified",
+            m.heartbeats.clone(),
+        );
+        registry.register(
+            "receipts_sent",
+            "Receipts delivered to nodes",
+            m.receipts_sent.clone(),
+        );
+        DispatcherMetrics { registry, ..m }
+    }
+
+    /// Counts an event in a labelled family.
+    pub fn count(family: &Family<EventLabel, Counter>, event: &str) {
+        family
+            .get_or_create(&EventLabel {
+                event: event.to_string(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            warn!(error = %e, "encoding metrics");
+        }
+        out
+    }
+}
+
+impl Default for DispatcherMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,374 @@
+//! The dispatcher on the mesh: turns gossip and job-protocol requests into engine inputs, and
+//! carries out what the engine decided after each commit — offers, receipts, batch recording,
+//! re-executions — as tasks that report back to the engine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::PeerId;
+use pocmesh_mesh::identity::peer_address;
+use pocmesh_mesh::{MeshEvent, MeshHandle, ReplyToken};
+use pocmesh_protocol::{
+    Address, BatchPlan, Body, DeclineReason, DispatcherAnnounce, Envelope, JobId, JobOffer,
+    JobReply, JobSpec, JobType, Message, PolicyRef, Receipt, ReceiptLeaf, SecretKey, Topic,
+    Validator, unix_ms_now,
+};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::engine::{Engine, Input, OfferAnswer};
+use crate::metrics::DispatcherMetrics;
+use crate::store::BatchRow;
+
+/// Signature checks of job-protocol messages in flight at once.
+const VERIFY_WORKERS: usize = 64;
+
+/// Network work the engine decided on, carried out after its commit.
+pub(crate) enum Outgoing {
+    /// Offer one attempt to one node.
+    Offer {
+        peer: String,
+        node: Address,
+        offer: JobOffer,
+    },
+    /// Tell a node its credit is on chain.
+    Receipt { peer: String, receipt: Receipt },
+    /// Put a batch on chain (until it lands).
+    Record(BatchRow),
+    /// Re-execute a job here to check its result.
+    ReExecute { job: JobId, spec: JobSpec },
+}
+
+/// What the network side of the dispatcher needs.
+pub(crate) struct NetCtx {
+    pub(crate) mesh: MeshHandle,
+    pub(crate) key: SecretKey,
+    pub(crate) address: Address,
+    pub(crate) net: String,
+    pub(crate) validator: Validator,
+    pub(crate) inputs: mpsc::Sender<Input>,
+    pub(crate) metrics: Arc<DispatcherMetrics>,
+    pub(crate) verify_workers: Arc<Semaphore>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl NetCtx {
+    pub(crate) fn new(
+        mesh: MeshHandle,
+        key: SecretKey,
+        validator: Validator,
+        inputs: mpsc::Sender<Input>,
+        metrics: Arc<DispatcherMetrics>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        NetCtx {
+            address: key.address(),
+            net: validator.net.clone(),
+            mesh,
+            key,
+            validator,
+            inputs,
+            metrics,
+            verify_workers: Arc::new(Semaphore::new(VERIFY_WORKERS)),
+            shutdown,
+        }
+    }
+
+    /// Signs `body` as the dispatcher.
+    pub(crate) fn seal(&self, body: Body) -> Option<Vec<u8>> {
+        let m = Message::new(self.net.clone(), self.address, unix_ms_now(), body);
+        match Envelope::seal(&m, &self.key) {
+            Ok(e) => Some(e.to_bytes()),
+            Err(e) => {
+                warn!(error = %e, "cannot seal a message");
+                None
+            }
+        }
+    }
+
+    /// Checks an envelope on a blocking worker.
+    async fn verify(
+        self: &Arc<Self>,
+        bytes: Vec<u8>,
+    ) -> Result<pocmesh_protocol::Verified, String> {
+        let _permit = self
+            .verify_workers
+            .acquire()
+            .await
+            .map_err(|_| "stopping".to_string())?;
+        let validator = self.validator.clone();
+        tokio::task::spawn_blocking(move || validator.validate(&bytes, unix_ms_now()))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Engine {
+    /// Starts the tasks for this burst's outgoing work.
+    pub(crate) fn flush_outgoing(&mut self) {
+        for out in self.outgoing.drain(..) {
+            let net = self.net.clone();
+            match out {
+                Outgoing::Offer { peer, node, offer } => {
+                    tokio::spawn(send_offer(net, peer, node, offer));
+                }
+                Outgoing::Receipt { peer, receipt } => {
+                    tokio::spawn(send_receipt(net, peer, receipt));
+                }
+                Outgoing::Record(batch) => {
+                    tokio::spawn(record_batch(net, self.submitter.clone(), batch));
+                }
+                Outgoing::ReExecute { job, spec } => {
+                    let executors = self.executors.clone();
+                    tokio::spawn(async move {
+                        let run = tokio::task::spawn_blocking(move || executors.run(&spec)).await;
+                        let result_hash = match run {
+                            Ok(execution) => execution.result_hash(),
+                            Err(e) => {
+                                warn!(job = %job, error = %e, "re-execution crashed");
+                                pocmesh_protocol::Hash32::ZERO
+                            }
+                        };
+                        let _ = net
+                            .inputs
+                            .send(Input::ReExecuted { job, result_hash })
+                            .await;
+                    });
+                }
+            }
+        }
+    }
+}
+
+async fn send_offer(net: Arc<NetCtx>, peer: String, node: Address, offer: JobOffer) {
+    let (job, attempt) = (offer.job, offer.attempt);
+    let answer = match peer.parse::<PeerId>() {
+        Err(e) => OfferAnswer::Unreachable(format!("bad peer id {peer}: {e}")),
+        Ok(peer_id) => match net.seal(Body::JobOffer(offer)) {
+            None => OfferAnswer::Unreachable("cannot sign the offer".into()),
+            Some(bytes) => match net.mesh.request(peer_id, None, bytes).await {
+                Err(e) => OfferAnswer::Unreachable(e.to_string()),
+                Ok(reply) => match net.verify(reply).await {
+                    Err(e) => OfferAnswer::Unreachable(format!("invalid reply: {e}")),
+                    Ok(v) if v.message.from != node => {
+                        OfferAnswer::Unreachable("reply signed by another key".into())
+                    }
+                    Ok(v) => match v.message.body {
+                        Body::JobReply(r) if r.job == job && r.attempt == attempt => {
+                            if r.accept {
+                                OfferAnswer::Accepted
+                            } else {
+                                OfferAnswer::Declined(r.reason.unwrap_or(DeclineReason::Other))
+                            }
+                        }
+                        _ => OfferAnswer::Unreachable("reply does not answer the offer".into()),
+                    },
+                },
+            },
+        },
+    };
+    let label = match &answer {
+        OfferAnswer::Accepted => "accepted",
+        OfferAnswer::Declined(_) => "declined",
+        OfferAnswer::Unreachable(_) => "unreachable",
+    };
+    DispatcherMetrics::count(&net.metrics.offers, label);
+    let _ = net
+        .inputs
+        .send(Input::OfferAnswered {
+            job,
+            attempt,
+            answer,
+        })
+        .await;
+}
+
+async fn send_receipt(net: Arc<NetCtx>, peer: String, receipt: Receipt) {
+    let Ok(peer_id) = peer.parse::<PeerId>() else {
+        return;
+    };
+    let job = receipt.job;
+    let Some(bytes) = net.seal(Body::Receipt(receipt)) else {
+        return;
+    };
+    // Receipts are a courtesy copy of what the chain holds: a few tries, then the node can
+    // still prove its credit from the chain.
+    for attempt in 0..3u32 {
+        if net.shutdown.is_cancelled() {
+            return;
+        }
+        match net.mesh.request(peer_id, None, bytes.clone()).await {
+            Ok(_) => {
+                net.metrics.receipts_sent.inc();
+                return;
+            }
+            Err(e) => {
+                debug!(%job, %peer, error = %e, "receipt not delivered");
+                tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+            }
+        }
+    }
+}
+
+/// Sends a batch until it is on chain; never gives up (the promise: an unreachable RPC delays
+/// recording, it never drops it).
+async fn record_batch(
+    net: Arc<NetCtx>,
+    submitter: Arc<dyn crate::submitter::ProofSubmitter>,
+    batch: BatchRow,
+) {
+    let leaves: Vec<ReceiptLeaf> = batch.credits.iter().map(leaf_of).collect();
+    let plan = match BatchPlan::new(leaves) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(batch = %batch.id, error = %e, "cannot rebuild the batch plan");
+            return;
+        }
+    };
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match submitter.submit(&plan).await {
+            Ok(landed) => {
+                info!(batch = %batch.id, tx = %landed.tx, block = landed.block, credits = batch.credits.len(), units = plan.total_units(), "batch on chain");
+                let _ = net
+                    .inputs
+                    .send(Input::BatchLanded {
+                        batch: batch.id,
+                        tx: landed.tx,
+                        block: landed.block,
+                    })
+                    .await;
+                return;
+            }
+            Err(e) => {
+                net.metrics.chain_errors.inc();
+                if !e.retryable {
+                    delay = delay.max(Duration::from_secs(30));
+                }
+                warn!(batch = %batch.id, error = %e, retry_in_ms = delay.as_millis() as u64, "batch not recorded yet; will retry");
+                tokio::select! {
+                    _ = net.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// The receipt leaf of a credit.
+pub(crate) fn leaf_of(c: &crate::lifecycle::Credit) -> ReceiptLeaf {
+    ReceiptLeaf {
+        job: c.job,
+        provider: c.wallet,
+        node: c.node,
+        units: c.units,
+        result_hash: c.result_hash,
+    }
+}
+
+/// Turns mesh events into engine inputs until the mesh stops.
+pub(crate) async fn event_loop(net: Arc<NetCtx>, mut events: mpsc::Receiver<MeshEvent>) {
+    while let Some(event) = events.recv().await {
+        match event {
+            MeshEvent::Gossip { message, .. } => {
+                let from = message.message.from;
+                let input = match message.message.body {
+                    Body::Heartbeat(hb) => Input::Heartbeat {
+                        from,
+                        heartbeat: Box::new(hb),
+                    },
+                    Body::OptOut(o) => Input::OptOut { from, opt_out: o },
+                    _ => continue,
+                };
+                let _ = net.inputs.send(input).await;
+            }
+            MeshEvent::Request {
+                peer,
+                envelope,
+                reply,
+            } => {
+                tokio::spawn(on_request(net.clone(), peer, envelope, reply));
+            }
+            MeshEvent::PeerConnected { peer } => debug!(%peer, "peer connected"),
+            MeshEvent::PeerDisconnected { peer } => debug!(%peer, "peer disconnected"),
+            MeshEvent::Listening { .. } | MeshEvent::GossipDropped { .. } => {}
+        }
+    }
+}
+
+async fn on_request(net: Arc<NetCtx>, peer: PeerId, envelope: Vec<u8>, reply: ReplyToken) {
+    let answer = match net.verify(envelope).await {
+        Ok(v) if peer_address(&peer) != Some(v.message.from) => {
+            warn!(%peer, "request signed by another key than the peer's");
+            JobReply::declined(JobId::default(), 0, DeclineReason::InvalidOffer)
+        }
+        Ok(v) => match v.message.body {
+            Body::JobResult(result) => {
+                let (job, attempt) = (result.job, result.attempt);
+                let (tx, rx) = oneshot::channel();
+                let sent = net
+                    .inputs
+                    .send(Input::Result {
+                        from: v.message.from,
+                        result: Box::new(result),
+                        reply: tx,
+                    })
+                    .await;
+                match (sent, rx.await) {
+                    (Ok(()), Ok(answer)) => answer,
+                    // The engine stopped before the result was stored: no acknowledgement,
+                    // so the node sends it again later.
+                    _ => JobReply::declined(job, attempt, DeclineReason::ShuttingDown),
+                }
+            }
+            other => {
+                debug!(%peer, kind = %other.kind(), "unexpected request kind");
+                JobReply::declined(JobId::default(), 0, DeclineReason::InvalidOffer)
+            }
+        },
+        Err(e) => {
+            warn!(%peer, error = %e, "invalid request");
+            JobReply::declined(JobId::default(), 0, DeclineReason::InvalidOffer)
+        }
+    };
+    // A ShuttingDown refusal must not look like a final answer to the node.
+    if answer.reason == Some(DeclineReason::ShuttingDown) {
+        return;
+    }
+    if let Some(bytes) = net.seal(Body::JobReply(answer))
+        && let Err(e) = net.mesh.respond(reply, bytes).await
+    {
+        debug!(%peer, error = %e, "cannot answer a request");
+    }
+}
+
+/// Announces the dispatcher on gossip every `every` until shutdown.
+pub(crate) async fn announce(net: Arc<NetCtx>, contract: Address, every: Duration) {
+    let announce = DispatcherAnnounce {
+        peer: net.mesh.local_peer().to_string(),
+        contract,
+        policy: PolicyRef {
+            hash: pocmesh_node::consent::consent_hash(),
+            version: pocmesh_node::consent::CONSENT_VERSION,
+            url: "https://github.com/pocmesh/pocmesh/blob/main/docs/run-a-node.md#consent".into(),
+        },
+        job_types: vec![JobType::Hash, JobType::Wasm],
+    };
+    let mut delay = Duration::from_secs(2);
+    loop {
+        tokio::select! {
+            _ = net.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = every;
+        if let Some(bytes) = net.seal(Body::Dispatcher(announce.clone())) {
+            match net.mesh.publish(Topic::Dispatcher, bytes).await {
+                Ok(()) => debug!("dispatcher announced"),
+                Err(e) => debug!(error = %e, "announcement not sent"),
+            }
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! Pure assignment choice: which nodes may take a job ([`eligible`]), which of them should
+//! ([`pick`]), and on how many nodes a job runs ([`redundancy_for`]).
+//!
+//! Works only on [`NodeView`] snapshots from the registry; it keeps no state, reads no clock and
+//! sends nothing. Ranking, best first: reliability (in steps of 1/20, so nodes whose scores differ
+//! by a rounding share work instead of the marginally better one taking everything), then most
+//! free slots, then fewest assignments in the last minute, then a pseudo-random order derived from
+//! the caller's `tiebreak` so equal nodes share the load, and last the address, so the result is a
+//! function of its inputs alone.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::HashSet;
+
+use pocmesh_protocol::{Address, Hash32, JobSpec, JobType};
+
+use crate::registry::{NodeView, RegistryConfig};
+
+/// Highest redundancy a job may ask for.
+pub const MAX_REDUNDANCY: u32 = 5;
+/// Default redundancy of deterministic jobs (`hash`, `wasm`) when enough nodes are eligible.
+pub const DEFAULT_DETERMINISTIC_REDUNDANCY: u32 = 2;
+
+/// Reliability steps per unit when ranking.
+const RELIABILITY_STEPS: f64 = 20.0;
+
+/// The rules a node must meet to be given work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchedulerPolicy {
+    /// The consent-text hash nodes must have accepted; `None` accepts any.
+    pub required_policy: Option<Hash32>,
+    /// Lowest reliability score a node may have.
+    pub min_reliability: f64,
+    /// Most assignments per node in the last minute; 0 blocks every assignment.
+    pub rate_limit_per_minute: u32,
+}
+
+impl SchedulerPolicy {
+    /// The policy of a registry config, with the consent hash the dispatcher requires.
+    pub fn from_registry(config: &RegistryConfig, required_policy: Option<Hash32>) -> Self {
+        SchedulerPolicy {
+            required_policy,
+            min_reliability: config.min_reliability,
+            rate_limit_per_minute: config.rate_limit_per_minute,
+        }
+    }
+}
+
+/// Why a node may not be given a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Ineligible {
+    /// No heartbeat within the offline threshold.
+    #[error("offline")]
+    Offline,
+    /// The volunteer has opted out.
+    #[error("opted out")]
+    OptedOut,
+    /// Excluded for too many rejected results.
+    #[error("excluded after rejected results")]
+    Excluded,
+    /// Has not accepted the consent text this dispatcher requires.
+    #[error("has not accepted the required consent policy")]
+    WrongPolicy,
+    /// The job's type is not enabled on the node.
+    #[error("job type not enabled on the node")]
+    JobTypeDisabled,
+    /// No slot free after counting the assignments it holds.
+    #[error("no free slot")]
+    NoFreeSlot,
+    /// Reached its per-minute assignment limit.
+    #[error("assignment rate limit reached")]
+    RateLimited,
+    /// Reliability score below the minimum.
+    #[error("reliability below the minimum")]
+    LowReliability,
+    /// Offers less memory than the job's memory limit.
+    #[error("less memory than the job's limit")]
+    TooSmall,
+}
+
+impl Ineligible {
+    /// A short snake_case name, for metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ineligible::Offline => "offline",
+            Ineligible::OptedOut => "opted_out",
+            Ineligible::Excluded => "excluded",
+            Ineligible::WrongPolicy => "wrong_policy",
+            Ineligible::JobTypeDisabled => "job_type_disabled",
+            Ineligible::NoFreeSlot => "no_free_slot",
+            Ineligible::RateLimited => "rate_limited",
+            Ineligible::LowReliability => "low_reliability",
+            Ineligible::TooSmall => "too_small",
+        }
+    }
+}
+
+/// Whether `node` may take `spec` under `policy`; the first failed rule otherwise.
+///
+/// Consent and standing are checked before capacity, so the reason given is the most lasting one.
+pub fn eligible(
+    node: &NodeView,
+    spec: &JobSpec,
+    policy: &SchedulerPolicy,
+) -> Result<(), Ineligible> {
+    if node.opted_out {
+        return Err(Ineligible::OptedOut);
+    }
+    if node.excluded {
+        return Err(Ineligible::Excluded);
+    }
+    if !node.online {
+        return Err(Ineligible::Offline);
+    }
+    if policy.required_policy.is_some_and(|p| p != node.policy) {
+        return Err(Ineligible::WrongPolicy);
+    }
+    if !node.caps.job_types.contains(&spec.params.job_type()) {
+        return Err(Ineligible::JobTypeDisabled);
+    }
+    if node.caps.mem_mb < spec.limits.max_mem_mb {
+        return Err(Ineligible::TooSmall);
+    }
+    // A NaN on either side compares as None and counts as too low.
+    if !matches!(
+        node.reliability.partial_cmp(&policy.min_reliability),
+        Some(Ordering::Greater | Ordering::Equal)
+    ) {
+        return Err(Ineligible::LowReliability);
+    }
+    if node.free_slots == 0 {
+        return Err(Ineligible::NoFreeSlot);
+    }
+    if node.assignments_last_minute >= policy.rate_limit_per_minute {
+        return Err(Ineligible::RateLimited);
+    }
+    Ok(())
+}
+
+/// How many nodes of `snapshot` may take `spec` (the input of [`redundancy_for`]).
+pub fn count_eligible(snapshot: &[NodeView], spec: &JobSpec, policy: &SchedulerPolicy) -> usize {
+    let distinct: HashSet<Address> = snapshot
+        .iter()
+        .filter(|n| eligible(n, spec, policy).is_ok())
+        .map(|n| n.address)
+        .collect();
+    distinct.len()
+}
+
+/// Up to `count` distinct eligible nodes not in `exclude`, best first (order in the module header).
+///
+/// May return fewer than `count`; the caller decides whether that is enough. The same inputs
+/// always give the same answer; a different `tiebreak` reorders nodes that rank equal.
+pub fn pick(
+    snapshot: &[NodeView],
+    spec: &JobSpec,
+    count: usize,
+    exclude: &[Address],
+    policy: &SchedulerPolicy,
+    tiebreak: u64,
+) -> Vec<Address> {
+    if count == 0 {
+        return Vec::new();
+    }
+    let mut ranked: Vec<_> = snapshot
+        .iter()
+        .filter(|n| !exclude.contains(&n.address) && eligible(n, spec, policy).is_ok())
+        .map(|n| rank_key(n, tiebreak))
+        .collect();
+    ranked.sort_unstable();
+    let mut seen = HashSet::new();
+    ranked
+        .into_iter()
+        .map(|key| key.4)
+        .filter(|a| seen.insert(*a))
+        .take(count)
+        .collect()
+}
+
+/// On how many distinct nodes a job runs: an explicit request clamped to 1..=[`MAX_REDUNDANCY`];
+/// otherwise 2 for `hash`/`wasm` when at least 2 nodes are eligible, else 1.
+pub fn redundancy_for(requested: Option<u32>, job_type: JobType, eligible_count: usize) -> u32 {
+    if let Some(k) = requested {
+        return k.clamp(1, MAX_REDUNDANCY);
+    }
+    let deterministic = matches!(job_type, JobType::Hash | JobType::Wasm);
+    let enough = eligible_count >= DEFAULT_DETERMINISTIC_REDUNDANCY as usize;
+    if deterministic && enough {
+        DEFAULT_DETERMINISTIC_REDUNDANCY
+    } else {
+        1
+    }
+}
+
+/// Sort key, smaller is better: reliability step, free slots, recent load, spread, address.
+type RankKey = (Reverse<u32>, Reverse<u32>, u32, u64, Address);
+
+fn rank_key(node: &NodeView, tiebreak: u64) -> RankKey {
+    // `as` saturates and maps NaN to 0; the clamp keeps the step in 0..=20.
+    let step = (node.reliability.clamp(0.0, 1.0) * RELIABILITY_STEPS).floor() as u32;
+    (
+        Reverse(step),
+        Reverse(node.free_slots),
+        node.assignments_last_minute,
+        spread(&node.address, tiebreak),
+        node.address,
+    )
+}
+
+/// A well-mixed 64-bit value of the address and the tiebreak: equal nodes order differently
+/// for different tiebreaks, and nobody can grind an address that wins without knowing it.
+fn spread(address: &Address, tiebreak: u64) -> u64 {
+    let mut h = mix(tiebreak);
+    for chunk in address.as_bytes().chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        h = mix(h ^ u64::from_le_bytes(word));
+    }
+    h
+}
+
+/// The SplitMix64 finaliser: a bijection on u64 with good avalanche.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Counters;
+    use pocmesh_protocol::{Capabilities, JobParams, Limits};
+
+    fn addr(n: u8) -> Address {
+        Address([n; 20])
+    }
+
+    fn consent() -> Hash32 {
+        Hash32::keccak(b"consent v1")
+    }
+
+    fn node(n: u8) -> NodeView {
+        NodeView {
+            address: addr(n),
+            wallet: addr(200),
+            peer: format!("peer-{n}"),
+            online: true,
+            first_seen_ms: 0,
+            last_seen_ms: 0,
+            caps: Capabilities {
+                cores: 2,
+                mem_mb: 1024,
+                gpu: None,
+                job_types: vec![JobType::Hash, JobType::LinkHealth],
+                slots_total: 4,
+                slots_free: 4,
+            },
+            policy: consent(),
+            sw: "0.1.0".into(),
+            opted_out: false,
+            excluded: false,
+            reliability: 2.0 / 3.0,
+            in_flight: 0,
+            free_slots: 4,
+            assignments_last_minute: 0,
+            counters: Counters::default(),
+        }
+    }
+
+    fn hash_job(max_mem_mb: u64) -> JobSpec {
+        JobSpec {
+            params: JobParams::Hash {
+                seed: Hash32::ZERO,
+                iterations: 1_000,
+            },
+            limits: Limits {
+                max_ms: 1_000,
+                max_mem_mb,
+                max_output_bytes: 64,
+                max_fuel: None,
+            },
+        }
+    }
+
+    fn policy() -> SchedulerPolicy {
+        SchedulerPolicy {
+            required_policy: Some(consent()),
+            min_reliability: 0.5,
+            rate_limit_per_minute: 10,
+        }
+    }
+
+    #[test]
+    fn capabilities_must_match_the_job() {
+        let (spec, p) = (hash_job(512), policy());
+        assert_eq!(eligible(&node(1), &spec, &p), Ok(()));
+        let mut no_hash = node(1);
+        no_hash.caps.job_types = vec![JobType::Wasm];
+        assert_eq!(
+            eligible(&no_hash, &spec, &p),
+            Err(Ineligible::JobTypeDisabled)
+        );
+        assert_eq!(eligible(&node(1), &hash_job(1024), &p), Ok(()));
+        assert_eq!(
+            eligible(&node(1), &hash_job(1025), &p),
+            Err(Ineligible::TooSmall)
+        );
+    }
+
+    #[test]
+    fn free_slots_rate_limit_and_reliability_gate() {
+        let (spec, p) = (hash_job(512), policy());
+        let mut full = node(1);
+        full.free_slots = 0;
+        assert_eq!(eligible(&full, &spec, &p), Err(Ineligible::NoFreeSlot));
+        let mut busy = node(1);
+        busy.assignments_last_minute = 9;
+        assert_eq!(eligible(&busy, &spec, &p), Ok(()));
+        busy.assignments_last_minute = 10;
+        assert_eq!(eligible(&busy, &spec, &p), Err(Ineligible::RateLimited));
+        let mut shaky = node(1);
+        shaky.reliability = 0.49;
+        assert_eq!(eligible(&shaky, &spec, &p), Err(Ineligible::LowReliability));
+        shaky.reliability = f64::NAN;
+        assert_eq!(eligible(&shaky, &spec, &p), Err(Ineligible::LowReliability));
+        assert_eq!(
+            pick(&[full, busy, shaky], &spec, 3, &[], &p, 0),
+            Vec::<Address>::new()
+        );
+    }
+
+    #[test]
+    fn opted_out_wrong_policy_excluded_and_offline_are_never_picked() {
+        let (spec, p) = (hash_job(512), policy());
+        let mut opted = node(1);
+        opted.opted_out = true;
+        let mut wrong = node(2);
+        wrong.policy = Hash32::keccak(b"consent v0");
+        let mut excluded = node(3);
+        excluded.excluded = true;
+        let mut offline = node(4);
+        offline.online = false;
+        assert_eq!(eligible(&opted, &spec, &p), Err(Ineligible::OptedOut));
+        assert_eq!(eligible(&wrong, &spec, &p), Err(Ineligible::WrongPolicy));
+        assert_eq!(eligible(&excluded, &spec, &p), Err(Ineligible::Excluded));
+        assert_eq!(eligible(&offline, &spec, &p), Err(Ineligible::Offline));
+        let snapshot = [opted, wrong.clone(), excluded, offline, node(5)];
+        for tiebreak in 0..50 {
+            assert_eq!(pick(&snapshot, &spec, 5, &[], &p, tiebreak), vec![addr(5)]);
+        }
+        let any_policy = SchedulerPolicy {
+            required_policy: None,
+            ..p
+        };
+        assert_eq!(eligible(&wrong, &spec, &any_policy), Ok(()));
+    }
+
+    #[test]
+    fn picks_distinct_nodes_and_honours_the_exclude_list() {
+        let (spec, p) = (hash_job(512), policy());
+        let snapshot = [node(1), node(1), node(2), node(3)];
+        let picked = pick(&snapshot, &spec, 10, &[], &p, 7);
+        assert_eq!(picked.len(), 3);
+        let distinct: HashSet<_> = picked.iter().collect();
+        assert_eq!(distinct.len(), 3);
+        let picked = pick(&snapshot, &spec, 10, &[addr(1), addr(3)], &p, 7);
+        assert_eq!(picked, vec![addr(2)]);
+        assert_eq!(pick(&snapshot, &spec, 2, &[], &p, 7).len(), 2);
+        assert!(pick(&snapshot, &spec, 0, &[], &p, 7).is_empty());
+        assert_eq!(count_eligible(&snapshot, &spec, &p), 3);
+    }
+
+    #[test]
+    fn ranks_by_reliability_then_free_slots_then_recent_load() {
+        let (spec, p) = (hash_job(512), policy());
+        let mut steady = node(1);
+        steady.reliability = 0.95;
+        steady.free_slots = 1;
+        let mut roomy = node(2);
+        roomy.free_slots = 4;
+        let mut loaded = node(3);
+        loaded.free_slots = 4;
+        loaded.assignments_last_minute = 5;
+        let mut tight = node(4);
+        tight.free_slots = 2;
+        let snapshot = [loaded, tight, roomy, steady];
+        for tiebreak in 0..20 {
+            let order = pick(&snapshot, &spec, 4, &[], &p, tiebreak);
+            assert_eq!(order, vec![addr(1), addr(2), addr(3), addr(4)]);
+        }
+    }
+
+    #[test]
+    fn tiebreak_spreads_load_over_equal_nodes() {
+        let (spec, p) = (hash_job(512), policy());
+        let snapshot: Vec<NodeView> = (1..=10).map(node).collect();
+        let firsts: HashSet<Address> = (0..200)
+            .map(|t| pick(&snapshot, &spec, 1, &[], &p, t)[0])
+            .collect();
+        assert!(
+            firsts.len() >= 8,
+            "only {} of 10 equal nodes ever came first",
+            firsts.len()
+        );
+        assert_eq!(
+            pick(&snapshot, &spec, 3, &[], &p, 42),
+            pick(&snapshot, &spec, 3, &[], &p, 42)
+        );
+        let mut reversed = snapshot.clone();
+        reversed.reverse();
+        assert_eq!(
+            pick(&reversed, &spec, 3, &[], &p, 42),
+            pick(&snapshot, &spec, 3, &[], &p, 42)
+        );
+    }
+
+    #[test]
+    fn redundancy_defaults_and_clamps() {
+        assert_eq!(redundancy_for(None, JobType::Hash, 5), 2);
+        assert_eq!(redundancy_for(None, JobType::Wasm, 2), 2);
+        assert_eq!(redundancy_for(None, JobType::Wasm, 1), 1);
+        assert_eq!(redundancy_for(None, JobType::LinkHealth, 10), 1);
+        assert_eq!(redundancy_for(None, JobType::RobotsRecheck, 10), 1);
+        assert_eq!(redundancy_for(Some(3), JobType::LinkHealth, 0), 3);
+        assert_eq!(redundancy_for(Some(0), JobType::Hash, 10), 1);
+        assert_eq!(redundancy_for(Some(99), JobType::Hash, 10), MAX_REDUNDANCY);
+    }
+
+    #[test]
+    fn reasons_display_in_lower_case() {
+        assert_eq!(Ineligible::NoFreeSlot.to_string(), "no free slot");
+        assert_eq!(Ineligible::TooSmall.as_str(), "too_small");
+    }
+}

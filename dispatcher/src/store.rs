@@ -1,0 +1,250 @@
+//! The dispatcher's durable state (sled): jobs with their attempts, the outbox of verified
+//! credits, batches on their way to the chain, and counters. Every change is one transaction
+//! over the trees it touches, flushed before anyone hears about it.
+
+use std::path::Path;
+
+use pocmesh_protocol::{BatchId, Hash32, JobId};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use crate::lifecycle::{Credit, Job};
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled reported an error (disk full, corrupt file, permissions).
+    #[error(
+        "dispatcher store at {path}: {source}; check free disk space and permissions of the data dir"
+    )]
+    Sled {
+        /// The store's directory.
+        path: String,
+        /// sled's error.
+        source: sled::Error,
+    },
+    /// A stored row could not be decoded.
+    #[error("dispatcher store row in `{tree}` is unreadable: {reason}")]
+    Corrupt {
+        /// The tree.
+        tree: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Where a batch stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum BatchStatus {
+    /// Built and persisted; the recorder is (re)sending it.
+    Pending,
+    /// On chain.
+    Recorded {
+        /// The transaction.
+        tx: Hash32,
+        /// Its block.
+        block: u64,
+    },
+}
+
+/// A batch of credits for one `recordBatch` call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRow {
+    /// Content-derived id.
+    pub id: BatchId,
+    /// Receipts root.
+    pub root: Hash32,
+    /// The credits, in leaf order.
+    pub credits: Vec<Credit>,
+    /// Where it stands.
+    pub status: BatchStatus,
+    /// When it was built, unix ms.
+    pub created_ms: u64,
+}
+
+/// Counters kept with the data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Job ids handed out.
+    pub job_seq: u64,
+    /// Outbox entries handed out.
+    pub outbox_seq: u64,
+    /// Units recorded on chain.
+    pub units_recorded: u64,
+    /// Batches recorded on chain.
+    pub batches_recorded: u64,
+}
+
+/// One atomic set of changes.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Jobs to write (whole rows).
+    pub jobs: Vec<Job>,
+    /// Credits entering the outbox, with their sequence numbers.
+    pub outbox_add: Vec<(u64, Credit)>,
+    /// Outbox entries leaving it (batched).
+    pub outbox_remove: Vec<u64>,
+    /// Batches to write.
+    pub batches: Vec<BatchRow>,
+    /// New counters, if they changed.
+    pub counters: Option<Counters>,
+}
+
+impl Changes {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+            && self.outbox_add.is_empty()
+            && self.outbox_remove.is_empty()
+            && self.batches.is_empty()
+            && self.counters.is_none()
+    }
+}
+
+const COUNTERS: &[u8] = b"counters";
+
+/// The dispatcher's sled database with typed trees.
+#[derive(Clone)]
+pub struct DispatcherStore {
+    path: String,
+    db: sled::Db,
+    jobs: sled::Tree,
+    outbox: sled::Tree,
+    batches: sled::Tree,
+    meta: sled::Tree,
+}
+
+impl std::fmt::Debug for DispatcherStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DispatcherStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising plain structs into a Vec cannot fail.
+    serde_cbor::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_cbor::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        tree,
+        reason: e.to_string(),
+    })
+}
+
+impl DispatcherStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.display().to_string();
+        let err = |source| StoreError::Sled {
+            path: path.clone(),
+            source,
+        };
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(err)?;
+        Ok(DispatcherStore {
+            jobs: db.open_tree("jobs").map_err(err)?,
+            outbox: db.open_tree("outbox").map_err(err)?,
+            batches: db.open_tree("batches").map_err(err)?,
+            meta: db.open_tree("meta").map_err(err)?,
+            db,
+            path,
+        })
+    }
+
+    fn err(&self, source: sled::Error) -> StoreError {
+        StoreError::Sled {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Writes `changes` in one transaction and flushes.
+    pub fn commit(&self, changes: &Changes) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        (&self.jobs, &self.outbox, &self.batches, &self.meta)
+            .transaction(|(jobs, outbox, batches, meta)| {
+                for job in &changes.jobs {
+                    jobs.insert(&job.id.as_bytes()[..], encode(job))?;
+                }
+                for (seq, credit) in &changes.outbox_add {
+                    outbox.insert(&seq.to_be_bytes()[..], encode(credit))?;
+                }
+                for seq in &changes.outbox_remove {
+                    outbox.remove(&seq.to_be_bytes()[..])?;
+                }
+                for batch in &changes.batches {
+                    batches.insert(&batch.id.as_bytes()[..], encode(batch))?;
+                }
+                if let Some(c) = &changes.counters {
+                    meta.insert(COUNTERS, encode(c))?;
+                }
+                Ok::<(), ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => self.err(e),
+            })?;
+        self.db.flush().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> Result<Counters, StoreError> {
+        match self.meta.get(COUNTERS).map_err(|e| self.err(e))? {
+            Some(b) => decode("meta", &b),
+            None => Ok(Counters::default()),
+        }
+    }
+
+    /// One job.
+    pub fn job(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
+        match self.jobs.get(id.as_bytes()).map_err(|e| self.err(e))? {
+            Some(b) => decode("jobs", &b).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every job, in id order.
+    pub fn jobs(&self) -> impl Iterator<Item = Result<Job, StoreError>> + '_ {
+        self.jobs.iter().map(move |row| {
+            let (_, v) = row.map_err(|e| self.err(e))?;
+            decode("jobs", &v)
+        })
+    }
+
+    /// The outbox, in order.
+    pub fn outbox(&self) -> Result<Vec<(u64, Credit)>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.outbox.iter() {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            let seq = <[u8; 8]>::try_from(k.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt {
+                    tree: "outbox",
+                    reason: "key is not 8 bytes".into(),
+                })?;
+            out.push((seq, decode("outbox", &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Every batch.
+    pub fn batches(&self) -> Result<Vec<BatchRow>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.batches.iter() {
+            let (_, v) = row.map_err(|e| self.err(e))?;
+            out.push(decode("batches", &v)?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,61 @@
+//! How verified work reaches the chain, as a small trait: the dispatcher's logic does not know
+//! the Ethereum library. The real implementation wraps `pocmesh_chain::Recorder`.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use pocmesh_chain::{RecordOutcome, Recorder};
+use pocmesh_protocol::{BatchPlan, Hash32};
+
+/// A batch that is on chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Landed {
+    /// The recording transaction (zero when an earlier run recorded it and its log was not found).
+    pub tx: Hash32,
+    /// Its block (0 when unknown).
+    pub block: u64,
+    /// Whether this call sent it (false: it was there already).
+    pub sent_now: bool,
+}
+
+/// Why a batch is not on chain (yet).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct SubmitError {
+    /// What went wrong.
+    pub message: String,
+    /// Whether trying again later may work (RPC down, timeout).
+    pub retryable: bool,
+}
+
+/// A boxed future, so the trait stays object-safe.
+pub type SubmitFuture<'a> = Pin<Box<dyn Future<Output = Result<Landed, SubmitError>> + Send + 'a>>;
+
+/// Records batches of receipts; must be idempotent per batch id.
+pub trait ProofSubmitter: Send + Sync + 'static {
+    /// Puts `plan` on chain, or finds it there.
+    fn submit<'a>(&'a self, plan: &'a BatchPlan) -> SubmitFuture<'a>;
+}
+
+impl ProofSubmitter for Recorder {
+    fn submit<'a>(&'a self, plan: &'a BatchPlan) -> SubmitFuture<'a> {
+        Box::pin(async move {
+            match self.record(plan).await {
+                Ok(RecordOutcome::Recorded { tx, block, .. }) => Ok(Landed {
+                    tx,
+                    block,
+                    sent_now: true,
+                }),
+                Ok(RecordOutcome::AlreadyRecorded { tx, block }) => Ok(Landed {
+                    tx: tx.unwrap_or(Hash32::ZERO),
+                    block: block.unwrap_or(0),
+                    sent_now: false,
+                }),
+                Err(e) => Err(SubmitError {
+                    retryable: e.is_retryable(),
+                    message: e.to_string(),
+                }),
+            }
+        })
+    }
+}
