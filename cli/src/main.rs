@@ -12,9 +12,10 @@ mod output;
 #[derive(Debug, Parser)]
 #[command(name = "pocmesh", version, about, long_about = None, propagate_version = true)]
 struct Cli {
-    /// Log filter, e.g. `info` or `pocmesh=debug` (also: RUST_LOG).
-    #[arg(long, global = true, env = "POCMESH_LOG", default_value = "warn")]
-    log: String,
+    /// Log filter, e.g. `info` or `pocmesh=debug` (also: RUST_LOG) [default: info for daemons,
+    /// warn otherwise].
+    #[arg(long, global = true, env = "POCMESH_LOG")]
+    log: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -35,6 +36,17 @@ enum Command {
     /// The local XDC-like network.
     #[command(subcommand)]
     Testnet(cmd::testnet::TestnetCommand),
+    /// The volunteer node: run one, or ask a running one how it is doing.
+    #[command(subcommand)]
+    Node(cmd::node::NodeCommand),
+    /// The dispatcher: assigns jobs to nodes, verifies results, records them on chain.
+    #[command(subcommand)]
+    Dispatcher(cmd::dispatcher::DispatcherCommand),
+    /// Submit jobs to a dispatcher and follow them.
+    #[command(subcommand)]
+    Job(cmd::job::JobCommand),
+    /// List the nodes a dispatcher knows, online or not.
+    Nodes(cmd::job::NodesArgs),
     /// Benchmarks that write JSON reports.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -42,7 +54,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    let daemon = matches!(
+        &cli.command,
+        Command::Node(cmd::node::NodeCommand::Run(_))
+            | Command::Dispatcher(cmd::dispatcher::DispatcherCommand::Run(_))
+    );
+    let default_level = if daemon { "info" } else { "warn" };
+    init_logging(cli.log.as_deref().unwrap_or(default_level));
     let result = match cli.command {
         Command::Keys(c) => cmd::keys::run(c),
         Command::Inspect(a) => cmd::inspect::run(a),
@@ -50,6 +68,10 @@ fn main() -> ExitCode {
         Command::Units(a) => cmd::units::run(a),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Testnet(c) => cmd::testnet::run(c),
+        Command::Node(c) => cmd::node::run(c),
+        Command::Dispatcher(c) => cmd::dispatcher::run(c),
+        Command::Job(c) => cmd::job::run(c),
+        Command::Nodes(a) => cmd::job::nodes(a),
     };
     match result {
         Ok(code) => code,

@@ -1,12 +1,21 @@
 //! # pocmesh-testnet
 //!
-//! The local XDC-like network behind `pocmesh testnet up`. Today it runs the chain part: a real
-//! anvil on 127.0.0.1 with XDC-like settings (EVM `paris`, legacy transactions, devnet chain id),
-//! the `ProofOfCompute` contract deployed by an admin key, a dispatcher key granted
-//! `DISPATCHER_ROLE`, and one demo batch of receipts recorded so that units show up at once. The
-//! dispatcher and volunteer-node processes join this launcher when their crates land.
+//! The local XDC-like network behind `pocmesh testnet up|down|status` ([`network`]): a real
+//! anvil on 127.0.0.1 with XDC-like settings (EVM `paris`, legacy transactions, devnet chain id)
+//! whose state lives in the network's folder, the `ProofOfCompute` contract, a funded
+//! dispatcher key holding `DISPATCHER_ROLE`, a dispatcher process and N volunteer-node
+//! processes ([`procs`]: detached, logged, stopped by PID), and demo jobs followed until their
+//! credits are on chain.
 //!
-//! It owns no chain logic of its own: everything goes through `pocmesh-chain`.
+//! [`start_chain`] is the in-process chain part alone (anvil + contract + a demo batch), for
+//! tests and tools that need a chain without the mesh.
+//!
+//! It owns no chain or mesh logic: everything goes through `pocmesh-chain`, and the dispatcher
+//! and nodes are the `pocmesh` binary's own daemons.
+
+pub mod install;
+pub mod network;
+pub mod procs;
 
 use std::path::PathBuf;
 
@@ -26,6 +35,18 @@ pub enum TestnetError {
     /// A built-in key or demo batch is invalid (a bug).
     #[error("internal: {0}")]
     Internal(String),
+    /// A file or process could not be handled.
+    #[error("{0}")]
+    Io(String),
+    /// Something did not happen in time.
+    #[error("timed out waiting for {0}")]
+    Timeout(String),
+    /// A network already runs in that folder.
+    #[error("a local network already runs in {0}")]
+    AlreadyRunning(String),
+    /// No network in that folder.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 /// How to start the local chain.

@@ -1,0 +1,344 @@
+//! `pocmesh job submit|status|list` and `pocmesh nodes`: the dispatcher's HTTP API from the
+//! command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use pocmesh_dispatcher::api::{JobView, SubmitRequest, Submitted};
+use pocmesh_dispatcher::registry::NodeView;
+use pocmesh_protocol::{Bytes, Hash32};
+use serde::de::DeserializeOwned;
+
+use super::chain_args::runtime;
+use crate::output::print_json;
+
+/// Where the dispatcher's API is.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ApiArgs {
+    /// The dispatcher's API URL.
+    #[arg(
+        long,
+        env = "POCMESH_API",
+        default_value = "http://127.0.0.1:8645",
+        value_name = "URL"
+    )]
+    api: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum JobCommand {
+    /// Submit a job; prints its id (and, with --wait, the transaction that credited it).
+    Submit(Box<SubmitArgs>),
+    /// Show one job: state, attempts, nodes, result, transaction.
+    Status(StatusArgs),
+    /// List jobs, newest first.
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SubmitArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// API bearer token (the dispatcher writes it to <data-dir>/api.token).
+    #[arg(
+        long,
+        env = "POCMESH_API_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    token: Option<String>,
+    /// Read the token from this file instead.
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+    /// Job type: hash or wasm.
+    #[arg(long = "type", value_name = "TYPE")]
+    job_type: String,
+    /// hash: iterations of keccak256.
+    #[arg(long, value_name = "N", required_if_eq("job_type", "hash"))]
+    iterations: Option<u64>,
+    /// hash: starting value, 0x + 64 hex digits [default: random].
+    #[arg(long, value_name = "HEX")]
+    seed: Option<Hash32>,
+    /// wasm: the module file (.wasm binary or .wat text).
+    #[arg(long, value_name = "FILE", required_if_eq("job_type", "wasm"))]
+    module: Option<PathBuf>,
+    /// wasm: the input file [default: empty].
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// Nodes that must agree on the result [default: 2 when enough nodes are online].
+    #[arg(long, value_name = "K")]
+    redundancy: Option<u32>,
+    /// Wait until the job is recorded on chain (or fails), with progress.
+    #[arg(long)]
+    wait: bool,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 600, value_name = "S")]
+    timeout: u64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// The job id.
+    id: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// Only jobs in this state (queued, offered, running, submitted, verified, recording,
+    /// recorded, failed, rejected).
+    #[arg(long, value_name = "STATE")]
+    state: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NodesArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Reads an API answer, turning the dispatcher's JSON errors into messages.
+async fn read<T: DeserializeOwned>(resp: reqwest::Response, url: &str) -> anyhow::Result<T> {
+    let status = resp.status();
+    let body = resp
+        .bytes()
+        .await
+        .with_context(|| format!("reading {url}"))?;
+    if !status.is_success() {
+        let msg = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        bail!("{url}: {status}: {msg}");
+    }
+    serde_json::from_slice(&body).with_context(|| format!("{url}: unexpected answer"))
+}
+
+async fn get<T: DeserializeOwned>(client: &reqwest::Client, url: &str) -> anyhow::Result<T> {
+    let resp = client
+        .get(url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .with_context(|| format!("no dispatcher answers at {url}; is `pocmesh dispatcher run` (or `pocmesh testnet up`) running? Pass --api URL"))?;
+    read(resp, url).await
+}
+
+pub(crate) fn run(command: JobCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        JobCommand::Submit(a) => submit(*a),
+        JobCommand::Status(a) => status(a),
+        JobCommand::List(a) => list(a),
+    }
+}
+
+fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
+    let token = match (&a.token, &a.token_file) {
+        (Some(t), _) => t.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading the token file {}", f.display()))?
+            .trim()
+            .to_string(),
+        (None, None) => bail!(
+            "a token is needed: --token TOKEN, --token-file FILE or POCMESH_API_TOKEN (the dispatcher writes it to <data-dir>/api.token)"
+        ),
+    };
+    let read_file =
+        |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let request = SubmitRequest {
+        job_type: a.job_type.clone(),
+        iterations: a.iterations,
+        seed: a.seed,
+        module: a.module.as_ref().map(read_file).transpose()?.map(Bytes),
+        input: a.input.as_ref().map(read_file).transpose()?.map(Bytes),
+        redundancy: a.redundancy,
+        limits: None,
+    };
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let client = reqwest::Client::new();
+        let url = format!("{}/v1/jobs", a.api.api.trim_end_matches('/'));
+        let resp = client
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&request)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .with_context(|| format!("no dispatcher answers at {url}; pass --api URL"))?;
+        let submitted: Submitted = read(resp, &url).await?;
+        if !a.wait {
+            if a.json {
+                print_json(&submitted)?;
+            } else {
+                println!("{}", submitted.id);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        let job = wait(
+            &client,
+            &a.api.api,
+            &submitted.id.to_string(),
+            a.timeout,
+            a.json,
+        )
+        .await?;
+        if a.json {
+            print_json(&job)?;
+        } else {
+            print_job(&job);
+        }
+        Ok(if job.state == "recorded" {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    })
+}
+
+/// Polls a job until it is final, showing its state.
+async fn wait(
+    client: &reqwest::Client,
+    api: &str,
+    id: &str,
+    timeout_s: u64,
+    quiet: bool,
+) -> anyhow::Result<JobView> {
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new_spinner()
+    };
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let url = format!("{}/v1/jobs/{id}", api.trim_end_matches('/'));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_s);
+    loop {
+        let job: JobView = get(client, &url).await?;
+        bar.set_message(format!("job {id}: {}", job.state));
+        if matches!(job.state.as_str(), "recorded" | "failed" | "rejected") {
+            bar.finish_and_clear();
+            return Ok(job);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bar.finish_and_clear();
+            bail!(
+                "job {id} is still `{}` after {timeout_s} s; check `pocmesh job status {id}` later",
+                job.state
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn print_job(job: &JobView) {
+    println!("job       {}", job.id);
+    println!("state     {}", job.state);
+    if let Some(e) = &job.error {
+        println!("error     {e}");
+    }
+    println!("type      {} (redundancy {})", job.job_type, job.redundancy);
+    for a in &job.attempts {
+        println!(
+            "attempt   #{} node {} {}{}",
+            a.n,
+            a.node,
+            a.state,
+            a.detail
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(r) = &job.result {
+        println!(
+            "result    {} ({} fuel, {} bytes)",
+            r.result_hash, r.metering.fuel, r.metering.bytes
+        );
+    }
+    if job.units > 0 {
+        println!("units     {} to {}", job.units, job.nodes.len());
+    }
+    if let (Some(tx), Some(block)) = (job.tx, job.block) {
+        println!("tx        {tx} (block {block})");
+    }
+}
+
+fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    let url = format!("{}/v1/jobs/{}", a.api.api.trim_end_matches('/'), a.id);
+    let job: JobView = rt.block_on(get(&reqwest::Client::new(), &url))?;
+    if a.json {
+        print_json(&job)?;
+    } else {
+        print_job(&job);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    let mut url = format!(
+        "{}/v1/jobs?limit={}",
+        a.api.api.trim_end_matches('/'),
+        a.limit
+    );
+    if let Some(s) = &a.state {
+        url.push_str(&format!("&state={s}"));
+    }
+    let jobs: Vec<JobView> = rt.block_on(get(&reqwest::Client::new(), &url))?;
+    if a.json {
+        print_json(&jobs)?;
+    } else {
+        for j in &jobs {
+            println!(
+                "{}  {:<10} {:<5} units {}",
+                j.id, j.state, j.job_type, j.units
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pocmesh nodes`.
+pub(crate) fn nodes(a: NodesArgs) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    let url = format!("{}/v1/nodes", a.api.api.trim_end_matches('/'));
+    let nodes: Vec<NodeView> = rt.block_on(get(&reqwest::Client::new(), &url))?;
+    if a.json {
+        print_json(&nodes)?;
+    } else {
+        for n in &nodes {
+            println!(
+                "{}  {:<7} wallet {}  slots {}/{}  reliability {:.2}",
+                n.address,
+                if n.online { "online" } else { "offline" },
+                n.wallet,
+                n.free_slots,
+                n.caps.slots_total,
+                n.reliability
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

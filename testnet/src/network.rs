@@ -1,0 +1,685 @@
+//! The whole local network behind `pocmesh testnet up|down|status`: anvil with XDC-like
+//! settings and its state in the network's folder, the contract, a funded dispatcher key
+//! holding DISPATCHER_ROLE, a dispatcher process and N node processes (each with its own key,
+//! wallet, data dir and log), and demo jobs of every type followed until they are on chain.
+//! Everything it starts is written to `<dir>/testnet.json` so `down` can stop it by PID and a
+//! later `up` resumes the same chain, contract and totals.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use pocmesh_chain::anvil::{DEV_KEY_0, DEVNET_CHAIN_ID};
+use pocmesh_chain::{ChainClient, ProofOfCompute, TxPolicy, deploy, grant_dispatcher};
+use pocmesh_dispatcher::StatusView;
+use pocmesh_dispatcher::api::{JobView, SubmitRequest, Submitted};
+use pocmesh_protocol::{Address, Bytes, SecretKey};
+use serde::{Deserialize, Serialize};
+
+use crate::TestnetError;
+use crate::procs::{self, Proc};
+
+/// How to run the local network.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// The `pocmesh` executable to start the dispatcher and nodes with.
+    pub exe: PathBuf,
+    /// The network's folder (state, keys, logs).
+    pub dir: PathBuf,
+    /// Volunteer nodes.
+    pub nodes: usize,
+    /// Demo jobs of each type; `None`: 5 on a new network, none on a resumed one.
+    pub jobs: Option<usize>,
+    /// anvil executable (default: tools folders, then PATH).
+    pub anvil: Option<PathBuf>,
+    /// RPC port (0: a free one).
+    pub rpc_port: u16,
+    /// Dispatcher API port (0: a free one).
+    pub api_port: u16,
+    /// Chain id.
+    pub chain_id: u64,
+    /// Node heartbeat interval, ms.
+    pub heartbeat_ms: u64,
+    /// How long to wait for the demo jobs.
+    pub jobs_timeout: Duration,
+}
+
+impl UpOptions {
+    /// Defaults for `exe` and `dir`.
+    pub fn new(exe: PathBuf, dir: PathBuf) -> Self {
+        UpOptions {
+            exe,
+            dir,
+            nodes: 3,
+            jobs: None,
+            anvil: None,
+            rpc_port: 8545,
+            api_port: 8645,
+            chain_id: DEVNET_CHAIN_ID,
+            heartbeat_ms: 2_000,
+            jobs_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A node of the local network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeEntry {
+    /// `node-1`, …
+    pub name: String,
+    /// The wallet it credits.
+    pub wallet: Address,
+    /// Its data dir.
+    pub data_dir: String,
+}
+
+/// What `<dir>/testnet.json` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestnetState {
+    /// Chain id.
+    pub chain_id: u64,
+    /// pocmesh network name.
+    pub net: String,
+    /// RPC URL.
+    pub rpc: String,
+    /// The contract.
+    pub contract: Address,
+    /// The dispatcher's address.
+    pub dispatcher: Address,
+    /// The dispatcher API URL.
+    pub api: String,
+    /// The nodes.
+    pub nodes: Vec<NodeEntry>,
+    /// Demo jobs submitted so far.
+    pub demo_jobs: Vec<String>,
+    /// Processes running now (empty after `down`).
+    pub procs: Vec<Proc>,
+}
+
+/// A wallet's units, from the contract and from the dispatcher's records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WalletReport {
+    /// The node.
+    pub node: String,
+    /// The wallet.
+    pub wallet: Address,
+    /// `computeUnits(wallet)` on chain.
+    pub units: u128,
+}
+
+/// What `up` prints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkReport {
+    /// RPC URL.
+    pub rpc: String,
+    /// Chain id.
+    pub chain_id: u64,
+    /// The contract.
+    pub contract: Address,
+    /// The dispatcher API.
+    pub api: String,
+    /// The dashboard.
+    pub dashboard: String,
+    /// The dispatcher's address.
+    pub dispatcher: Address,
+    /// The API token file.
+    pub token_file: String,
+    /// Each node's wallet and units.
+    pub wallets: Vec<WalletReport>,
+    /// `totalUnits()`.
+    pub total_units: u128,
+    /// Demo jobs by final state.
+    pub jobs: std::collections::BTreeMap<String, u64>,
+    /// The network's folder.
+    pub dir: String,
+    /// Whether an existing network was resumed.
+    pub resumed: bool,
+}
+
+/// Progress of `up`: a step, or the demo jobs' count recorded out of total.
+pub enum Progress<'a> {
+    /// A step began.
+    Step(&'a str),
+    /// Demo jobs recorded so far, of total.
+    Jobs {
+        /// Recorded.
+        done: u64,
+        /// Total.
+        total: u64,
+    },
+}
+
+fn state_path(dir: &Path) -> PathBuf {
+    dir.join("testnet.json")
+}
+
+/// Reads `<dir>/testnet.json`, if there is one.
+pub fn load_state(dir: &Path) -> Result<Option<TestnetState>, TestnetError> {
+    match std::fs::read(state_path(dir)) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| TestnetError::Internal(format!("{}: {e}", state_path(dir).display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(&state_path(dir), e)),
+    }
+}
+
+fn save_state(dir: &Path, state: &TestnetState) -> Result<(), TestnetError> {
+    let path = state_path(dir);
+    let tmp = dir.join("testnet.json.tmp");
+    let text =
+        serde_json::to_vec_pretty(state).map_err(|e| TestnetError::Internal(e.to_string()))?;
+    std::fs::write(&tmp, text).map_err(|e| io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))
+}
+
+fn io(path: &Path, e: std::io::Error) -> TestnetError {
+    TestnetError::Io(format!("{}: {e}", path.display()))
+}
+
+fn free_port() -> Result<u16, TestnetError> {
+    let l =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| TestnetError::Io(e.to_string()))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| TestnetError::Io(e.to_string()))
+}
+
+fn port_or_free(port: u16) -> Result<u16, TestnetError> {
+    if port == 0 { free_port() } else { Ok(port) }
+}
+
+/// Processes of `state` that still run.
+pub fn running(state: &TestnetState) -> Vec<&Proc> {
+    state.procs.iter().filter(|p| procs::alive(p)).collect()
+}
+
+async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<T, TestnetError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            return Err(TestnetError::Timeout(format!(
+                "{what} within {} s",
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Brings the network up (or resumes it), runs the demo jobs, and reports where to look. On
+/// error, whatever this call started is stopped again.
+pub async fn up(
+    opts: &UpOptions,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<NetworkReport, TestnetError> {
+    std::fs::create_dir_all(opts.dir.join("logs")).map_err(|e| io(&opts.dir, e))?;
+    let previous = load_state(&opts.dir)?;
+    if let Some(prev) = &previous {
+        let live = running(prev);
+        if !live.is_empty() {
+            let names: Vec<&str> = live.iter().map(|p| p.name.as_str()).collect();
+            return Err(TestnetError::AlreadyRunning(format!(
+                "{} (running: {}); stop it with `pocmesh testnet down --dir {}`",
+                opts.dir.display(),
+                names.join(", "),
+                opts.dir.display()
+            )));
+        }
+    }
+    let mut started: Vec<Proc> = Vec::new();
+    let result = up_inner(opts, previous, &mut started, progress).await;
+    if result.is_err() {
+        for p in started.iter().rev() {
+            procs::stop(p, Duration::from_secs(5));
+        }
+    }
+    result
+}
+
+async fn up_inner(
+    opts: &UpOptions,
+    previous: Option<TestnetState>,
+    started: &mut Vec<Proc>,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<NetworkReport, TestnetError> {
+    let dir = std::fs::canonicalize(&opts.dir).map_err(|e| io(&opts.dir, e))?;
+    let logs = dir.join("logs");
+    let resumed = previous.is_some();
+
+    // 1. The chain, with its state in the folder so the next `up` finds the same contract.
+    progress(Progress::Step(
+        "starting anvil (EVM paris, legacy transactions)",
+    ));
+    let anvil_bin =
+        crate::install::ensure_anvil(opts.anvil.as_deref(), &mut |m| progress(Progress::Step(m)))?;
+    let rpc_port = match &previous {
+        Some(p) => p
+            .rpc
+            .rsplit(':')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(opts.rpc_port),
+        None => port_or_free(opts.rpc_port)?,
+    };
+    let chain_id = previous
+        .as_ref()
+        .map(|p| p.chain_id)
+        .unwrap_or(opts.chain_id);
+    let anvil_state = dir.join("anvil-state.json");
+    let anvil_args: Vec<String> = vec![
+        "--host".into(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        rpc_port.to_string(),
+        "--chain-id".into(),
+        chain_id.to_string(),
+        "--hardfork".into(),
+        "paris".into(),
+        "--state".into(),
+        anvil_state.display().to_string(),
+        "--state-interval".into(),
+        "2".into(),
+    ];
+    let anvil = procs::spawn(
+        "anvil",
+        &anvil_bin,
+        &anvil_args,
+        &logs.join("anvil.log"),
+        &anvil_state.display().to_string(),
+    )
+    .map_err(|e| TestnetError::Io(format!("starting {}: {e}", anvil_bin.display())))?;
+    started.push(anvil.clone());
+    let rpc = format!("http://127.0.0.1:{rpc_port}");
+    wait_for("anvil to answer", Duration::from_secs(20), || async {
+        if !procs::alive(&anvil) {
+            return None;
+        }
+        let provider = pocmesh_chain::client::provider(&rpc).ok()?;
+        let once = pocmesh_chain::RetryPolicy {
+            attempts: 1,
+            ..Default::default()
+        };
+        pocmesh_chain::client::chain_id(&provider, &rpc, once)
+            .await
+            .ok()
+    })
+    .await
+    .map_err(|_| {
+        TestnetError::Io(format!(
+            "anvil did not answer on {rpc}; is the port in use? see {}",
+            logs.join("anvil.log").display()
+        ))
+    })?;
+
+    // 2. Contract and dispatcher key: reused when the chain still has them.
+    let admin =
+        SecretKey::from_hex(DEV_KEY_0).map_err(|e| TestnetError::Internal(e.to_string()))?;
+    let admin_client = ChainClient::connect(&rpc, &admin, TxPolicy::default()).await?;
+    let dispatcher_dir = dir.join("dispatcher");
+    std::fs::create_dir_all(&dispatcher_dir).map_err(|e| io(&dispatcher_dir, e))?;
+    let (dispatcher_key, _) = SecretKey::load_or_create(&dispatcher_dir.join("dispatcher.key"))
+        .map_err(|e| TestnetError::Internal(e.to_string()))?;
+    let contract = match previous.as_ref().map(|p| p.contract) {
+        // `at` checks that a ProofOfCompute answers there.
+        Some(c) if ProofOfCompute::at(&rpc, c).await.is_ok() => {
+            progress(Progress::Step(
+                "resuming: the contract is on the saved chain",
+            ));
+            c
+        }
+        _ => {
+            progress(Progress::Step("deploying ProofOfCompute"));
+            deploy(&admin_client, &[]).await?.address
+        }
+    };
+    progress(Progress::Step(
+        "funding the dispatcher key and granting DISPATCHER_ROLE",
+    ));
+    let balance = ChainClient::connect(&rpc, &dispatcher_key, TxPolicy::default())
+        .await?
+        .balance()
+        .await?;
+    if balance < 10u128.pow(18).into() {
+        admin_client
+            .transfer(dispatcher_key.address(), (100u128 * 10u128.pow(18)).into())
+            .await?;
+    }
+    grant_dispatcher(&admin_client, contract, dispatcher_key.address()).await?;
+
+    // 3. The dispatcher.
+    progress(Progress::Step("starting the dispatcher"));
+    let net = pocmesh_protocol::topics::network_for_chain(chain_id);
+    let api_port = match &previous {
+        Some(p) => p
+            .api
+            .rsplit(':')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(opts.api_port),
+        None => port_or_free(opts.api_port)?,
+    };
+    let api = format!("http://127.0.0.1:{api_port}");
+    let hb = opts.heartbeat_ms.to_string();
+    let dispatcher_args: Vec<String> = [
+        "dispatcher",
+        "run",
+        "--rpc",
+        &rpc,
+        "--contract",
+        &contract.to_string(),
+        "--key",
+        &dispatcher_dir.join("dispatcher.key").display().to_string(),
+        "--data-dir",
+        &dispatcher_dir.display().to_string(),
+        "--api",
+        &format!("127.0.0.1:{api_port}"),
+        "--net",
+        &net,
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--heartbeat-ms",
+        &hb,
+        "--batch-age-ms",
+        "1500",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _ = std::fs::remove_file(pocmesh_dispatcher::daemon::info_path(&dispatcher_dir));
+    let dispatcher = procs::spawn(
+        "dispatcher",
+        &opts.exe,
+        &dispatcher_args,
+        &logs.join("dispatcher.log"),
+        &dispatcher_dir.display().to_string(),
+    )
+    .map_err(|e| TestnetError::Io(format!("starting {}: {e}", opts.exe.display())))?;
+    started.push(dispatcher.clone());
+    let info_file = pocmesh_dispatcher::daemon::info_path(&dispatcher_dir);
+    let bootstrap: String = wait_for(
+        "the dispatcher to start",
+        Duration::from_secs(30),
+        || async {
+            if !procs::alive(&dispatcher) {
+                return None;
+            }
+            let text = std::fs::read_to_string(&info_file).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            v["listen"].as_array()?.first()?.as_str().map(String::from)
+        },
+    )
+    .await
+    .map_err(|e| {
+        TestnetError::Io(format!(
+            "{e}; see {}",
+            logs.join("dispatcher.log").display()
+        ))
+    })?;
+
+    // 4. The nodes.
+    let mut nodes: Vec<NodeEntry> = previous
+        .as_ref()
+        .map(|p| p.nodes.clone())
+        .unwrap_or_default();
+    while nodes.len() < opts.nodes.max(nodes.len()) {
+        let name = format!("node-{}", nodes.len() + 1);
+        let data_dir = dir.join("nodes").join(&name);
+        std::fs::create_dir_all(&data_dir).map_err(|e| io(&data_dir, e))?;
+        let (wallet_key, _) = SecretKey::load_or_create(&data_dir.join("wallet.key"))
+            .map_err(|e| TestnetError::Internal(e.to_string()))?;
+        nodes.push(NodeEntry {
+            name,
+            wallet: wallet_key.address(),
+            data_dir: data_dir.display().to_string(),
+        });
+    }
+    progress(Progress::Step("starting the volunteer nodes"));
+    for node in &nodes {
+        let args: Vec<String> = [
+            "node",
+            "run",
+            "--wallet",
+            &node.wallet.to_string(),
+            "--data-dir",
+            &node.data_dir,
+            "--net",
+            &net,
+            "--bootstrap",
+            &bootstrap,
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--no-mdns",
+            "--status",
+            "127.0.0.1:0",
+            "--rpc",
+            &rpc,
+            "--contract",
+            &contract.to_string(),
+            "--heartbeat-ms",
+            &hb,
+            "--max-jobs",
+            "2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let p = procs::spawn(
+            &node.name,
+            &opts.exe,
+            &args,
+            &logs.join(format!("{}.log", node.name)),
+            &node.data_dir,
+        )
+        .map_err(|e| TestnetError::Io(format!("starting {}: {e}", opts.exe.display())))?;
+        started.push(p);
+    }
+    let client = reqwest::Client::new();
+    let want = nodes.len();
+    progress(Progress::Step("waiting for every node's heartbeat"));
+    wait_for(
+        "every node to come online",
+        Duration::from_secs(60),
+        || async {
+            let s: StatusView = get_json(&client, &format!("{api}/v1/status")).await?;
+            (s.nodes_online >= want).then_some(())
+        },
+    )
+    .await?;
+
+    let mut state = TestnetState {
+        chain_id,
+        net,
+        rpc: rpc.clone(),
+        contract,
+        dispatcher: dispatcher_key.address(),
+        api: api.clone(),
+        nodes: nodes.clone(),
+        demo_jobs: previous.map(|p| p.demo_jobs).unwrap_or_default(),
+        procs: started.clone(),
+    };
+    save_state(&dir, &state)?;
+
+    // 5. Demo jobs of each type, followed until they are on chain.
+    let per_type = opts.jobs.unwrap_or(if resumed { 0 } else { 5 });
+    let token = std::fs::read_to_string(pocmesh_dispatcher::daemon::token_path(&dispatcher_dir))
+        .map_err(|e| io(&dispatcher_dir, e))?
+        .trim()
+        .to_string();
+    let mut ids = Vec::new();
+    if per_type > 0 {
+        progress(Progress::Step("submitting demo jobs"));
+        for i in 0..per_type {
+            for request in demo_requests(i as u64) {
+                let s: Submitted =
+                    post_json(&client, &format!("{api}/v1/jobs"), &token, &request).await?;
+                ids.push(s.id.to_string());
+            }
+        }
+        state.demo_jobs.extend(ids.iter().cloned());
+        save_state(&dir, &state)?;
+    }
+    let total = ids.len() as u64;
+    let deadline = Instant::now() + opts.jobs_timeout;
+    let mut finals = std::collections::BTreeMap::new();
+    while total > 0 {
+        finals.clear();
+        for id in &ids {
+            if let Some(j) = get_json::<JobView>(&client, &format!("{api}/v1/jobs/{id}")).await
+                && matches!(j.state.as_str(), "recorded" | "failed" | "rejected")
+            {
+                *finals.entry(j.state).or_insert(0u64) += 1;
+            }
+        }
+        let done: u64 = finals.values().sum();
+        progress(Progress::Jobs {
+            done: finals.get("recorded").copied().unwrap_or(0),
+            total,
+        });
+        if done == total {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(TestnetError::Timeout(format!(
+                "demo jobs: {done} of {total} finished within {} s; see {}",
+                opts.jobs_timeout.as_secs(),
+                logs.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let poc = ProofOfCompute::at(&rpc, contract).await?;
+    let mut wallets = Vec::new();
+    for n in &nodes {
+        wallets.push(WalletReport {
+            node: n.name.clone(),
+            wallet: n.wallet,
+            units: poc.units(n.wallet).await?,
+        });
+    }
+    Ok(NetworkReport {
+        dashboard: format!("{api}/"),
+        token_file: pocmesh_dispatcher::daemon::token_path(&dispatcher_dir)
+            .display()
+            .to_string(),
+        total_units: poc.total_units().await?,
+        rpc,
+        chain_id,
+        contract,
+        api,
+        dispatcher: dispatcher_key.address(),
+        wallets,
+        jobs: finals,
+        dir: dir.display().to_string(),
+        resumed,
+    })
+}
+
+/// The demo jobs of round `i`: one `hash` and one `wasm` (the bundled kernel).
+pub fn demo_requests(i: u64) -> Vec<SubmitRequest> {
+    let input =
+        pocmesh_node::executor::kernel_input(20_000, format!("pocmesh demo input {i}").as_bytes());
+    vec![
+        SubmitRequest {
+            job_type: "hash".into(),
+            iterations: Some(1_000_000 + i * 250_000),
+            ..SubmitRequest::default()
+        },
+        SubmitRequest {
+            job_type: "wasm".into(),
+            module: Some(Bytes(
+                pocmesh_node::executor::KERNEL_WAT.as_bytes().to_vec(),
+            )),
+            input: Some(Bytes(input)),
+            ..SubmitRequest::default()
+        },
+    ]
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: &str,
+) -> Option<T> {
+    client
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+async fn post_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &SubmitRequest,
+) -> Result<T, TestnetError> {
+    let resp = client
+        .post(url)
+        .bearer_auth(token)
+        .json(body)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .map_err(|e| TestnetError::Io(format!("{url}: {e}")))?;
+    let status = resp.status();
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| TestnetError::Io(format!("{url}: {e}")))?;
+    if !status.is_success() {
+        return Err(TestnetError::Io(format!("{url}: {status}: {text}")));
+    }
+    serde_json::from_str(&text).map_err(|e| TestnetError::Io(format!("{url}: {e}")))
+}
+
+/// Stops every process of the network in `dir` by PID (nodes, dispatcher, then anvil, which
+/// saves the chain on the way out). Returns the processes that would not stop.
+pub fn down(dir: &Path) -> Result<Vec<Proc>, TestnetError> {
+    let Some(mut state) = load_state(dir)? else {
+        return Err(TestnetError::NotFound(format!(
+            "no local network in {} (no testnet.json)",
+            dir.display()
+        )));
+    };
+    let mut order = state.procs.clone();
+    // Nodes first, then the dispatcher, the chain last.
+    order.sort_by_key(|p| match p.name.as_str() {
+        "anvil" => 2,
+        "dispatcher" => 1,
+        _ => 0,
+    });
+    let mut stuck = Vec::new();
+    for p in &order {
+        if !procs::stop(p, Duration::from_secs(15)) {
+            stuck.push(p.clone());
+        }
+    }
+    state.procs = stuck.clone();
+    save_state(dir, &state)?;
+    Ok(stuck)
+}
+
+/// The network in `dir` and which of its processes run.
+pub fn status(dir: &Path) -> Result<Option<(TestnetState, Vec<(Proc, bool)>)>, TestnetError> {
+    let Some(state) = load_state(dir)? else {
+        return Ok(None);
+    };
+    let procs = state
+        .procs
+        .iter()
+        .map(|p| (p.clone(), procs::alive(p)))
+        .collect();
+    Ok(Some((state, procs)))
+}
