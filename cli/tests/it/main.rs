@@ -3,6 +3,11 @@
 mod chain;
 mod inspect;
 mod keys;
+mod network;
+mod node;
+mod rogue;
+mod support;
+mod testnet;
 
 use std::process::{Command, Output, Stdio};
 

@@ -1,0 +1,483 @@
+//! The dispatcher with real node processes on loopback and a real anvil: jobs end `recorded`,
+//! the chain's units equal the dispatcher's verified units per wallet, and crashes of the
+//! dispatcher (SIGKILL at several points), of a node mid-job, and an RPC outage of 30 s lose
+//! nothing and credit nothing twice.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use pocmesh_chain::ProofOfCompute;
+use pocmesh_dispatcher::api::{JobView, SubmitRequest};
+use pocmesh_protocol::{Address, Bytes};
+use serde_json::Value;
+
+use crate::support::{Chain, Daemon, args, eventually, free_port};
+
+const NET: &str = "devnet-551";
+const TOKEN: &str = "test-token-0123456789";
+
+/// A dispatcher and its nodes as processes.
+pub(crate) struct Mesh {
+    pub(crate) chain: Chain,
+    pub(crate) dir: PathBuf,
+    dispatcher: Daemon,
+    nodes: Vec<Daemon>,
+    pub(crate) wallets: Vec<Address>,
+    pub(crate) api: String,
+    pub(crate) bootstrap: String,
+    http: reqwest::Client,
+}
+
+impl Mesh {
+    /// A chain, a dispatcher and `n` nodes.
+    pub(crate) async fn start(dir: &Path, n: usize) -> Mesh {
+        let chain = Chain::start(dir).await;
+        let rpc = chain.rpc.clone();
+        Mesh::start_with_chain(dir, chain, n, rpc).await
+    }
+
+    /// A dispatcher recording through `rpc` (the chain's own URL, or a proxy in front) and
+    /// `n` nodes, on `chain`.
+    async fn start_with_chain(dir: &Path, chain: Chain, n: usize, rpc: String) -> Mesh {
+        let api_port = free_port();
+        let data = dir.join("dispatcher");
+        let dispatcher = Daemon::start(
+            "dispatcher",
+            &args(&[
+                "dispatcher",
+                "run",
+                "--rpc",
+                &rpc,
+                "--contract",
+                &chain.contract.to_string(),
+                "--key",
+                &chain.dispatcher_key.display().to_string(),
+                "--data-dir",
+                &data.display().to_string(),
+                "--api",
+                &format!("127.0.0.1:{api_port}"),
+                "--api-token",
+                TOKEN,
+                "--net",
+                NET,
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--no-mdns",
+                "--heartbeat-ms",
+                "1000",
+                "--batch-age-ms",
+                "1000",
+                "--batch-max",
+                "64",
+            ]),
+            dir,
+        );
+        let info = pocmesh_dispatcher::daemon::info_path(&data);
+        let log = dispatcher.log.clone();
+        let bootstrap: String = eventually(
+            "the dispatcher describes itself",
+            Duration::from_secs(60),
+            || async {
+                let v: Value = serde_json::from_str(&std::fs::read_to_string(&info).ok()?).ok()?;
+                v["listen"][0].as_str().map(String::from)
+            },
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+        )
+        .await;
+        let mut nodes = Vec::new();
+        let mut wallets = Vec::new();
+        for i in 0..n {
+            let wallet = Address::from([0x40 + i as u8; 20]);
+            wallets.push(wallet);
+            let name = format!("node-{}", i + 1);
+            nodes.push(Daemon::start(
+                &name,
+                &args(&[
+                    "node",
+                    "run",
+                    "--wallet",
+                    &wallet.to_string(),
+                    "--data-dir",
+                    &dir.join(&name).display().to_string(),
+                    "--net",
+                    NET,
+                    "--bootstrap",
+                    &bootstrap,
+                    "--listen",
+                    "/ip4/127.0.0.1/tcp/0",
+                    "--no-mdns",
+                    "--status",
+                    "127.0.0.1:0",
+                    "--rpc",
+                    &chain.rpc,
+                    "--contract",
+                    &chain.contract.to_string(),
+                    "--heartbeat-ms",
+                    "1000",
+                    "--max-jobs",
+                    "4",
+                ]),
+                dir,
+            ));
+        }
+        let mesh = Mesh {
+            chain,
+            dir: dir.to_path_buf(),
+            dispatcher,
+            nodes,
+            wallets,
+            api: format!("http://127.0.0.1:{api_port}"),
+            bootstrap,
+            http: reqwest::Client::new(),
+        };
+        mesh.wait_online(n).await;
+        mesh
+    }
+
+    pub(crate) fn logs(&self) -> String {
+        let mut out = format!("--- dispatcher\n{}", tail(&self.dispatcher.log_text()));
+        for n in &self.nodes {
+            out.push_str(&format!("--- {}\n{}", n.name, tail(&n.log_text())));
+        }
+        out
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> Option<Value> {
+        self.http
+            .get(format!("{}{path}", self.api))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    }
+
+    pub(crate) async fn wait_online(&self, n: usize) {
+        eventually(
+            &format!("{n} nodes online at the dispatcher"),
+            Duration::from_secs(90),
+            || async {
+                let s = self.get("/v1/status").await?;
+                (s["nodes_online"].as_u64()? >= n as u64).then_some(())
+            },
+            || self.logs(),
+        )
+        .await;
+    }
+
+    pub(crate) async fn submit(&self, request: &SubmitRequest) -> String {
+        let resp = self
+            .http
+            .post(format!("{}/v1/jobs", self.api))
+            .bearer_auth(TOKEN)
+            .json(request)
+            .send()
+            .await
+            .expect("API answers");
+        assert_eq!(resp.status(), 202, "submission accepted");
+        let v: Value = resp.json().await.expect("json");
+        v["id"].as_str().expect("id").to_string()
+    }
+
+    pub(crate) async fn job(&self, id: &str) -> Option<JobView> {
+        serde_json::from_value(self.get(&format!("/v1/jobs/{id}")).await?).ok()
+    }
+
+    /// Waits until every job in `ids` is `recorded`, and returns them.
+    pub(crate) async fn all_recorded(&self, ids: &[String], timeout: Duration) -> Vec<JobView> {
+        eventually(
+            &format!("all {} jobs recorded", ids.len()),
+            timeout,
+            || async {
+                let mut out = Vec::new();
+                for id in ids {
+                    let j = self.job(id).await?;
+                    if j.state != "recorded" {
+                        return None;
+                    }
+                    out.push(j);
+                }
+                Some(out)
+            },
+            || self.logs(),
+        )
+        .await
+    }
+
+    /// Units on chain equal the dispatcher's verified units, per wallet and in total.
+    pub(crate) async fn check_chain(&self, jobs: &[JobView]) {
+        let mut verified: HashMap<Address, u128> = HashMap::new();
+        for j in jobs {
+            assert!(j.tx.is_some(), "recorded jobs name their transaction");
+            for c in &j.credits {
+                *verified.entry(c.wallet).or_default() += u128::from(c.units);
+            }
+        }
+        let poc = ProofOfCompute::at(&self.chain.rpc, self.chain.contract)
+            .await
+            .expect("contract");
+        let mut sum = 0u128;
+        for wallet in &self.wallets {
+            let on_chain = poc.units(*wallet).await.expect("units");
+            assert_eq!(
+                on_chain,
+                verified.get(wallet).copied().unwrap_or(0),
+                "computeUnits({wallet}) equals the dispatcher's verified units"
+            );
+            sum += on_chain;
+        }
+        assert_eq!(
+            poc.total_units().await.expect("total"),
+            sum,
+            "totalUnits equals the sum over wallets"
+        );
+        let s = self.get("/v1/status").await.expect("status");
+        assert_eq!(s["units_recorded"].as_u64().map(u128::from), Some(sum));
+    }
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n") + "\n"
+}
+
+pub(crate) fn hash_job(i: u64) -> SubmitRequest {
+    SubmitRequest {
+        job_type: "hash".into(),
+        iterations: Some(1_000 + i),
+        ..SubmitRequest::default()
+    }
+}
+
+fn wasm_job(i: u64) -> SubmitRequest {
+    SubmitRequest {
+        job_type: "wasm".into(),
+        module: Some(Bytes(
+            pocmesh_node::executor::KERNEL_WAT.as_bytes().to_vec(),
+        )),
+        input: Some(Bytes(pocmesh_node::executor::kernel_input(
+            2,
+            format!("input {i}").as_bytes(),
+        ))),
+        ..SubmitRequest::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_jobs_survive_dispatcher_and_node_crashes_and_are_credited_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut mesh = Mesh::start(dir.path(), 5).await;
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        ids.push(mesh.submit(&hash_job(i)).await);
+        ids.push(mesh.submit(&wasm_job(i)).await);
+    }
+    // Crash 1: right after the submissions were acknowledged.
+    mesh.dispatcher.restart();
+    mesh.wait_online(5).await;
+
+    // A node dies holding work: its leases are taken back and the jobs finish elsewhere.
+    let victim_status = mesh.dir.join("node-1").join("status.addr");
+    let victim_address: String = {
+        let v: Value = serde_json::from_str(
+            &std::fs::read_to_string(mesh.dir.join("node-1").join("node.json")).expect("node.json"),
+        )
+        .expect("json");
+        v["address"].as_str().expect("address").to_string()
+    };
+    let http = mesh.http.clone();
+    eventually(
+        "node-1 running a job",
+        Duration::from_secs(60),
+        || {
+            let http = http.clone();
+            let f = victim_status.clone();
+            async move {
+                let addr = std::fs::read_to_string(&f).ok()?;
+                let v: Value = http
+                    .get(format!("http://{}/status", addr.trim()))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                (v["jobs"]["running"].as_u64()? > 0).then_some(())
+            }
+        },
+        || mesh.logs(),
+    )
+    .await;
+    mesh.nodes[0].sigkill();
+
+    // Crash 2: once the first batch is on chain.
+    eventually(
+        "a first batch on chain",
+        Duration::from_secs(120),
+        || async {
+            let s = mesh.get("/v1/status").await?;
+            (s["batches_recorded"].as_u64()? > 0).then_some(())
+        },
+        || mesh.logs(),
+    )
+    .await;
+    mesh.dispatcher.restart();
+    // Crash 3: with about half of the jobs recorded.
+    eventually(
+        "half of the jobs recorded",
+        Duration::from_secs(180),
+        || async {
+            let s = mesh.get("/v1/status").await?;
+            (s["jobs"]["recorded"].as_u64()? >= 100).then_some(())
+        },
+        || mesh.logs(),
+    )
+    .await;
+    mesh.dispatcher.restart();
+
+    let jobs = mesh.all_recorded(&ids, Duration::from_secs(300)).await;
+    assert_eq!(jobs.len(), 200, "no job lost");
+    mesh.check_chain(&jobs).await;
+    let reassigned = jobs.iter().any(|j| {
+        j.attempts.iter().any(|a| {
+            a.node.to_string() == victim_address
+                && matches!(a.state.as_str(), "timed_out" | "unreachable")
+        })
+    });
+    assert!(
+        reassigned,
+        "a job held by the killed node was taken back and finished elsewhere"
+    );
+    let s = mesh.get("/v1/status").await.expect("status");
+    assert_eq!(s["jobs"]["recorded"], 200, "{s}");
+    assert_eq!(s["jobs_last_24h"], 200, "{s}");
+    let metrics = mesh
+        .http
+        .get(format!("{}/metrics", mesh.api))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("pocmesh_dispatcher_batches_recorded_total"),
+        "{metrics}"
+    );
+}
+
+/// A TCP forwarder in front of the RPC that can be switched off (connections refused and
+/// dropped) and on again.
+struct Proxy {
+    url: String,
+    up: Arc<AtomicBool>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let up = Arc::new(AtomicBool::new(true));
+        let flag = up.clone();
+        let target = target.trim_start_matches("http://").to_string();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !flag.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection closed
+                }
+                let target = target.clone();
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                    tokio::pin!(copy);
+                    loop {
+                        tokio::select! {
+                            _ = &mut copy => return,
+                            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                                if !flag.load(Ordering::SeqCst) {
+                                    return; // cut open connections too
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Proxy {
+            url,
+            up,
+            _task: task,
+        }
+    }
+
+    fn set(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rpc_outage_of_thirty_seconds_delays_recording_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let chain = Chain::start(dir.path()).await;
+    let proxy = Proxy::start(chain.rpc.clone()).await;
+    let url = proxy.url.clone();
+    let mesh = Mesh::start_with_chain(dir.path(), chain, 3, url).await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(mesh.submit(&hash_job(i)).await);
+    }
+    let first = mesh.all_recorded(&ids, Duration::from_secs(120)).await;
+    proxy.set(false);
+    let before = mesh.get("/v1/status").await.expect("status");
+    let mut more = Vec::new();
+    for i in 20..60 {
+        more.push(mesh.submit(&hash_job(i)).await);
+    }
+    // Jobs keep verifying while the chain is unreachable; nothing lands.
+    eventually(
+        "the new jobs verified while the RPC is down",
+        Duration::from_secs(60),
+        || async {
+            let mut n = 0;
+            for id in &more {
+                let j = mesh.job(id).await?;
+                if matches!(j.state.as_str(), "verified" | "recording") {
+                    n += 1;
+                }
+            }
+            (n == more.len()).then_some(())
+        },
+        || mesh.logs(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let during = mesh.get("/v1/status").await.expect("status");
+    assert_eq!(
+        during["units_recorded"], before["units_recorded"],
+        "nothing recorded while down"
+    );
+    proxy.set(true);
+    let later = mesh.all_recorded(&more, Duration::from_secs(120)).await;
+    let all: Vec<JobView> = first.into_iter().chain(later).collect();
+    mesh.check_chain(&all).await;
+    assert!(
+        mesh.dispatcher
+            .log_text()
+            .contains("batch not recorded yet; will retry"),
+        "the outage was seen and retried"
+    );
+}

@@ -1,0 +1,200 @@
+//! The end-to-end test of the local network as a newcomer runs it: `testnet up --detach`, all
+//! demo jobs recorded, every wallet's units read straight from the chain equal to the
+//! dispatcher's records, one more job through `job submit --wait`, `testnet down` leaving no
+//! process, and `up` again resuming the same contract and totals.
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+
+use pocmesh_chain::ProofOfCompute;
+use pocmesh_dispatcher::api::JobView;
+use pocmesh_protocol::Address;
+use serde_json::Value;
+
+use crate::{json, pocmesh};
+
+fn up(dir: &str, extra: &[&str]) -> Value {
+    let mut a = vec![
+        "testnet",
+        "up",
+        "--detach",
+        "--json",
+        "--dir",
+        dir,
+        "--port",
+        "0",
+        "--api-port",
+        "0",
+    ];
+    a.extend_from_slice(extra);
+    let out = Command::new(env!("CARGO_BIN_EXE_pocmesh"))
+        .args(&a)
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    if !out.status.success() {
+        let logs: String = std::fs::read_dir(std::path::Path::new(dir).join("logs"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| {
+                        let t = std::fs::read_to_string(e.path()).unwrap_or_default();
+                        let lines: Vec<&str> = t.lines().collect();
+                        format!(
+                            "--- {}\n{}\n",
+                            e.path().display(),
+                            lines[lines.len().saturating_sub(30)..].join("\n")
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        panic!(
+            "testnet up failed: {}\n{logs}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    json(&out)
+}
+
+fn pids(dir: &str) -> Vec<u32> {
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(std::path::Path::new(dir).join("testnet.json")).expect("state"),
+    )
+    .expect("json");
+    state["procs"]
+        .as_array()
+        .expect("procs")
+        .iter()
+        .map(|p| p["pid"].as_u64().expect("pid") as u32)
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testnet_up_records_demo_jobs_and_down_leaves_nothing_running() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("net").display().to_string();
+    let report = up(&dir, &["--nodes", "4", "--jobs", "20"]);
+    let rpc = report["rpc"].as_str().expect("rpc").to_string();
+    let api = report["api"].as_str().expect("api").to_string();
+    let contract: Address = report["contract"]
+        .as_str()
+        .expect("contract")
+        .parse()
+        .expect("address");
+    assert_eq!(report["chain_id"], 551);
+    assert_eq!(report["jobs"]["recorded"], 40, "{report}");
+    let started = pids(&dir);
+    assert_eq!(started.len(), 6, "anvil, the dispatcher and 4 nodes");
+
+    // The dispatcher's records, straight from its API.
+    let jobs: Vec<JobView> = reqwest::get(format!("{api}/v1/jobs?limit=1000"))
+        .await
+        .expect("api")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(jobs.len(), 40);
+    let mut verified: HashMap<Address, u128> = HashMap::new();
+    for j in &jobs {
+        assert_eq!(j.state, "recorded");
+        for c in &j.credits {
+            *verified.entry(c.wallet).or_default() += u128::from(c.units);
+        }
+    }
+    // The chain, read independently of the launcher.
+    let poc = ProofOfCompute::at(&rpc, contract).await.expect("contract");
+    let mut sum = 0u128;
+    for w in report["wallets"].as_array().expect("wallets") {
+        let wallet: Address = w["wallet"]
+            .as_str()
+            .expect("wallet")
+            .parse()
+            .expect("address");
+        let units = poc.units(wallet).await.expect("units");
+        assert_eq!(u128::from(w["units"].as_u64().expect("units")), units);
+        assert_eq!(
+            verified.get(&wallet).copied().unwrap_or(0),
+            units,
+            "{wallet}"
+        );
+        sum += units;
+    }
+    assert!(sum > 0);
+    assert_eq!(poc.total_units().await.expect("total"), sum);
+
+    // One more job through the CLI, followed to its transaction.
+    let token_file = report["token_file"]
+        .as_str()
+        .expect("token file")
+        .to_string();
+    let out = pocmesh(
+        &[
+            "job",
+            "submit",
+            "--api",
+            &api,
+            "--token-file",
+            &token_file,
+            "--type",
+            "hash",
+            "--iterations",
+            "2000000",
+            "--wait",
+            "--json",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let job = json(&out);
+    assert_eq!(job["state"], "recorded", "{job}");
+    assert!(job["tx"].as_str().is_some_and(|t| t.starts_with("0x")));
+    let total_before_down = poc.total_units().await.expect("total");
+    let job_units = u128::from(job["units"].as_u64().expect("units"));
+    assert_eq!(
+        total_before_down,
+        sum + job_units,
+        "the CLI job's units landed too"
+    );
+
+    let out = pocmesh(&["testnet", "down", "--dir", &dir], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for pid in &started {
+        assert!(!alive(*pid), "process {pid} is still running after down");
+    }
+    let status = pocmesh(&["testnet", "status", "--dir", &dir, "--json"], None);
+    assert_eq!(json(&status)["running"], false);
+
+    // Up again: the same chain, contract and totals (no new demo jobs on a resumed network).
+    let again = up(&dir, &["--nodes", "4"]);
+    assert_eq!(again["contract"], report["contract"]);
+    assert_eq!(again["resumed"], true);
+    assert_eq!(
+        u128::from(again["total_units"].as_u64().expect("total")),
+        total_before_down
+    );
+    let restarted = pids(&dir);
+    let out = pocmesh(&["testnet", "down", "--dir", &dir], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for pid in restarted {
+        assert!(
+            !alive(pid),
+            "process {pid} is still running after the second down"
+        );
+    }
+}
