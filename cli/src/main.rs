@@ -60,7 +60,13 @@ fn main() -> ExitCode {
             | Command::Dispatcher(cmd::dispatcher::DispatcherCommand::Run(_))
     );
     let default_level = if daemon { "info" } else { "warn" };
-    init_logging(cli.log.as_deref().unwrap_or(default_level));
+    // Flags beat the environment: --log, then RUST_LOG, then the default.
+    let filter = cli
+        .log
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| default_level.to_string());
+    init_logging(&filter);
     let result = match cli.command {
         Command::Keys(c) => cmd::keys::run(c),
         Command::Inspect(a) => cmd::inspect::run(a),
@@ -83,7 +89,6 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(filter: &str) {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

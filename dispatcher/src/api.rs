@@ -490,6 +490,17 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
         .into_response()
 }
 
+/// The Provider Hub: one static page over this API and the chain's RPC.
+const DASHBOARD: &str = include_str!("../assets/dashboard.html");
+
+async fn dashboard() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        DASHBOARD,
+    )
+        .into_response()
+}
+
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
@@ -527,6 +538,7 @@ pub(crate) async fn serve(
         info: parts.info,
     });
     let app = Router::new()
+        .route("/", get(dashboard))
         .route("/v1/jobs", get(list_jobs).post(submit))
         .route("/v1/jobs/{id}", get(get_job))
         .route("/v1/nodes", get(nodes))

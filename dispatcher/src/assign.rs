@@ -81,7 +81,13 @@ impl Engine {
         if need == 0 {
             return Assigned::Done;
         }
-        let ended = job.attempts.iter().filter(|a| !a.state.is_active()).count();
+        // Attempts that ended without the node being at fault for it (busy, stopping) do not
+        // use up the job's attempts.
+        let ended = job
+            .attempts
+            .iter()
+            .filter(|a| !a.state.is_active() && !no_fault(&a.state))
+            .count();
         if ended >= max_attempts {
             let last = job
                 .attempts
@@ -244,12 +250,9 @@ impl Engine {
             }
             OfferAnswer::Declined(reason) => {
                 debug!(job = %id, attempt = n, %node, ?reason, "offer declined");
-                self.end_attempt(
-                    id,
-                    n,
-                    AttemptState::Declined { reason },
-                    Some(Outcome::Declined),
-                );
+                let state = AttemptState::Declined { reason };
+                let outcome = (!no_fault(&state)).then_some(Outcome::Declined);
+                self.end_attempt(id, n, state, outcome);
             }
             OfferAnswer::Unreachable(why) => {
                 info!(job = %id, attempt = n, %node, %why, "node unreachable");
@@ -328,6 +331,17 @@ impl Engine {
 enum Assigned {
     Done,
     NeedsMore,
+}
+
+/// An attempt that ended because the node was full or stopping: no blame, no attempt used.
+fn no_fault(state: &AttemptState) -> bool {
+    matches!(
+        state,
+        AttemptState::Declined {
+            reason: pocmesh_protocol::DeclineReason::Busy
+                | pocmesh_protocol::DeclineReason::ShuttingDown
+        }
+    )
 }
 
 fn has_room(snapshot: &[NodeView]) -> bool {

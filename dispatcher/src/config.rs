@@ -91,6 +91,10 @@ pub struct ApiSettings {
     pub rate_limit_per_minute: u32,
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
+    /// The RPC URL shown to browsers (`/v1/info`, the dashboard reads units with it). Default:
+    /// the dispatcher's own RPC when it is on this machine, otherwise none — a provider URL
+    /// may carry an API key.
+    pub public_rpc: Option<String>,
 }
 
 impl Default for ApiSettings {
@@ -100,6 +104,7 @@ impl Default for ApiSettings {
             tokens: Vec::new(),
             rate_limit_per_minute: 6_000,
             max_body_bytes: 4 * 1024 * 1024,
+            public_rpc: None,
         }
     }
 }
@@ -114,8 +119,6 @@ pub struct JobSettings {
     pub lease_margin_ms: u64,
     /// Limits for jobs submitted without their own.
     pub default_limits: Limits,
-    /// Offers in flight per node.
-    pub max_in_flight_per_node: u32,
     /// Largest `redundancy` a submitter may ask for.
     pub max_redundancy: u32,
 }
@@ -131,7 +134,6 @@ impl Default for JobSettings {
                 max_output_bytes: 64 * 1024,
                 max_fuel: Some(2_000_000_000),
             },
-            max_in_flight_per_node: 16,
             max_redundancy: 5,
         }
     }
@@ -234,11 +236,11 @@ impl DispatcherConfig {
         if j.max_attempts == 0 || j.max_attempts > 100 {
             return Err(invalid("jobs.max_attempts", "must be between 1 and 100"));
         }
-        if j.max_in_flight_per_node == 0 {
-            return Err(invalid("jobs.max_in_flight_per_node", "must be above 0"));
-        }
-        if j.max_redundancy == 0 || j.max_redundancy > 16 {
-            return Err(invalid("jobs.max_redundancy", "must be between 1 and 16"));
+        if j.max_redundancy == 0 || j.max_redundancy > crate::scheduler::MAX_REDUNDANCY {
+            return Err(invalid(
+                "jobs.max_redundancy",
+                format!("must be between 1 and {}", crate::scheduler::MAX_REDUNDANCY),
+            ));
         }
         if !(0.0..=1.0).contains(&self.verify.reexecute_sample) {
             return Err(invalid(

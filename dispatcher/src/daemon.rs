@@ -55,6 +55,11 @@ pub enum DispatcherError {
         /// Why.
         source: std::io::Error,
     },
+    /// The engine stopped because the job store could not be written (see the log).
+    #[error(
+        "the job store could not be written (disk full or failing?); nothing unwritten was acknowledged — fix the disk and start again"
+    )]
+    EngineStopped,
     /// A file in the data dir could not be written.
     #[error("{path}: {source}")]
     Io {
@@ -143,9 +148,70 @@ pub async fn run_with(
     submitter: Arc<dyn ProofSubmitter>,
     shutdown: CancellationToken,
 ) -> Result<(), DispatcherError> {
+    let running = start(config, key, submitter).await?;
+    let engine_failed = running.engine_stop.clone();
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        // The engine stops on its own only when it cannot write the store.
+        _ = engine_failed.cancelled() => {}
+    }
+    let failed = engine_failed.is_cancelled() && !shutdown.is_cancelled();
+    running.stop().await;
+    if failed {
+        return Err(DispatcherError::EngineStopped);
+    }
+    Ok(())
+}
+
+/// A dispatcher running in this process.
+#[derive(Debug)]
+pub struct Running {
+    /// Submit and query jobs without HTTP.
+    pub handle: EngineHandle,
+    /// Where the API listens.
+    pub api: std::net::SocketAddr,
+    /// Mesh addresses with `/p2p/<peer>`, for nodes to bootstrap from.
+    pub listen: Vec<String>,
+    store: DispatcherStore,
+    api_stop: CancellationToken,
+    api_task: tokio::task::JoinHandle<()>,
+    engine_stop: CancellationToken,
+    engine_task: tokio::task::JoinHandle<()>,
+    announce_task: tokio::task::JoinHandle<()>,
+    mesh_stop: CancellationToken,
+    mesh_task: tokio::task::JoinHandle<()>,
+    events_task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops taking work, lets the engine commit what it has, and leaves the mesh.
+    pub async fn stop(self) {
+        info!("shutting down: committing state");
+        self.api_stop.cancel();
+        let _ = self.api_task.await;
+        self.engine_stop.cancel();
+        let _ = self.engine_task.await;
+        self.announce_task.abort();
+        self.mesh_stop.cancel();
+        let _ = self.mesh_task.await;
+        self.events_task.abort();
+        if let Err(e) = store_flush(&self.store) {
+            warn!(error = %e, "final flush failed");
+        }
+        info!("dispatcher stopped");
+    }
+}
+
+/// Starts a dispatcher recording through `submitter`; it runs until [`Running::stop`].
+pub async fn start(
+    config: DispatcherConfig,
+    key: SecretKey,
+    submitter: Arc<dyn ProofSubmitter>,
+) -> Result<Running, DispatcherError> {
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(io_err(&data_dir))?;
     let tokens = api_tokens(&config)?;
+    let chain_id = submitter.chain_id();
     let store = DispatcherStore::open(&data_dir.join("store"))?;
     let mesh_config = config
         .network
@@ -197,7 +263,8 @@ pub async fn run_with(
         "peer_id": mesh.local_peer().to_string(),
         "net": net.net,
         "contract": config.contract,
-        "rpc": config.rpc,
+        "rpc": public_rpc(&config),
+        "chain_id": chain_id,
         "version": env!("CARGO_PKG_VERSION"),
     });
     let (api_addr, api_task) = crate::api::serve(
@@ -223,28 +290,38 @@ pub async fn run_with(
     // Listen addresses arrive as events; give the swarm a moment, then describe ourselves.
     let listen = wait_listen(&mesh).await;
     let mut described = info;
-    described["listen"] = serde_json::json!(listen);
+    described["listen"] = serde_json::json!(listen.clone());
     described["api"] = serde_json::json!(format!("http://{api_addr}"));
     described["pid"] = serde_json::json!(std::process::id());
     let info_file = info_path(&data_dir);
     std::fs::write(&info_file, described.to_string()).map_err(io_err(&info_file))?;
     info!(api = %api_addr, address = %key.address(), peer = %mesh.local_peer(), "dispatcher started");
+    Ok(Running {
+        handle: EngineHandle { inputs },
+        api: api_addr,
+        listen,
+        store,
+        api_stop,
+        api_task,
+        engine_stop,
+        engine_task,
+        announce_task,
+        mesh_stop,
+        mesh_task,
+        events_task,
+    })
+}
 
-    shutdown.cancelled().await;
-    info!("shutting down: committing state");
-    api_stop.cancel();
-    let _ = api_task.await;
-    engine_stop.cancel();
-    let _ = engine_task.await;
-    announce_task.abort();
-    mesh_stop.cancel();
-    let _ = mesh_task.await;
-    events_task.abort();
-    if let Err(e) = store_flush(&store) {
-        warn!(error = %e, "final flush failed");
+/// The RPC URL browsers may see (see [`crate::config::ApiSettings::public_rpc`]).
+fn public_rpc(config: &DispatcherConfig) -> Option<String> {
+    if config.api.public_rpc.is_some() {
+        return config.api.public_rpc.clone();
     }
-    info!("dispatcher stopped");
-    Ok(())
+    let rpc = config.rpc.as_deref()?;
+    let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|p| rpc.starts_with(p));
+    local.then(|| rpc.to_string())
 }
 
 fn store_flush(store: &DispatcherStore) -> Result<(), StoreError> {

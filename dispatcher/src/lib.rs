@@ -18,6 +18,7 @@
 pub mod api;
 mod assign;
 mod batcher;
+pub mod bench;
 pub mod config;
 pub mod daemon;
 mod engine;
@@ -31,5 +32,5 @@ pub mod submitter;
 mod verify;
 
 pub use config::DispatcherConfig;
-pub use daemon::{DispatcherError, run, run_with};
+pub use daemon::{DispatcherError, Running, run, run_with, start};
 pub use engine::{StatusView, SubmitError};

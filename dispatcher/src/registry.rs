@@ -31,7 +31,7 @@ use tracing::{info, warn};
 /// Length of the assignment rate-limit window, milliseconds.
 pub const RATE_WINDOW_MS: u64 = 60_000;
 /// Most assignment times remembered per node: the highest usable per-minute rate limit.
-pub const MAX_RECENT_ASSIGNMENTS: usize = 4096;
+pub const MAX_RECENT_ASSIGNMENTS: usize = 100_000;
 /// Default hard cap on the number of registry entries.
 pub const DEFAULT_MAX_NODES: usize = 100_000;
 
@@ -63,7 +63,7 @@ impl Default for RegistryConfig {
         RegistryConfig {
             heartbeat_interval_ms: 5_000,
             offline_after_missed: 3,
-            rate_limit_per_minute: 600,
+            rate_limit_per_minute: 6_000,
             exclude_after_rejections: 3,
             min_reliability: 0.5,
             max_nodes: DEFAULT_MAX_NODES,
@@ -253,20 +253,21 @@ impl NodeEntry {
         self.counters.reliability()
     }
 
-    /// Slots it can take now: its reported free slots, less what it holds beyond them.
+    /// Slots it can take now: its total less what this dispatcher gave it.
     pub fn free_slots(&self) -> u32 {
-        self.caps
-            .slots_free
-            .min(self.caps.slots_total.saturating_sub(self.in_flight))
+        // Our own count, not the heartbeat's `slots_free`: that one is up to an interval old
+        // and already counts the jobs we gave it. Work from other dispatchers shows up as
+        // `busy` declines, which cost nothing.
+        self.caps.slots_total.saturating_sub(self.in_flight)
     }
 
     /// Assignments given to it in the [`RATE_WINDOW_MS`] before `now_ms`.
     pub fn assignments_in_window(&self, now_ms: u64) -> u32 {
-        let n = self
+        // Times are pushed in order, so the ones still in the window are a suffix.
+        let old = self
             .recent
-            .iter()
-            .filter(|&&t| now_ms.saturating_sub(t) < RATE_WINDOW_MS)
-            .count();
+            .partition_point(|&t| now_ms.saturating_sub(t) >= RATE_WINDOW_MS);
+        let n = self.recent.len() - old;
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 }

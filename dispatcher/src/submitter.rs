@@ -35,9 +35,16 @@ pub type SubmitFuture<'a> = Pin<Box<dyn Future<Output = Result<Landed, SubmitErr
 pub trait ProofSubmitter: Send + Sync + 'static {
     /// Puts `plan` on chain, or finds it there.
     fn submit<'a>(&'a self, plan: &'a BatchPlan) -> SubmitFuture<'a>;
+
+    /// The chain's id, when there is one.
+    fn chain_id(&self) -> Option<u64>;
 }
 
 impl ProofSubmitter for Recorder {
+    fn chain_id(&self) -> Option<u64> {
+        Some(self.client().chain_id())
+    }
+
     fn submit<'a>(&'a self, plan: &'a BatchPlan) -> SubmitFuture<'a> {
         Box::pin(async move {
             match self.record(plan).await {

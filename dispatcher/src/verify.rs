@@ -195,8 +195,14 @@ impl Engine {
             }
             _ if outstanding == 0 && submitted >= redundancy as usize => {
                 // They disagree: one more independent result decides.
-                let max = self.config.jobs.max_redundancy.max(redundancy);
-                if redundancy < max + 2
+                // Up to the cap (scheduler::MAX_REDUNDANCY and the config); then no quorum
+                // can be had and the job is rejected.
+                let cap = self
+                    .config
+                    .jobs
+                    .max_redundancy
+                    .min(crate::scheduler::MAX_REDUNDANCY);
+                if redundancy < cap
                     && let Some(job) = self.jobs.get_mut(&id)
                 {
                     job.redundancy += 1;

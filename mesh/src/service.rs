@@ -45,6 +45,8 @@ const JOB_FRAME_MAX_BYTES: u64 = MAX_ENVELOPE_BYTES as u64 + 64;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The Kademlia protocol name: pocmesh peers form their own DHT, apart from the public IPFS one.
 const KAD_PROTOCOL: &str = "/pocmesh/kad/1";
+/// How often bootstrap peers we are not connected to are dialled again.
+const REDIAL: Duration = Duration::from_secs(3);
 /// Below this many connections, peers found through the DHT are dialled.
 const DISCOVERY_TARGET_PEERS: usize = 16;
 /// How often a Kademlia bootstrap (random walk) refreshes the routing table.
@@ -478,6 +480,7 @@ pub async fn spawn(
         events: event_tx,
         topics,
         net: config.net.clone(),
+        bootstrap: config.bootstrap.clone(),
         validator,
         replay,
         workers: Arc::new(Semaphore::new(VALIDATION_WORKERS)),
@@ -501,6 +504,9 @@ struct EventLoop {
     events: mpsc::Sender<MeshEvent>,
     topics: HashMap<TopicHash, Topic>,
     net: String,
+    /// Bootstrap peers, dialled again whenever the connection to them is gone (a restarted
+    /// dispatcher comes back on its address; nobody else would dial it).
+    bootstrap: Vec<Multiaddr>,
     validator: Arc<Validator>,
     replay: ReplayFilter,
     workers: Arc<Semaphore>,
@@ -512,9 +518,11 @@ impl EventLoop {
     async fn run(mut self, shutdown: CancellationToken) {
         let mut refresh =
             tokio::time::interval_at(tokio::time::Instant::now() + KAD_REFRESH, KAD_REFRESH);
+        let mut redial = tokio::time::interval_at(tokio::time::Instant::now() + REDIAL, REDIAL);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = redial.tick() => self.redial_bootstrap(),
                 _ = refresh.tick() => {
                     // No known peers yet is normal for a lone first peer.
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
@@ -528,6 +536,20 @@ impl EventLoop {
             }
         }
         debug!("network task stopped");
+    }
+
+    fn redial_bootstrap(&mut self) {
+        let lonely = self.swarm.connected_peers().next().is_none();
+        for addr in self.bootstrap.clone() {
+            let missing = match peer_of(&addr) {
+                Some(peer) => !self.swarm.is_connected(&peer),
+                None => lonely,
+            };
+            if missing {
+                debug!(%addr, "dialling bootstrap peer again");
+                let _ = self.swarm.dial(addr);
+            }
+        }
     }
 
     fn on_command(&mut self, command: Command) {

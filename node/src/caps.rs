@@ -56,7 +56,9 @@ fn detect_gpu(root: &Path) -> Option<String> {
         if !name.starts_with("card") || name.contains('-') {
             continue;
         }
-        let vendor = std::fs::read_to_string(entry.path().join("device/vendor")).ok()?;
+        let Ok(vendor) = std::fs::read_to_string(entry.path().join("device/vendor")) else {
+            continue;
+        };
         let label = match vendor.trim() {
             "0x10de" => "nvidia",
             "0x1002" => "amd",

@@ -145,9 +145,15 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
     let mesh_stop = CancellationToken::new();
     let (mesh, events, mesh_task) =
         pocmesh_mesh::spawn(&key, mesh_config, mesh_stop.clone()).await?;
-    let executors = Arc::new(Executors::new(&config.jobs.job_types)?);
+    let executors = Arc::new(Executors::with_default_fuel(
+        &config.jobs.job_types,
+        config.jobs.max_fuel,
+    )?);
     let slots_total = config.jobs.slots();
     let metrics = Arc::new(NodeMetrics::new());
+    metrics
+        .units_earned
+        .set(i64::try_from(store.totals()?.units_earned).unwrap_or(i64::MAX));
     let wallet = config.wallet.unwrap_or_default();
     let core = Arc::new(NodeCore {
         address: key.address(),

@@ -85,7 +85,10 @@ async fn deliver(core: &Arc<NodeCore>, mut p: PendingResult) {
         let _ = core.store.result_acknowledged(&p.job, p.attempt);
         return;
     };
-    let outcome = match core.mesh.request(peer, None, p.envelope.clone()).await {
+    let Some(envelope) = crate::jobs::seal(core, Body::JobResult(p.result.clone())) else {
+        return;
+    };
+    let outcome = match core.mesh.request(peer, None, envelope).await {
         Ok(bytes) => check_reply(core, &p, peer, &bytes),
         Err(e) => Err(e.to_string()),
     };
@@ -138,7 +141,12 @@ fn check_reply(
     }
     match verified.message.body {
         Body::JobReply(r) if r.job == p.job && r.attempt == p.attempt => Ok(r.accept),
-        Body::JobReply(r) if !r.accept => Ok(false),
+        // A refusal that names no job (the envelope was unreadable to the dispatcher, e.g. a
+        // clock problem) is not final: the result is kept and sent again.
+        Body::JobReply(r) => Err(format!(
+            "the dispatcher answered without taking the result (reason: {:?})",
+            r.reason
+        )),
         _ => Err("reply does not answer this result".into()),
     }
 }

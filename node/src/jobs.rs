@@ -166,9 +166,6 @@ pub(crate) async fn finish(core: &Arc<NodeCore>, mut record: JobRecord, executio
         metering: execution.metering,
         error: execution.error.clone(),
     };
-    let Some(envelope) = seal(core, Body::JobResult(result)) else {
-        return;
-    };
     record.state = JobState::AwaitingAck {
         status: execution.status,
     };
@@ -179,7 +176,7 @@ pub(crate) async fn finish(core: &Arc<NodeCore>, mut record: JobRecord, executio
         job: record.job,
         attempt: record.attempt,
         dispatcher_peer: record.dispatcher_peer.clone(),
-        envelope,
+        result,
         tries: 0,
         next_try_ms: 0,
     };

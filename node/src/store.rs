@@ -111,25 +111,13 @@ pub struct PendingResult {
     pub attempt: u32,
     /// The dispatcher's PeerId.
     pub dispatcher_peer: String,
-    /// The signed `job_result` envelope, exactly as it will be sent every time.
-    #[serde(with = "serde_bytes_vec")]
-    pub envelope: Vec<u8>,
+    /// The result; it is signed afresh for every try, so a delivery after a long outage still
+    /// passes the receiver's clock check.
+    pub result: pocmesh_protocol::JobResult,
     /// Deliveries tried so far.
     pub tries: u32,
     /// Not before this time, unix ms.
     pub next_try_ms: u64,
-}
-
-mod serde_bytes_vec {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        pocmesh_protocol::Bytes::deserialize(d).map(|b| b.0)
-    }
 }
 
 /// Running totals shown by `/status`.
@@ -523,7 +511,15 @@ mod tests {
             job,
             attempt: 1,
             dispatcher_peer: "peer".into(),
-            envelope: vec![1, 2, 3],
+            result: pocmesh_protocol::JobResult {
+                job,
+                attempt: 1,
+                status: ResultStatus::Ok,
+                output: None,
+                result_hash: Hash32([9u8; 32]),
+                metering: Default::default(),
+                error: None,
+            },
             tries: 0,
             next_try_ms: 0,
         };

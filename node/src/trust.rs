@@ -58,20 +58,21 @@ impl TrustPolicy {
         let Some(chain) = &self.chain else {
             return false;
         };
-        let mut cache = chain.cache.lock().await;
-        let cached = cache.get(&dispatcher).copied();
+        let cached = chain.cache.lock().await.get(&dispatcher).copied();
         if let Some((yes, at)) = cached {
             let ttl = if yes { chain.ttl } else { NEGATIVE_TTL };
             if at.elapsed() < ttl {
                 return yes;
             }
         }
+        // Asked without holding the cache: a slow RPC must not stall every other offer.
         let answer = match ProofOfCompute::at(&chain.rpc, chain.contract).await {
             Ok(contract) => contract.is_dispatcher(dispatcher).await,
             Err(e) => Err(e),
         };
         match answer {
             Ok(yes) => {
+                let mut cache = chain.cache.lock().await;
                 if cache.len() >= CACHE_CAPACITY {
                     cache.clear();
                 }

@@ -87,6 +87,8 @@ pub struct TestnetState {
     pub dispatcher: Address,
     /// The dispatcher API URL.
     pub api: String,
+    /// The dispatcher's mesh port (fixed, so nodes find a restarted dispatcher).
+    pub mesh_port: u16,
     /// The nodes.
     pub nodes: Vec<NodeEntry>,
     /// Demo jobs submitted so far.
@@ -366,6 +368,11 @@ async fn up_inner(
         None => port_or_free(opts.api_port)?,
     };
     let api = format!("http://127.0.0.1:{api_port}");
+    let mesh_port = match &previous {
+        Some(p) => p.mesh_port,
+        None => free_port()?,
+    };
+    let listen = format!("/ip4/127.0.0.1/tcp/{mesh_port}");
     let hb = opts.heartbeat_ms.to_string();
     let dispatcher_args: Vec<String> = [
         "dispatcher",
@@ -383,7 +390,7 @@ async fn up_inner(
         "--net",
         &net,
         "--listen",
-        "/ip4/127.0.0.1/tcp/0",
+        &listen,
         "--no-mdns",
         "--heartbeat-ms",
         &hb,
@@ -501,6 +508,7 @@ async fn up_inner(
         contract,
         dispatcher: dispatcher_key.address(),
         api: api.clone(),
+        mesh_port,
         nodes: nodes.clone(),
         demo_jobs: previous.map(|p| p.demo_jobs).unwrap_or_default(),
         procs: started.clone(),

@@ -1,4 +1,4 @@
-//! `pocmesh bench gas|gossip`: benchmark harnesses (JSON out, table on the terminal).
+//! `pocmesh bench gas|gossip|node|dispatch`: benchmark harnesses (JSON out, table on the terminal).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +18,140 @@ pub(crate) enum BenchCommand {
     Gas(GasArgs),
     /// Heartbeat gossip: convergence and propagation latency for N swarms on 127.0.0.1.
     Gossip(GossipArgs),
+    /// Node execution: k256 signature checks per second, and a wasm kernel against the same
+    /// kernel in native Rust.
+    Node(NodeBenchArgs),
+    /// Verified completions per second: a dispatcher and N nodes on 127.0.0.1, trivial hash
+    /// jobs, every credit recorded on a local anvil.
+    Dispatch(DispatchBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NodeBenchArgs {
+    /// Kernel rounds per run.
+    #[arg(long, default_value_t = 40)]
+    rounds: u64,
+    /// Kernel input size, bytes.
+    #[arg(long, default_value_t = 65_536)]
+    data_len: usize,
+    /// Timed runs per side (the median is reported).
+    #[arg(long, default_value_t = 15)]
+    samples: usize,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE", default_value = "bench-results/node.json")]
+    out: PathBuf,
+    /// Print the JSON report on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DispatchBenchArgs {
+    /// Nodes.
+    #[arg(long, default_value_t = 10)]
+    nodes: usize,
+    /// Jobs.
+    #[arg(long, default_value_t = 5_000)]
+    jobs: usize,
+    /// Job slots per node (requests in flight per node).
+    #[arg(long, default_value_t = 16)]
+    slots: u32,
+    /// Credits per on-chain batch.
+    #[arg(long, default_value_t = 1_000)]
+    batch_max: usize,
+    /// anvil executable (default: tools folders, then PATH).
+    #[arg(long, env = "POCMESH_ANVIL", value_name = "FILE")]
+    anvil: Option<PathBuf>,
+    /// Write the JSON report here.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "bench-results/dispatch.json"
+    )]
+    out: PathBuf,
+    /// Print the JSON report on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn node_bench(a: NodeBenchArgs) -> anyhow::Result<ExitCode> {
+    let bar = ProgressBar::new_spinner().with_style(ProgressStyle::with_template(
+        "{spinner} node benchmark: {msg} [{elapsed}]",
+    )?);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar.set_message("k256 signature checks");
+    let verify_per_s = pocmesh_node::executor::bench::k256_verify_per_sec(2_000)?;
+    bar.set_message("wasm kernel vs native");
+    let kernel = pocmesh_node::executor::bench::wasm_vs_native(a.rounds, a.data_len, a.samples)?;
+    bar.finish_and_clear();
+    let report = serde_json::json!({
+        "k256_verify_per_s": verify_per_s,
+        "kernel": kernel,
+        "target_wasm_ratio_max": 3.0,
+        "meets_target": kernel.ratio <= 3.0,
+    });
+    let json = serde_json::to_string_pretty(&report)?;
+    write_report(&a.out, &json)?;
+    if a.json {
+        println!("{json}");
+    } else {
+        println!("k256 envelope checks (recover + compare): {verify_per_s:.0}/s");
+        println!(
+            "kernel ({} rounds over {} bytes, {} fuel): native {:.2} ms, wasm {:.2} ms, ratio {:.2} (target ≤ 3)",
+            kernel.rounds,
+            a.data_len,
+            kernel.fuel,
+            kernel.native_ms_median,
+            kernel.wasm_ms_median,
+            kernel.ratio
+        );
+        println!("report written to {}", a.out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dispatch_bench(a: DispatchBenchArgs) -> anyhow::Result<ExitCode> {
+    let bin = locate_anvil(a.anvil.as_deref(), &default_tool_dirs())?;
+    let config = pocmesh_dispatcher::bench::DispatchBenchConfig {
+        anvil: bin,
+        nodes: a.nodes,
+        jobs: a.jobs,
+        slots: a.slots,
+        batch_max: a.batch_max,
+    };
+    let bar = ProgressBar::new_spinner().with_style(ProgressStyle::with_template(
+        "{spinner} dispatch benchmark: {msg} [{elapsed}]",
+    )?);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = rt
+        .block_on(pocmesh_dispatcher::bench::run(&config, &mut |m| {
+            bar.set_message(m)
+        }))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    bar.finish_and_clear();
+    let json = serde_json::to_string_pretty(&report)?;
+    write_report(&a.out, &json)?;
+    if a.json {
+        println!("{json}");
+    } else {
+        println!(
+            "{} jobs over {} nodes ({} slots each): verified in {:.2} s = {:.0}/s; on chain in {:.2} s = {:.0}/s ({} batches); target ≥ 1000 verified/s",
+            report.jobs,
+            report.nodes,
+            report.slots,
+            report.verified_s,
+            report.verified_per_s,
+            report.recorded_s,
+            report.recorded_per_s,
+            report.batches
+        );
+        println!("report written to {}", a.out.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +256,8 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Gas(a) => gas(a),
         BenchCommand::Gossip(a) => gossip(a),
+        BenchCommand::Node(a) => node_bench(a),
+        BenchCommand::Dispatch(a) => dispatch_bench(a),
     }
 }
 

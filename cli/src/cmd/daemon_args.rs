@@ -71,7 +71,7 @@ where
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         let signals = shutdown.clone();
         tokio::spawn(async move {
@@ -94,5 +94,9 @@ where
             std::process::exit(130);
         });
         start(shutdown).await.map_err(anyhow::Error::from)
-    })
+    });
+    // A sandboxed job still running after the grace period was handed back already; its
+    // thread ends at its own time limit, and the process does not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }

@@ -43,6 +43,8 @@ impl Mesh {
     /// `n` nodes, on `chain`.
     async fn start_with_chain(dir: &Path, chain: Chain, n: usize, rpc: String) -> Mesh {
         let api_port = free_port();
+        // A fixed mesh port: a restarted dispatcher comes back where the nodes look for it.
+        let mesh_port = free_port();
         let data = dir.join("dispatcher");
         let dispatcher = Daemon::start(
             "dispatcher",
@@ -64,7 +66,7 @@ impl Mesh {
                 "--net",
                 NET,
                 "--listen",
-                "/ip4/127.0.0.1/tcp/0",
+                &format!("/ip4/127.0.0.1/tcp/{mesh_port}"),
                 "--no-mdns",
                 "--heartbeat-ms",
                 "1000",
@@ -273,13 +275,20 @@ async fn two_hundred_jobs_survive_dispatcher_and_node_crashes_and_are_credited_o
     let dir = tempfile::tempdir().expect("tmp");
     let mut mesh = Mesh::start(dir.path(), 5).await;
     let mut ids = Vec::new();
-    for i in 0..100 {
+    for i in 0..95 {
         ids.push(mesh.submit(&hash_job(i)).await);
         ids.push(mesh.submit(&wasm_job(i)).await);
     }
     // Crash 1: right after the submissions were acknowledged.
     mesh.dispatcher.restart();
     mesh.wait_online(5).await;
+    // Ten jobs long enough (a few seconds each) that a node can be caught holding one.
+    for i in 0..10 {
+        let mut long = hash_job(1_000_000 + i);
+        long.iterations = Some(3_000_000 + i);
+        long.redundancy = Some(1);
+        ids.push(mesh.submit(&long).await);
+    }
 
     // A node dies holding work: its leases are taken back and the jobs finish elsewhere.
     let victim_status = mesh.dir.join("node-1").join("status.addr");
@@ -479,5 +488,46 @@ async fn an_rpc_outage_of_thirty_seconds_delays_recording_and_loses_nothing() {
             .log_text()
             .contains("batch not recorded yet; will retry"),
         "the outage was seen and retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dispatcher_refuses_to_start_without_its_rpc_or_its_role() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let chain = Chain::start(dir.path()).await;
+    let run = |rpc: &str, key: &Path| {
+        let out = crate::pocmesh(
+            &[
+                "dispatcher",
+                "run",
+                "--rpc",
+                rpc,
+                "--contract",
+                &chain.contract.to_string(),
+                "--key",
+                &key.display().to_string(),
+                "--data-dir",
+                &dir.path().join("d").display().to_string(),
+                "--api",
+                "127.0.0.1:0",
+                "--no-mdns",
+            ],
+            None,
+        );
+        assert!(!out.status.success(), "it must not start");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let unreachable = run("http://127.0.0.1:1", &chain.dispatcher_key);
+    assert!(unreachable.contains("127.0.0.1:1"), "{unreachable}");
+    let stranger = dir.path().join("stranger.key");
+    pocmesh_protocol::SecretKey::generate()
+        .expect("key")
+        .save(&stranger, false)
+        .expect("save");
+    let no_role = run(&chain.rpc, &stranger);
+    assert!(no_role.contains("DISPATCHER_ROLE"), "{no_role}");
+    assert!(
+        no_role.contains("grant"),
+        "the error says how to fix it: {no_role}"
     );
 }

@@ -226,6 +226,10 @@ async fn a_killed_node_redelivers_its_result_and_its_seq_keeps_growing() {
     .await;
     node.sigkill();
     let before_kill = peer.max_seq;
+    // Stay down longer than the receivers' clock window (30 s): the result signed at the end
+    // of the job would now be stale, so the node must sign it afresh when it re-sends it.
+    // (Waiting is the scenario here, not a guess at when something will be ready.)
+    tokio::time::sleep(Duration::from_secs(32)).await;
 
     node.restart();
     let token: ReplyToken = peer

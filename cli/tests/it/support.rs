@@ -49,11 +49,6 @@ impl Daemon {
         self.child = Some(child);
     }
 
-    /// The process id.
-    pub(crate) fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
-    }
-
     /// SIGKILL, as a crash.
     pub(crate) fn sigkill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -136,11 +131,11 @@ where
 
 /// A local chain with the contract and a dispatcher key holding DISPATCHER_ROLE.
 pub(crate) struct Chain {
-    pub(crate) anvil: Anvil,
+    /// Kept so anvil runs as long as the chain is in use (killed on drop).
+    pub(crate) _anvil: Anvil,
     pub(crate) rpc: String,
     pub(crate) contract: Address,
     pub(crate) dispatcher_key: PathBuf,
-    pub(crate) dispatcher: Address,
 }
 
 impl Chain {
@@ -166,10 +161,9 @@ impl Chain {
         let dispatcher_key = dir.join("dispatcher.key");
         key.save(&dispatcher_key, true).expect("save key");
         Chain {
-            anvil,
+            _anvil: anvil,
             rpc,
             contract: d.address,
-            dispatcher: key.address(),
             dispatcher_key,
         }
     }

@@ -186,6 +186,14 @@ impl Executors {
     /// Builds one executor per job type in `enabled` (duplicates ignored); an error names the
     /// first type this build cannot run.
     pub fn new(enabled: &[JobType]) -> Result<Self, ExecutorError> {
+        Self::with_default_fuel(enabled, ExecutorCaps::default().max_fuel)
+    }
+
+    /// As [`Executors::new`]; a wasm job whose offer names no fuel limit gets `default_fuel`.
+    pub fn with_default_fuel(
+        enabled: &[JobType],
+        default_fuel: u64,
+    ) -> Result<Self, ExecutorError> {
         let mut types = enabled.to_vec();
         types.sort();
         types.dedup();
@@ -193,7 +201,9 @@ impl Executors {
         for job_type in types {
             match job_type {
                 JobType::Hash => executors.push(Box::new(HashExecutor)),
-                JobType::Wasm => executors.push(Box::new(WasmExecutor::new()?)),
+                JobType::Wasm => {
+                    executors.push(Box::new(WasmExecutor::with_default_fuel(default_fuel)?))
+                }
                 JobType::LinkHealth | JobType::RobotsRecheck | JobType::Unknown => {
                     return Err(ExecutorError::NoExecutor { job_type });
                 }

@@ -1,5 +1,4 @@
 //! The wasm sandbox and the hash executor against hostile and ordinary jobs, with real wasmtime.
-#![allow(missing_docs)]
 
 use std::time::{Duration, Instant};
 

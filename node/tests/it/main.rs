@@ -1,0 +1,3 @@
+//! Integration tests of the node crate (one binary, a module per area).
+
+mod sandbox;
