@@ -6,7 +6,8 @@ use pocmesh_protocol::Hash32;
 /// Version of [`CONSENT_TEXT`].
 pub const CONSENT_VERSION: u32 = 1;
 
-/// What running a pocmesh node means, shown by `pocmesh node run --help` and in the docs.
+/// What running a pocmesh node means, shown by `pocmesh node run --show-consent` and in
+/// docs/run-a-node.md.
 pub const CONSENT_TEXT: &str = "\
 pocmesh node consent, version 1.
 By running this node you let dispatchers you trust send it compute jobs.
