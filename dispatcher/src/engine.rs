@@ -524,7 +524,7 @@ impl Engine {
                 out.push(job);
             }
         }
-        out.sort_by(|a, b| b.submitted_ms.cmp(&a.submitted_ms));
+        out.sort_by_key(|j| std::cmp::Reverse(j.submitted_ms));
         out.truncate(limit);
         Ok(out)
     }

@@ -299,7 +299,7 @@ impl NodeStore {
     /// The most recent attempts, newest first, at most `limit`.
     pub fn recent_jobs(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
         let mut all = self.jobs_in(|_| true)?;
-        all.sort_by(|a, b| b.accepted_ms.cmp(&a.accepted_ms));
+        all.sort_by_key(|r| std::cmp::Reverse(r.accepted_ms));
         all.truncate(limit);
         Ok(all)
     }

@@ -537,7 +537,7 @@ async fn up_inner(
     let total = ids.len() as u64;
     let deadline = Instant::now() + opts.jobs_timeout;
     let mut finals = std::collections::BTreeMap::new();
-    while total > 0 {
+    while !ids.is_empty() {
         finals.clear();
         for id in &ids {
             if let Some(j) = get_json::<JobView>(&client, &format!("{api}/v1/jobs/{id}")).await
@@ -679,8 +679,11 @@ pub fn down(dir: &Path) -> Result<Vec<Proc>, TestnetError> {
     Ok(stuck)
 }
 
-/// The network in `dir` and which of its processes run.
-pub fn status(dir: &Path) -> Result<Option<(TestnetState, Vec<(Proc, bool)>)>, TestnetError> {
+/// A network's saved state and each of its processes with whether it runs.
+pub type NetworkStatus = (TestnetState, Vec<(Proc, bool)>);
+
+/// The network in `dir`, if there is one.
+pub fn status(dir: &Path) -> Result<Option<NetworkStatus>, TestnetError> {
     let Some(state) = load_state(dir)? else {
         return Ok(None);
     };
