@@ -560,3 +560,36 @@ pub(crate) async fn serve(
     });
     Ok((bound, task))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_token_gets_its_own_bucket_and_it_refills() {
+        let limiter = RateLimiter {
+            per_minute: 3.0,
+            buckets: Mutex::new(HashMap::new()),
+        };
+        assert!((0..3).all(|_| limiter.allow("a")), "a full bucket at first");
+        assert!(
+            !limiter.allow("a"),
+            "the fourth in the same instant is refused"
+        );
+        assert!(limiter.allow("b"), "another token is not affected");
+        if let Ok(mut b) = limiter.buckets.lock()
+            && let Some(entry) = b.get_mut("a")
+        {
+            entry.1 -= std::time::Duration::from_secs(20);
+        }
+        assert!(limiter.allow("a"), "20 s later one more is allowed");
+        assert!(!limiter.allow("a"));
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same("abc", "abc"));
+        assert!(!same("abc", "abd"));
+        assert!(!same("abc", "abcd"));
+    }
+}

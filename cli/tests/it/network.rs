@@ -531,3 +531,131 @@ async fn the_dispatcher_refuses_to_start_without_its_rpc_or_its_role() {
         "the error says how to fix it: {no_role}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_answers_bad_requests_with_clear_json_errors() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = Mesh::start(dir.path(), 1).await;
+    let url = format!("{}/v1/jobs", mesh.api);
+    let check = |resp: reqwest::Response, status: u16, code: &'static str| async move {
+        assert_eq!(resp.status().as_u16(), status);
+        let v: Value = resp.json().await.expect("a JSON error body");
+        assert_eq!(v["code"], code, "{v}");
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    };
+    let body = serde_json::json!({"type": "hash", "iterations": 10});
+    check(
+        mesh.http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .expect("answer"),
+        401,
+        "missing_token",
+    )
+    .await;
+    check(
+        mesh.http
+            .post(&url)
+            .bearer_auth("wrong")
+            .json(&body)
+            .send()
+            .await
+            .expect("answer"),
+        401,
+        "bad_token",
+    )
+    .await;
+    check(
+        mesh.http
+            .post(&url)
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .expect("answer"),
+        400,
+        "bad_request",
+    )
+    .await;
+    for bad in [
+        serde_json::json!({"type": "hash"}),
+        serde_json::json!({"type": "hash", "iterations": 0}),
+        serde_json::json!({"type": "teleport"}),
+        serde_json::json!({"type": "hash", "iterations": 5, "redundancy": 9}),
+    ] {
+        check(
+            mesh.http
+                .post(&url)
+                .bearer_auth(TOKEN)
+                .json(&bad)
+                .send()
+                .await
+                .expect("answer"),
+            400,
+            "invalid_job",
+        )
+        .await;
+    }
+    let huge = serde_json::json!({"type": "wasm", "module": "00".repeat(5 * 1024 * 1024)});
+    let resp = mesh
+        .http
+        .post(&url)
+        .bearer_auth(TOKEN)
+        .json(&huge)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(
+        resp.status().as_u16(),
+        413,
+        "bodies over the limit are refused"
+    );
+    check(
+        mesh.http
+            .get(format!("{url}/0x1234"))
+            .send()
+            .await
+            .expect("answer"),
+        400,
+        "bad_id",
+    )
+    .await;
+    check(
+        mesh.http
+            .get(format!("{url}/0x{}", "ab".repeat(32)))
+            .send()
+            .await
+            .expect("answer"),
+        404,
+        "not_found",
+    )
+    .await;
+    check(
+        mesh.http
+            .get(format!("{url}?state=dancing"))
+            .send()
+            .await
+            .expect("answer"),
+        400,
+        "bad_state",
+    )
+    .await;
+    // Nothing of that became a job.
+    let s = mesh.get("/v1/status").await.expect("status");
+    assert_eq!(s["jobs"]["queued"], 0, "{s}");
+    let page = mesh
+        .http
+        .get(format!("{}/", mesh.api))
+        .send()
+        .await
+        .expect("dashboard");
+    assert!(
+        page.text()
+            .await
+            .expect("html")
+            .contains("pocmesh Provider Hub")
+    );
+}
