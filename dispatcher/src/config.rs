@@ -11,41 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::registry::RegistryConfig;
 
-/// Why the configuration cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("reading config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this config.
-    #[error("config file {path}: {reason}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A field has a value the dispatcher cannot run with.
-    #[error("config: {field}: {reason}")]
-    Invalid {
-        /// The field.
-        field: &'static str,
-        /// Why, and what to do.
-        reason: String,
-    },
-}
-
-fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field,
-        reason: reason.into(),
-    }
-}
+pub use pocmesh_node::config::ConfigError;
+use pocmesh_node::config::{invalid, load_toml};
 
 /// Everything a dispatcher runs with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,14 +166,7 @@ impl Default for DispatcherConfig {
 impl DispatcherConfig {
     /// Reads a TOML file over the defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
+        load_toml(path)
     }
 
     /// Checks every field; the error names the first bad one.

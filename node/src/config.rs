@@ -30,7 +30,7 @@ pub enum ConfigError {
         /// What is wrong, with the field.
         reason: String,
     },
-    /// A field has a value the node cannot run with.
+    /// A field has a value the daemon cannot run with.
     #[error("config: {field}: {reason}")]
     Invalid {
         /// The field, dotted (`jobs.max_jobs`).
@@ -40,7 +40,8 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+/// The error for a bad field.
+pub fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field,
         reason: reason.into(),
@@ -209,7 +210,19 @@ impl Default for DeliverySettings {
     }
 }
 
-/// The default data directory: `$HOME/.pocmesh/node`.
+/// Reads a daemon's TOML config file over its defaults (the type's `#[serde(default)]`).
+pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// The default data directory of a daemon: `$HOME/.pocmesh/<role>`.
 pub fn default_data_dir(role: &str) -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
@@ -237,14 +250,7 @@ impl Default for NodeConfig {
 impl NodeConfig {
     /// Reads a TOML file over the defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
+        load_toml(path)
     }
 
     /// Checks every field; the error names the first bad one and how to fix it.

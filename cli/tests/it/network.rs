@@ -291,38 +291,50 @@ async fn two_hundred_jobs_survive_dispatcher_and_node_crashes_and_are_credited_o
     }
 
     // A node dies holding work: its leases are taken back and the jobs finish elsewhere.
-    let victim_status = mesh.dir.join("node-1").join("status.addr");
-    let victim_address: String = {
-        let v: Value = serde_json::from_str(
-            &std::fs::read_to_string(mesh.dir.join("node-1").join("node.json")).expect("node.json"),
-        )
-        .expect("json");
-        v["address"].as_str().expect("address").to_string()
-    };
+    // Whichever node is first seen running one of the long jobs is the victim.
     let http = mesh.http.clone();
-    eventually(
-        "node-1 running a job",
+    let dirs: Vec<PathBuf> = (1..=5)
+        .map(|i| mesh.dir.join(format!("node-{i}")))
+        .collect();
+    let victim: usize = eventually(
+        "a node running a job",
         Duration::from_secs(60),
         || {
             let http = http.clone();
-            let f = victim_status.clone();
+            let dirs = dirs.clone();
             async move {
-                let addr = std::fs::read_to_string(&f).ok()?;
-                let v: Value = http
-                    .get(format!("http://{}/status", addr.trim()))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                (v["jobs"]["running"].as_u64()? > 0).then_some(())
+                for (i, d) in dirs.iter().enumerate() {
+                    let Ok(addr) = std::fs::read_to_string(d.join("status.addr")) else {
+                        continue;
+                    };
+                    let Ok(resp) = http
+                        .get(format!("http://{}/status", addr.trim()))
+                        .send()
+                        .await
+                    else {
+                        continue;
+                    };
+                    let Ok(v) = resp.json::<Value>().await else {
+                        continue;
+                    };
+                    if v["jobs"]["running"].as_u64().is_some_and(|n| n > 0) {
+                        return Some(i);
+                    }
+                }
+                None
             }
         },
         || mesh.logs(),
     )
     .await;
-    mesh.nodes[0].sigkill();
+    let victim_address: String = {
+        let v: Value = serde_json::from_str(
+            &std::fs::read_to_string(dirs[victim].join("node.json")).expect("node.json"),
+        )
+        .expect("json");
+        v["address"].as_str().expect("address").to_string()
+    };
+    mesh.nodes[victim].sigkill();
 
     // Crash 2: once the first batch is on chain.
     eventually(
