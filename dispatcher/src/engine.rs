@@ -268,6 +268,9 @@ impl Engine {
         };
         for (_, id) in open {
             engine.recover_open_job(id);
+            // Results that arrived before the stop may be waiting for a verdict (or for a
+            // re-execution that died with the process): decide them again.
+            engine.evaluate(id);
         }
         engine.metrics.outbox.set(engine.outbox.len() as i64);
         Ok(engine)
