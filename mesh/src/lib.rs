@@ -1,7 +1,7 @@
 //! # pocmesh-mesh
 //!
 //! How pocmesh messages travel: one libp2p swarm (TCP and QUIC, noise, yamux, identify, ping,
-//! Kademlia on `/pocmesh/kad/1` for discovery beyond the bootstrap peers, mDNS on the LAN, gossipsub)
+//! Kademlia on `/pocmesh/kad/1` holding bootstrap and LAN peers, mDNS on the LAN, gossipsub)
 //! shared by node and dispatcher, owned by one task ([`service::spawn`]) that the application
 //! drives through a [`MeshHandle`] and hears from through [`MeshEvent`]s.
 //!
