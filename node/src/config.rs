@@ -68,6 +68,8 @@ pub struct NodeConfig {
     pub status: StatusSettings,
     /// Result delivery retries.
     pub delivery: DeliverySettings,
+    /// How receipts are checked against the chain (with `trust.rpc` and `trust.contract`).
+    pub receipts: ReceiptSettings,
     /// How long running jobs may finish after Ctrl-C before they are handed back, ms.
     pub shutdown_grace_ms: u64,
 }
@@ -210,6 +212,38 @@ impl Default for DeliverySettings {
     }
 }
 
+/// `[receipts]`: how the node checks the receipts dispatchers send against the batch roots on
+/// chain (through `trust.rpc` and `trust.contract`; without them receipts stay unchecked).
+///
+/// A receipt that cannot be checked yet (RPC unreachable, batch not visible yet) is checked
+/// again after `retry_base_ms`, doubling per check up to `retry_max_ms`. A batch the chain does
+/// not know fails the receipt only once *both* `not_recorded_tries` answers said so *and*
+/// `not_recorded_grace_ms` have passed since the receipt began waiting: an RPC that lags behind
+/// the dispatcher's must not turn a good receipt into a failed one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReceiptSettings {
+    /// First delay before a receipt that could not be checked is checked again, ms.
+    pub retry_base_ms: u64,
+    /// Longest delay between two checks of one receipt, ms.
+    pub retry_max_ms: u64,
+    /// "Batch not recorded" answers needed before the receipt fails.
+    pub not_recorded_tries: u32,
+    /// Time since the receipt began waiting before "batch not recorded" fails it, ms.
+    pub not_recorded_grace_ms: u64,
+}
+
+impl Default for ReceiptSettings {
+    fn default() -> Self {
+        ReceiptSettings {
+            retry_base_ms: 10_000,
+            retry_max_ms: 300_000,
+            not_recorded_tries: 5,
+            not_recorded_grace_ms: 600_000,
+        }
+    }
+}
+
 /// Reads a daemon's TOML config file over its defaults (the type's `#[serde(default)]`).
 pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -242,6 +276,7 @@ impl Default for NodeConfig {
             trust: TrustSettings::default(),
             status: StatusSettings::default(),
             delivery: DeliverySettings::default(),
+            receipts: ReceiptSettings::default(),
             shutdown_grace_ms: 10_000,
         }
     }
@@ -255,10 +290,31 @@ impl NodeConfig {
 
     /// Checks every field; the error names the first bad one and how to fix it.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.wallet.is_none() {
+        let Some(wallet) = self.wallet else {
             return Err(invalid(
                 "wallet",
                 "no wallet address; pass --wallet 0x… (or xdc…) to say who is credited",
+            ));
+        };
+        // A zero wallet poisons every batch that credits it (the contract reverts the whole
+        // batch), and the contract's own address holds units nobody can ever use.
+        if wallet == Address::ZERO {
+            return Err(invalid(
+                "wallet",
+                format!(
+                    "{wallet} can never be credited (the contract refuses the zero address); \
+                     pass the address of a wallet you control"
+                ),
+            ));
+        }
+        if self.trust.contract == Some(wallet) {
+            return Err(invalid(
+                "wallet",
+                format!(
+                    "{wallet} is the ProofOfCompute contract itself (trust.contract, --contract): \
+                     units credited to it cannot be used or moved by anyone; pass the address of \
+                     a wallet you control"
+                ),
             ));
         }
         self.network
@@ -325,6 +381,19 @@ impl NodeConfig {
                 "retry_base_ms must be above 0 and at most retry_max_ms",
             ));
         }
+        let r = &self.receipts;
+        if r.retry_base_ms == 0 || r.retry_max_ms < r.retry_base_ms {
+            return Err(invalid(
+                "receipts",
+                "retry_base_ms must be above 0 and at most retry_max_ms",
+            ));
+        }
+        if r.not_recorded_tries == 0 {
+            return Err(invalid(
+                "receipts.not_recorded_tries",
+                "must be at least 1 (how many \"batch not recorded\" answers fail a receipt)",
+            ));
+        }
         Ok(())
     }
 }
@@ -378,6 +447,90 @@ mod tests {
                 .expect_err("interval")
                 .to_string()
                 .contains("heartbeat.interval_ms")
+        );
+    }
+
+    fn valid_config() -> NodeConfig {
+        NodeConfig {
+            wallet: Some(Address::from([1u8; 20])),
+            trust: TrustSettings {
+                rpc: Some("http://127.0.0.1:8545".into()),
+                contract: Some(Address::from([3u8; 20])),
+                ..TrustSettings::default()
+            },
+            ..NodeConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_zero_address_is_refused_as_wallet() {
+        let mut c = valid_config();
+        c.validate().expect("valid");
+        c.wallet = Some(Address::ZERO);
+        let e = c.validate().expect_err("zero wallet");
+        assert!(
+            matches!(
+                e,
+                ConfigError::Invalid {
+                    field: "wallet",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("0x0000000000000000000000000000000000000000"),
+            "{text}"
+        );
+        assert!(text.contains("zero address"), "{text}");
+        assert!(text.contains("wallet you control"), "{text}");
+    }
+
+    #[test]
+    fn the_contract_is_refused_as_wallet() {
+        let mut c = valid_config();
+        c.wallet = c.trust.contract;
+        let e = c.validate().expect_err("contract as wallet");
+        assert!(
+            matches!(
+                e,
+                ConfigError::Invalid {
+                    field: "wallet",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let text = e.to_string();
+        assert!(text.contains("contract itself"), "{text}");
+        assert!(text.contains("wallet you control"), "{text}");
+        // Without a contract configured, the same address is an ordinary wallet.
+        c.trust.rpc = None;
+        c.trust.contract = None;
+        c.trust.dispatchers.push(Address::from([2u8; 20]));
+        c.validate().expect("no contract: any non-zero wallet");
+    }
+
+    #[test]
+    fn receipt_retry_settings_are_checked() {
+        let mut c = valid_config();
+        c.receipts.retry_max_ms = c.receipts.retry_base_ms - 1;
+        assert!(
+            c.validate()
+                .expect_err("max below base")
+                .to_string()
+                .contains("config: receipts:")
+        );
+        c.receipts = ReceiptSettings {
+            not_recorded_tries: 0,
+            ..ReceiptSettings::default()
+        };
+        assert!(
+            c.validate()
+                .expect_err("zero tries")
+                .to_string()
+                .contains("receipts.not_recorded_tries")
         );
     }
 }

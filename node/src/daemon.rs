@@ -1,6 +1,7 @@
-//! The node daemon: opens the store, joins the mesh, and runs four tasks — heartbeats, the
-//! network event loop (offers, receipts), job execution, result delivery — until shutdown, then
-//! lets running jobs finish within a grace period and hands back the rest.
+//! The node daemon: opens the store, joins the mesh, and runs its tasks — heartbeats, the
+//! network event loop (offers, receipts), job execution, result delivery, receipt checks (with
+//! a chain configured) — until shutdown, then lets running jobs finish within a grace period
+//! and hands back the rest.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use pocmesh_mesh::{MeshEvent, MeshHandle};
 use pocmesh_protocol::{
-    Address, Body, Hash32, JobId, MAX_ENVELOPE_BYTES, SecretKey, Topic, Validator,
+    Address, Body, Hash32, JobId, MAX_ENVELOPE_BYTES, SecretKey, Topic, Validator, unix_ms_now,
 };
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -19,10 +20,11 @@ use tracing::{debug, info, warn};
 use crate::caps::{self, Machine};
 use crate::config::{ConfigError, NodeConfig};
 use crate::executor::{ExecutorCaps, Executors};
+use crate::receipts::ReceiptChecker;
 use crate::status::{NodeInfo, NodeMetrics, StatusSource};
 use crate::store::{JobState, NodeStore, StoreError};
 use crate::trust::TrustPolicy;
-use crate::{delivery, heartbeat, jobs};
+use crate::{delivery, heartbeat, jobs, receipts};
 
 /// Why the node stopped or could not start.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,8 @@ pub(crate) struct NodeCore {
     pub(crate) executors: Arc<Executors>,
     pub(crate) caps: ExecutorCaps,
     pub(crate) trust: TrustPolicy,
+    /// Checks receipts on chain; `None` without `trust.rpc`/`trust.contract`.
+    pub(crate) receipt_checker: Option<Arc<ReceiptChecker>>,
     pub(crate) mesh: MeshHandle,
     pub(crate) metrics: Arc<NodeMetrics>,
     pub(crate) slots: Arc<Semaphore>,
@@ -85,6 +89,8 @@ pub(crate) struct NodeCore {
     pub(crate) shutting_down: AtomicBool,
     /// Wakes the delivery task when a result is ready.
     pub(crate) results_ready: Notify,
+    /// Wakes the receipts task when a receipt is waiting for its check.
+    pub(crate) receipts_ready: Notify,
     /// Wakes the heartbeat task early (first connection).
     pub(crate) beat_now: Notify,
     /// Validates job-protocol envelopes (offers, receipts, replies).
@@ -133,6 +139,19 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
         info!(path = %key_file.display(), address = %key.address(), "created the node key");
     }
     let store = NodeStore::open(&data_dir.join("store"))?;
+    let receipt_checker = ReceiptChecker::from_config(&config, key.address()).map(Arc::new);
+    let moved = store.reconcile_receipts(receipt_checker.is_some(), unix_ms_now())?;
+    if moved > 0 && receipt_checker.is_some() {
+        info!(
+            receipts = moved,
+            "receipts stored unchecked will now be checked on chain"
+        );
+    } else if moved > 0 {
+        warn!(
+            receipts = moved,
+            "receipts waiting for their check stay unchecked: pass --rpc and --contract to confirm them"
+        );
+    }
     let mesh_config = config
         .network
         .to_mesh_config()
@@ -151,9 +170,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
     )?);
     let slots_total = config.jobs.slots();
     let metrics = Arc::new(NodeMetrics::new());
-    metrics
-        .units_earned
-        .set(i64::try_from(store.totals()?.units_earned).unwrap_or(i64::MAX));
+    metrics.set_receipt_totals(&store.totals()?);
     let wallet = config.wallet.unwrap_or_default();
     let core = Arc::new(NodeCore {
         address: key.address(),
@@ -161,6 +178,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
         net: net.clone(),
         caps: config.jobs.caps(),
         trust: TrustPolicy::new(&config.trust),
+        receipt_checker: receipt_checker.clone(),
         store: store.clone(),
         executors,
         mesh: mesh.clone(),
@@ -171,6 +189,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
         policy: crate::consent::consent_hash(),
         shutting_down: AtomicBool::new(false),
         results_ready: Notify::new(),
+        receipts_ready: Notify::new(),
         beat_now: Notify::new(),
         validator: Validator {
             net: net.clone(),
@@ -197,6 +216,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
         store: store.clone(),
         listen: std::sync::Mutex::new(Vec::new()),
         started: Instant::now(),
+        checks_receipts: receipt_checker.is_some(),
     });
     let status_stop = CancellationToken::new();
     let status_listen = core.config.status.listen;
@@ -214,6 +234,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
         peer = %mesh.local_peer(),
         status = %status_addr,
         slots = slots_total,
+        receipts_checked_on_chain = core.receipt_checker.is_some(),
         "node started"
     );
 
@@ -230,6 +251,8 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
     let work_stop = CancellationToken::new();
     let heartbeat_task = tokio::spawn(heartbeat::run(core.clone(), work_stop.clone()));
     let delivery_task = tokio::spawn(delivery::run(core.clone(), work_stop.clone()));
+    let receipts_task = receipt_checker
+        .map(|checker| tokio::spawn(receipts::run(core.clone(), checker, work_stop.clone())));
     let events_task = tokio::spawn(event_loop(
         core.clone(),
         events,
@@ -259,6 +282,9 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
     work_stop.cancel();
     let _ = heartbeat_task.await;
     let _ = delivery_task.await;
+    if let Some(task) = receipts_task {
+        let _ = task.await;
+    }
     mesh_stop.cancel();
     let _ = mesh_task.await;
     events_task.abort();
@@ -305,7 +331,7 @@ async fn event_loop(
                 });
                 write_file(&node_info_path(&data_dir), &info.to_string());
             }
-            MeshEvent::PeerConnected { peer } => {
+            MeshEvent::PeerConnected { peer, .. } => {
                 core.metrics.peers.inc();
                 debug!(%peer, "peer connected");
                 if core.metrics.peers.get() == 1 {

@@ -1,6 +1,6 @@
 //! Offers in, results out: validates job-protocol requests, decides on offers
 //! ([`crate::intake`]), runs accepted jobs on blocking workers, signs their results and stores
-//! them durably for delivery; stores receipts.
+//! them durably for delivery; stores receipts (checked later by [`crate::receipts`]).
 
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use crate::daemon::{NodeCore, job_label, remember_dispatcher};
 use crate::executor::Execution;
 use crate::intake::{IntakeState, evaluate};
+use crate::receipts::{ReceiptState, arrival_state};
 use crate::status::NodeMetrics;
 use crate::store::{JobRecord, JobState, PendingResult};
 
@@ -217,30 +218,37 @@ fn on_receipt(core: &NodeCore, from: pocmesh_protocol::Address, receipt: Receipt
     let ours = attempt
         .and_then(|a| core.store.job(&receipt.job, a).ok().flatten())
         .is_some_and(|r| r.dispatcher == from);
-    if !ours || receipt.provider != core.wallet {
-        warn!(job = %receipt.job, dispatcher = %from, "receipt for a job this node did not run for that dispatcher or wallet");
+    if !ours {
+        warn!(job = %receipt.job, dispatcher = %from, "receipt for a job this node did not run for that dispatcher");
         return JobReply::declined(receipt.job, 0, DeclineReason::InvalidOffer);
     }
-    let leaf = pocmesh_protocol::ReceiptLeaf {
-        job: receipt.job,
-        provider: receipt.provider,
-        node: core.address,
-        units: receipt.units,
-        result_hash: receipt.result_hash,
-    };
     let attempt = attempt.unwrap_or(0);
-    match core.store.receipt(&receipt, Some(attempt)) {
+    let now = unix_ms_now();
+    // Stored first and acknowledged at once; the check against the chain comes after, in the
+    // receipts task, so the dispatcher never waits on this node's RPC.
+    let state = arrival_state(&receipt, core.wallet, core.receipt_checker.is_some(), now);
+    match core
+        .store
+        .receipt(&receipt, Some(attempt), state.clone(), now)
+    {
         Ok(true) => {
-            core.metrics.receipts.inc();
-            core.metrics.units_earned.inc_by(receipt.units as i64);
-            info!(
-                job = %receipt.job,
-                units = receipt.units,
-                tx = %receipt.tx,
-                batch = %receipt.batch,
-                leaf = %leaf.hash(),
-                "credited on chain"
-            );
+            core.metrics.count_receipt(state.name());
+            if let Ok(totals) = core.store.totals() {
+                core.metrics.set_receipt_totals(&totals);
+            }
+            match &state {
+                ReceiptState::Pending { .. } => {
+                    info!(job = %receipt.job, units = receipt.units, batch = %receipt.batch, tx = %receipt.tx, "receipt stored; checking it on chain");
+                    core.receipts_ready.notify_one();
+                }
+                ReceiptState::Unchecked => {
+                    info!(job = %receipt.job, units = receipt.units, batch = %receipt.batch, tx = %receipt.tx, "receipt stored unchecked (no --rpc/--contract): its units are unconfirmed");
+                }
+                ReceiptState::Failed { reason, .. } => {
+                    warn!(job = %receipt.job, units = receipt.units, batch = %receipt.batch, dispatcher = %from, %reason, "receipt refused; its units do not count");
+                }
+                ReceiptState::Verified { .. } => {}
+            }
         }
         Ok(false) => {}
         Err(e) => {

@@ -9,6 +9,8 @@
 //! - [`daemon::run`]: the daemon; everything else is its parts.
 //! - [`executor`]: `hash` and `wasm` behind one [`executor::Executor`] trait.
 //! - [`store::NodeStore`]: sled trees for the sequence, jobs, the result outbox and receipts.
+//! - [`receipts`]: receipts are checked against the batch roots on chain before their units
+//!   count ([`receipts::ReceiptChecker`], [`receipts::ReceiptState`]).
 //! - [`intake::evaluate`]: the pure accept/decline decision; [`trust::TrustPolicy`]: whose
 //!   offers count (listed addresses, holders of DISPATCHER_ROLE on chain).
 //! - [`status`]: Prometheus metrics and the local `/status` + `/metrics` endpoint.
@@ -24,6 +26,7 @@ pub mod executor;
 mod heartbeat;
 pub mod intake;
 mod jobs;
+pub mod receipts;
 pub mod status;
 pub mod store;
 pub mod trust;

@@ -20,7 +20,7 @@ pub(crate) enum NodeCommand {
     /// Run a volunteer node: join the mesh, announce this machine, run jobs, earn units.
     #[command(long_about = RUN_ABOUT)]
     Run(Box<RunArgs>),
-    /// Show a running node's peers, heartbeats, jobs and units earned.
+    /// Show a running node's peers, heartbeats, jobs, units earned and receipt checks.
     Status(StatusArgs),
 }
 
@@ -30,15 +30,18 @@ const RUN_ABOUT: &str =
 The node creates its key on first run (in --data-dir, mode 0600), publishes a signed heartbeat every
 few seconds, accepts jobs only from dispatchers you trust (--trust-dispatcher, or holders of the
 dispatcher role on --contract via --rpc), runs them in a sandbox with the limits you set, and
-credits the compute units to --wallet on chain. Stop it with Ctrl-C: running jobs get a grace
-period, the rest are handed back. `pocmesh node status` shows what it is doing.
+credits the compute units to --wallet on chain. With --rpc and --contract it also checks each
+receipt a dispatcher sends against the batch root on chain before counting its units; without them
+the units show as unconfirmed. Stop it with Ctrl-C: running jobs get a grace period, the rest are
+handed back. `pocmesh node status` shows what it is doing.
 
 By running a node you accept the consent text in docs/run-a-node.md (version 1): hash and
 WebAssembly jobs only, no access to your files or network, hard limits on time, memory and output.";
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// Your wallet address (0x… or xdc…): it is credited with the units this node earns.
+    /// Your wallet address (0x… or xdc…): it is credited with the units this node earns (not the
+    /// zero address, not the contract's).
     #[arg(long, env = "POCMESH_WALLET", value_name = "ADDR")]
     wallet: Option<Address>,
     /// TOML config file; flags and POCMESH_* variables override it.
@@ -64,10 +67,12 @@ pub(crate) struct RunArgs {
     /// A dispatcher whose jobs you accept (0x… or xdc…); repeat or comma-separate.
     #[arg(long = "trust-dispatcher", value_delimiter = ',', value_name = "ADDR")]
     trust_dispatcher: Vec<Address>,
-    /// Chain RPC used to check that a dispatcher holds DISPATCHER_ROLE (with --contract).
+    /// Chain RPC used to check that a dispatcher holds DISPATCHER_ROLE and that receipts match
+    /// the batch roots on chain (with --contract).
     #[arg(long, env = "POCMESH_RPC", value_name = "URL")]
     rpc: Option<String>,
-    /// The ProofOfCompute contract whose dispatchers you trust (with --rpc).
+    /// The ProofOfCompute contract whose dispatchers you trust and whose batch roots confirm
+    /// your receipts (with --rpc).
     #[arg(long, env = "POCMESH_CONTRACT", value_name = "ADDR")]
     contract: Option<Address>,
     /// Address of the local status endpoint [default: 127.0.0.1:9187; port 0 picks one].
@@ -212,9 +217,43 @@ fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
         "jobs      running {}  done {}  failed {}  awaiting ack {}  (slots {})",
         r.jobs.running, r.jobs.done, r.jobs.failed, r.jobs.awaiting_ack, r.info.slots
     );
-    println!(
-        "units     {} earned on chain ({} receipts)",
-        r.units_earned, r.receipts
-    );
+    print_receipts(r);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The units and receipts lines: what is confirmed on chain, what is not, and every failure
+/// shown, since a failed receipt means a dispatcher claimed a credit the chain does not back.
+fn print_receipts(r: &StatusReport) {
+    let c = &r.receipts;
+    println!(
+        "units     {} earned (verified on chain)  {} pending check  {} unconfirmed",
+        r.units_earned, r.units_pending, r.units_unconfirmed
+    );
+    println!(
+        "receipts  {} verified  {} pending  {} failed  {} unchecked  ({} in all)",
+        c.verified, c.pending, c.failed, c.unchecked, c.total
+    );
+    if !c.checked_on_chain {
+        println!(
+            "          receipts are NOT checked on chain: run the node with --rpc and --contract to \
+             confirm its credits"
+        );
+    }
+    if c.failed > 0 {
+        println!(
+            "FAILED    {} receipt(s) did not check out on chain; their units do not count{}:",
+            c.failed,
+            if c.failed > c.failed_recent.len() as u64 {
+                format!(" (latest {} shown)", c.failed_recent.len())
+            } else {
+                String::new()
+            }
+        );
+        for f in &c.failed_recent {
+            println!(
+                "  ! job {}  batch {}  units {}: {}",
+                f.job, f.batch, f.units, f.reason
+            );
+        }
+    }
 }

@@ -1,3 +1,4 @@
 //! Integration tests of the node crate (one binary, a module per area).
 
+mod receipts;
 mod sandbox;

@@ -1,10 +1,11 @@
 //! The node's durable state (sled): the heartbeat sequence, job history, results waiting for
 //! the dispatcher's acknowledgement, receipts, and running totals. Every change that a peer will
 //! hear about is flushed before the message leaves, so a crash never un-happens what was said.
+//! Receipts and their check states live in [`receipts`](self::receipts).
 
 use std::path::Path;
 
-use pocmesh_protocol::{Address, Hash32, JobId, JobType, Receipt, ResultStatus};
+use pocmesh_protocol::{Address, Hash32, JobId, JobType, ResultStatus};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -40,6 +41,20 @@ pub enum StoreError {
         /// The state the caller needed.
         expected: &'static str,
     },
+    /// A receipt was asked to change state in a way its lifecycle does not allow.
+    #[error("receipt for job {job}: {source}")]
+    ReceiptState {
+        /// The job.
+        job: JobId,
+        /// The refused transition.
+        source: crate::receipts::ReceiptTransitionError,
+    },
+    /// No receipt is stored for the job.
+    #[error("no receipt is stored for job {job}")]
+    NoReceipt {
+        /// The job.
+        job: JobId,
+    },
 }
 
 /// Where one attempt of a job stands on this node.
@@ -58,7 +73,8 @@ pub enum JobState {
         /// How it ended.
         status: ResultStatus,
     },
-    /// The credit is on chain (a receipt arrived).
+    /// A receipt for the attempt arrived; whether it checks out on chain is the receipt's state
+    /// ([`crate::receipts::ReceiptState`]).
     Credited {
         /// Units credited.
         units: u64,
@@ -120,17 +136,32 @@ pub struct PendingResult {
     pub next_try_ms: u64,
 }
 
-/// Running totals shown by `/status`.
+/// Running totals shown by `/status`. Every receipt is in exactly one state; its units are in
+/// the units total of that state (failed receipts' units count nowhere). Fields added later
+/// read as 0 from rows written before them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Totals {
     /// Attempts that finished with a result.
     pub jobs_done: u64,
     /// Attempts that failed (limits, traps, shutdown).
     pub jobs_failed: u64,
-    /// Units credited on chain, from receipts.
+    /// Units of verified receipts: their proofs check against the batch roots on chain.
     pub units_earned: u64,
-    /// Receipts received.
+    /// Units of unchecked receipts (the node has no `--rpc`/`--contract`): claimed, unconfirmed.
+    pub units_unconfirmed: u64,
+    /// Units of receipts waiting for their check.
+    pub units_pending: u64,
+    /// Receipts received, in all states.
     pub receipts: u64,
+    /// Receipts verified on chain.
+    pub receipts_verified: u64,
+    /// Receipts waiting for their check.
+    pub receipts_pending: u64,
+    /// Receipts that failed their check (never counted).
+    pub receipts_failed: u64,
+    /// Receipts not checked (no chain configured).
+    pub receipts_unchecked: u64,
 }
 
 const SEQ: &[u8] = b"seq";
@@ -144,7 +175,12 @@ pub struct NodeStore {
     meta: sled::Tree,
     jobs: sled::Tree,
     outbox: sled::Tree,
+    /// Job id → [`crate::receipts::StoredReceipt`].
     receipts: sled::Tree,
+    /// Pending receipts by due time: next check (unix ms, BE) ‖ job id → nothing.
+    receipt_checks: sled::Tree,
+    /// Failed receipts by time: failed at (unix ms, BE) ‖ job id → [`crate::receipts::FailedReceipt`].
+    receipt_failures: sled::Tree,
 }
 
 impl std::fmt::Debug for NodeStore {
@@ -162,6 +198,10 @@ fn attempt_key(job: &JobId, attempt: u32) -> [u8; 36] {
     key[32..].copy_from_slice(&attempt.to_be_bytes());
     key
 }
+
+mod receipts;
+
+pub use receipts::DueReceipts;
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serialising these plain structs into a Vec cannot fail.
@@ -188,14 +228,18 @@ impl NodeStore {
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(sled_err)?;
-        Ok(NodeStore {
+        let store = NodeStore {
             meta: db.open_tree("meta").map_err(sled_err)?,
             jobs: db.open_tree("jobs").map_err(sled_err)?,
             outbox: db.open_tree("outbox").map_err(sled_err)?,
             receipts: db.open_tree("receipts").map_err(sled_err)?,
+            receipt_checks: db.open_tree("receipt_checks").map_err(sled_err)?,
+            receipt_failures: db.open_tree("receipt_failures").map_err(sled_err)?,
             db,
             path,
-        })
+        };
+        store.upgrade_receipts(pocmesh_protocol::unix_ms_now())?;
+        Ok(store)
     }
 
     fn err(&self, source: sled::Error) -> StoreError {
@@ -400,43 +444,6 @@ impl NodeStore {
         // once more and acknowledged again (the dispatcher answers repeats).
     }
 
-    /// A receipt arrived: stored once, units added once, the job marked credited.
-    /// Returns whether it was new.
-    pub fn receipt(&self, receipt: &Receipt, attempt: Option<u32>) -> Result<bool, StoreError> {
-        let rkey = *receipt.job.as_bytes();
-        let new = (&self.receipts, &self.jobs, &self.meta, &self.outbox)
-            .transaction(|(receipts, jobs, meta, outbox)| {
-                if receipts.get(&rkey[..])?.is_some() {
-                    return Ok(false);
-                }
-                receipts.insert(&rkey[..], encode(receipt))?;
-                let mut totals: Totals = match meta.get(TOTALS)? {
-                    Some(b) => decode("meta", &b).map_err(ConflictableTransactionError::Abort)?,
-                    None => Totals::default(),
-                };
-                totals.units_earned = totals.units_earned.saturating_add(receipt.units);
-                totals.receipts += 1;
-                meta.insert(TOTALS, encode(&totals))?;
-                if let Some(attempt) = attempt {
-                    let key = attempt_key(&receipt.job, attempt);
-                    // A receipt implies the result arrived, even if its ack was lost.
-                    outbox.remove(&key[..])?;
-                    if let Some(b) = jobs.get(&key[..])? {
-                        let mut r: JobRecord =
-                            decode("jobs", &b).map_err(ConflictableTransactionError::Abort)?;
-                        r.state = JobState::Credited {
-                            units: receipt.units,
-                        };
-                        jobs.insert(&key[..], encode(&r))?;
-                    }
-                }
-                Ok(true)
-            })
-            .map_err(|e| self.tx_err(e))?;
-        self.flush()?;
-        Ok(new)
-    }
-
     /// The attempt of `job` this node ran that produced `result_hash`, if any.
     pub fn attempt_with_result(
         &self,
@@ -451,16 +458,6 @@ impl NodeStore {
             }
         }
         Ok(None)
-    }
-
-    /// Stored receipts, at most `limit`.
-    pub fn receipts(&self, limit: usize) -> Result<Vec<Receipt>, StoreError> {
-        let mut out = Vec::new();
-        for row in self.receipts.iter().take(limit) {
-            let (_, v) = row.map_err(|e| self.err(e))?;
-            out.push(decode("receipts", &v)?);
-        }
-        Ok(out)
     }
 }
 
@@ -542,7 +539,7 @@ mod tests {
                 status: ResultStatus::Ok
             }
         );
-        let receipt = Receipt {
+        let receipt = pocmesh_protocol::Receipt {
             job,
             batch: pocmesh_protocol::BatchId::from([2u8; 32]),
             tx: Hash32([3u8; 32]),
@@ -552,12 +549,19 @@ mod tests {
             result_hash: Hash32([9u8; 32]),
             proof: vec![],
         };
-        assert!(s.receipt(&receipt, Some(1)).expect("receipt"));
+        let pending = crate::receipts::ReceiptState::pending(10);
         assert!(
-            !s.receipt(&receipt, Some(1)).expect("again"),
-            "counted once"
+            s.receipt(&receipt, Some(1), pending.clone(), 10)
+                .expect("receipt")
         );
-        assert_eq!(s.totals().expect("totals").units_earned, 4);
+        assert!(
+            !s.receipt(&receipt, Some(1), pending, 11).expect("again"),
+            "stored once"
+        );
+        let totals = s.totals().expect("totals");
+        assert_eq!((totals.receipts, totals.receipts_pending), (1, 1));
+        assert_eq!(totals.units_pending, 4);
+        assert_eq!(totals.units_earned, 0, "not earned before its check");
         assert_eq!(
             s.job(&job, 1).expect("get").expect("exists").state,
             JobState::Credited { units: 4 }
