@@ -439,6 +439,41 @@ impl ChainClient {
         .await
     }
 
+    /// Runs a call from this account against the latest state without sending anything
+    /// (`eth_call`): `Ok(Ok(return data))`, or `Ok(Err(revert data))` when it reverts (empty
+    /// when the node gave no data); transport trouble is an error.
+    pub async fn simulate(
+        &self,
+        to: Address,
+        data: Vec<u8>,
+    ) -> Result<Result<Vec<u8>, Vec<u8>>, ChainError> {
+        let tx: TypedTransaction = TransactionRequest::new()
+            .from(self.wallet.address())
+            .to(NameOrAddress::Address(to_h160(to)))
+            .data(EthBytes::from(data))
+            .chain_id(self.chain_id)
+            .into();
+        with_retry(self.policy.retry, "eth_call", || async {
+            match self.provider.call(&tx, None).await {
+                Ok(out) => Ok(Ok(out.to_vec())),
+                Err(e) => {
+                    if let Some(data) = revert_data(&e) {
+                        return Ok(Err(data));
+                    }
+                    match self.err(&e) {
+                        ChainError::RpcRefused { reason, .. }
+                            if reason.to_lowercase().contains("revert") =>
+                        {
+                            Ok(Err(Vec::new()))
+                        }
+                        other => Err(other),
+                    }
+                }
+            }
+        })
+        .await
+    }
+
     /// The latest block number.
     pub async fn block_number(&self) -> Result<u64, ChainError> {
         with_retry(self.policy.retry, "eth_blockNumber", || async {

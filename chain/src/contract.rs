@@ -44,6 +44,18 @@ pub fn decode_revert(data: &[u8]) -> String {
     }
 }
 
+/// The entry of a `recordBatch` call that the revert `data` blames, with the reason, when the
+/// contract refused one entry (`ZeroProvider(i)`, `ZeroUnits(i)`): a refusal no retry changes.
+pub fn refused_entry(data: &[u8]) -> Option<(usize, &'static str)> {
+    use ProofOfComputeContractErrors as E;
+    let (index, reason) = match E::decode(data).ok()? {
+        E::ZeroProvider(e) => (e.index, "the provider is the zero address"),
+        E::ZeroUnits(e) => (e.index, "the entry credits zero units"),
+        _ => return None,
+    };
+    Some((usize::try_from(index).ok()?, reason))
+}
+
 /// A deployed contract.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Deployment {

@@ -102,6 +102,21 @@ pub enum ChainError {
         /// How long we waited.
         waited_s: u64,
     },
+    /// The contract would refuse one entry of a batch, whatever is retried: the credits of that
+    /// provider can never be recorded (see `Recorder::preflight`).
+    #[error(
+        "recordBatch would refuse entry {index} ({provider}) of batch {batch}: {reason}; those credits can never be recorded"
+    )]
+    EntryRefused {
+        /// The batch id.
+        batch: Hash32,
+        /// The entry's index in the batch's provider list.
+        index: usize,
+        /// The provider of that entry.
+        provider: Address,
+        /// The contract's reason.
+        reason: String,
+    },
     /// Invalid input (a bad URL, a key, a config value).
     #[error("{0}")]
     Invalid(String),

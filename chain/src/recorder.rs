@@ -16,7 +16,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::client::{ChainClient, Mined, to_h160};
-use crate::contract::{ProofOfCompute, decode_revert};
+use crate::contract::{ProofOfCompute, decode_revert, refused_entry};
 use crate::error::ChainError;
 
 /// What happened to a batch.
@@ -108,6 +108,7 @@ impl Recorder {
             info!(batch = %plan.batch_id, "batch already on chain");
             return Ok(done);
         }
+        self.preflight(plan).await?;
         let data = self.contract.record_batch_calldata(plan)?;
         let sent = self
             .client
@@ -158,6 +159,36 @@ impl Recorder {
                 self.confirm_already(plan).await
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Asks the contract, without sending anything, whether it would take `plan`: an entry it
+    /// refuses is [`ChainError::EntryRefused`] (so the caller can set those credits aside and
+    /// record the rest), any other revert [`ChainError::Reverted`]. A batch the node already
+    /// holds (recorded, or pending from an earlier run) passes: [`Recorder::record`] finds it.
+    pub async fn preflight(&self, plan: &BatchPlan) -> Result<(), ChainError> {
+        let data = self.contract.record_batch_calldata(plan)?;
+        match self.client.simulate(self.contract.address(), data).await? {
+            Ok(_) => Ok(()),
+            Err(revert) => {
+                if let Some((index, reason)) = refused_entry(&revert) {
+                    return Err(ChainError::EntryRefused {
+                        batch: plan.batch_id.0,
+                        index,
+                        provider: plan.providers.get(index).copied().unwrap_or(Address::ZERO),
+                        reason: reason.to_string(),
+                    });
+                }
+                let reason = decode_revert(&revert);
+                if reason.starts_with("BatchAlreadyRecorded") {
+                    return Ok(());
+                }
+                Err(ChainError::Reverted {
+                    call: "recordBatch",
+                    reason,
+                    tx: None,
+                })
+            }
         }
     }
 

@@ -59,7 +59,19 @@ fn main() -> ExitCode {
         Command::Node(cmd::node::NodeCommand::Run(_))
             | Command::Dispatcher(cmd::dispatcher::DispatcherCommand::Run(_))
     );
-    let default_level = if daemon { "info" } else { "warn" };
+    // The verification simulation excludes thousands of simulated nodes; their warnings are
+    // its data, not news.
+    let simulation = matches!(
+        &cli.command,
+        Command::Bench(cmd::bench::BenchCommand::Verify(_))
+    );
+    let default_level = if daemon {
+        "info"
+    } else if simulation {
+        "error"
+    } else {
+        "warn"
+    };
     // Flags beat the environment: --log, then RUST_LOG, then the default.
     let filter = cli
         .log

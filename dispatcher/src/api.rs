@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::engine::{Input, StatusView, SubmitError};
-use crate::lifecycle::{AttemptState, Job, JobState};
+use crate::lifecycle::{AttemptState, AuditRecord, Job, JobState};
 use crate::metrics::DispatcherMetrics;
 use crate::registry::NodeView;
 
@@ -106,6 +106,22 @@ pub struct AttemptView {
     /// Its result hash, if it delivered one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result_hash: Option<Hash32>,
+    /// The metering it reported, if it delivered a result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metering: Option<Metering>,
+}
+
+/// A credit set aside in a [`JobView`]: it can never be recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuarantineView {
+    /// The node that did the work.
+    pub node: Address,
+    /// The wallet it would credit.
+    pub wallet: Address,
+    /// Units.
+    pub units: u64,
+    /// Why it cannot be recorded.
+    pub reason: String,
 }
 
 /// One credit in a [`JobView`].
@@ -169,6 +185,13 @@ pub struct JobView {
     /// Its block.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub block: Option<u64>,
+    /// Whether the dispatcher re-executed it, and what came of that: `match`, `mismatch` (some
+    /// results proven wrong) or `unavailable` (no verdict; other nodes decided).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<String>,
+    /// Credits set aside because they can never be recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quarantined: Vec<QuarantineView>,
 }
 
 impl From<&Job> for JobView {
@@ -214,10 +237,12 @@ impl From<&Job> for JobView {
                         AttemptState::Declined { reason } => Some(format!("{reason:?}")),
                         AttemptState::Failed { error } => Some(error.clone()),
                         AttemptState::Rejected { reason } => Some(reason.clone()),
+                        AttemptState::NotCredited { reason } => Some(reason.clone()),
                         _ => None,
                     },
                     offered_ms: a.offered_ms,
                     result_hash: a.result.as_ref().map(|r| r.result_hash),
+                    metering: a.result.as_ref().map(|r| r.metering),
                 })
                 .collect(),
             nodes: job.credits.iter().map(|c| c.node).collect(),
@@ -235,6 +260,32 @@ impl From<&Job> for JobView {
             batch,
             tx,
             block,
+            audit: job.audit.as_ref().map(|a| match a {
+                AuditRecord::Done { key, .. } => {
+                    let wrong = job
+                        .attempts
+                        .iter()
+                        .any(|a| matches!(a.state, AttemptState::Rejected { .. }));
+                    let matched = job.result_hash == Some(key.result_hash);
+                    if matched && !wrong {
+                        "match"
+                    } else {
+                        "mismatch"
+                    }
+                    .to_string()
+                }
+                AuditRecord::Unavailable { .. } => "unavailable".to_string(),
+            }),
+            quarantined: job
+                .quarantined
+                .iter()
+                .map(|q| QuarantineView {
+                    node: q.credit.node,
+                    wallet: q.credit.wallet,
+                    units: q.credit.units,
+                    reason: q.reason.clone(),
+                })
+                .collect(),
         }
     }
 }

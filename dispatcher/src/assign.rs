@@ -8,7 +8,8 @@ use tracing::{debug, info, warn};
 use crate::engine::{Engine, OfferAnswer};
 use crate::lifecycle::{Attempt, AttemptState, JobState};
 use crate::net::Outgoing;
-use crate::registry::{NodeView, Outcome};
+use crate::policy::{Delivery, Member};
+use crate::registry::NodeView;
 use crate::scheduler::pick;
 
 /// An offer not answered after this long is treated as unanswered (the request itself times
@@ -104,12 +105,26 @@ impl Engine {
         }
         // Fresh nodes first; then nodes whose earlier attempt ended without blame (declined,
         // timed out, failed), never one holding this job now or one whose result was rejected.
+        // Every pick is independent of the job's attempts that still count (one operator never
+        // holds two places in a quorum).
         let tried = job.nodes_tried();
+        let members: Vec<Member> = job
+            .attempts
+            .iter()
+            .filter(|a| a.state.is_active())
+            .map(|a| Member {
+                attempt: a.n,
+                node: a.node,
+                wallet: a.wallet,
+                origin: a.origin,
+            })
+            .collect();
         let mut picks = pick(
             snapshot,
             &job.spec,
             need,
             &tried,
+            &members,
             &self.policy,
             tiebreak(&id),
         );
@@ -121,11 +136,19 @@ impl Engine {
                 .map(|a| a.node)
                 .chain(picks.iter().copied())
                 .collect();
+            let mut held = members.clone();
+            held.extend(
+                snapshot
+                    .iter()
+                    .filter(|v| picks.contains(&v.address))
+                    .map(crate::scheduler::member_of),
+            );
             let more = pick(
                 snapshot,
                 &job.spec,
                 need - picks.len(),
                 &blocked,
+                &held,
                 &self.policy,
                 tiebreak(&id),
             );
@@ -144,17 +167,18 @@ impl Engine {
             view.in_flight += 1;
             view.free_slots = view.free_slots.saturating_sub(1);
             view.assignments_last_minute += 1;
-            offers.push((view.address, view.wallet, view.peer.clone()));
+            offers.push((view.address, view.wallet, view.peer.clone(), view.origin));
         }
         let got = offers.len();
         if let Some(job) = self.jobs.get_mut(&id) {
-            for (node, wallet, peer) in offers {
+            for (node, wallet, peer, origin) in offers {
                 let n = job.attempts.iter().map(|a| a.n).max().unwrap_or(0) + 1;
                 job.attempts.push(Attempt {
                     n,
                     node,
                     wallet,
                     peer: peer.clone(),
+                    origin,
                     state: AttemptState::Offered,
                     offered_ms: now,
                     result: None,
@@ -199,7 +223,7 @@ impl Engine {
         id: JobId,
         n: u32,
         state: AttemptState,
-        outcome: Option<Outcome>,
+        delivery: Option<Delivery>,
     ) {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
@@ -216,8 +240,8 @@ impl Engine {
         if held {
             let _ = self.registry.release(node);
         }
-        if let Some(o) = outcome {
-            let _ = self.registry.record_outcome(node, o);
+        if let Some(d) = delivery {
+            self.registry.record_delivery(node, d, unix_ms_now());
         }
         self.touch(id);
         self.refresh_open_state(id);
@@ -251,12 +275,12 @@ impl Engine {
             OfferAnswer::Declined(reason) => {
                 debug!(job = %id, attempt = n, %node, ?reason, "offer declined");
                 let state = AttemptState::Declined { reason };
-                let outcome = (!no_fault(&state)).then_some(Outcome::Declined);
-                self.end_attempt(id, n, state, outcome);
+                let delivery = (!no_fault(&state)).then_some(Delivery::Declined);
+                self.end_attempt(id, n, state, delivery);
             }
             OfferAnswer::Unreachable(why) => {
                 info!(job = %id, attempt = n, %node, %why, "node unreachable");
-                self.end_attempt(id, n, AttemptState::Unreachable, Some(Outcome::Timeout));
+                self.end_attempt(id, n, AttemptState::Unreachable, Some(Delivery::Timeout));
             }
         }
     }
@@ -292,7 +316,7 @@ impl Engine {
             } else {
                 AttemptState::Unreachable
             };
-            self.end_attempt(id, n, state, Some(Outcome::Timeout));
+            self.end_attempt(id, n, state, Some(Delivery::Timeout));
         }
     }
 

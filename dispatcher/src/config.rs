@@ -9,6 +9,7 @@ use pocmesh_mesh::NetSettings;
 use pocmesh_protocol::{Address, Limits};
 use serde::{Deserialize, Serialize};
 
+use crate::policy::VerifySettings;
 use crate::registry::RegistryConfig;
 
 pub use pocmesh_node::config::ConfigError;
@@ -37,7 +38,7 @@ pub struct DispatcherConfig {
     pub registry: RegistryConfig,
     /// Assignment.
     pub jobs: JobSettings,
-    /// Verification.
+    /// Verification: audits, trust, quorum independence.
     pub verify: VerifySettings,
     /// Batching to the chain.
     pub batch: BatchSettings,
@@ -102,25 +103,6 @@ impl Default for JobSettings {
                 max_fuel: Some(2_000_000_000),
             },
             max_redundancy: 5,
-        }
-    }
-}
-
-/// `[verify]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct VerifySettings {
-    /// Share of verified results the dispatcher re-executes itself (0 to 1).
-    pub reexecute_sample: f64,
-    /// Always re-execute when a job ran on a single node (no quorum to compare with).
-    pub reexecute_single: bool,
-}
-
-impl Default for VerifySettings {
-    fn default() -> Self {
-        VerifySettings {
-            reexecute_sample: 0.05,
-            reexecute_single: true,
         }
     }
 }
@@ -202,10 +184,13 @@ impl DispatcherConfig {
                 format!("must be between 1 and {}", crate::scheduler::MAX_REDUNDANCY),
             ));
         }
-        if !(0.0..=1.0).contains(&self.verify.reexecute_sample) {
+        self.verify
+            .validate(&self.network.net)
+            .map_err(|e| invalid("verify", e))?;
+        if self.jobs.default_limits.max_fuel.is_none() {
             return Err(invalid(
-                "verify.reexecute_sample",
-                "must be between 0 and 1",
+                "jobs.default_limits.max_fuel",
+                "set a fuel limit: a wasm job's units are bounded by it",
             ));
         }
         if self.batch.max_credits == 0 || self.batch.max_credits > 2_000 {

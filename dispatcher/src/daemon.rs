@@ -17,7 +17,7 @@ use crate::api::{ApiParts, EngineHandle};
 use crate::config::{ConfigError, DispatcherConfig};
 use crate::engine::{Engine, EngineParts, INPUT_CAPACITY};
 use crate::metrics::DispatcherMetrics;
-use crate::net::{self, NetCtx};
+use crate::net::{self, AuditRunner, NetCtx};
 use crate::store::{DispatcherStore, StoreError};
 use crate::submitter::ProofSubmitter;
 
@@ -181,6 +181,7 @@ pub struct Running {
     mesh_stop: CancellationToken,
     mesh_task: tokio::task::JoinHandle<()>,
     events_task: tokio::task::JoinHandle<()>,
+    audit_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -191,6 +192,10 @@ impl Running {
         let _ = self.api_task.await;
         self.engine_stop.cancel();
         let _ = self.engine_task.await;
+        // Workers stop at the same signal; a run in progress finishes on its blocking thread.
+        for t in self.audit_tasks {
+            let _ = t.await;
+        }
         self.announce_task.abort();
         self.mesh_stop.cancel();
         let _ = self.mesh_task.await;
@@ -213,13 +218,16 @@ pub async fn start(
     let tokens = api_tokens(&config)?;
     let chain_id = submitter.chain_id();
     let store = DispatcherStore::open(&data_dir.join("store"))?;
-    let mesh_config = config
-        .network
-        .to_mesh_config()
-        .map_err(|reason| ConfigError::Invalid {
-            field: "network",
-            reason,
-        })?;
+    let mut mesh_config =
+        config
+            .network
+            .to_mesh_config()
+            .map_err(|reason| ConfigError::Invalid {
+                field: "network",
+                reason,
+            })?;
+    // Heartbeats naming the contract as their wallet are rejected at gossip validation.
+    mesh_config.refused_wallets = config.contract.into_iter().collect();
     let validator = Validator {
         net: mesh_config.net.clone(),
         max_bytes: MAX_ENVELOPE_BYTES,
@@ -231,12 +239,21 @@ pub async fn start(
     let metrics = Arc::new(DispatcherMetrics::new());
     let (inputs, input_rx) = mpsc::channel(INPUT_CAPACITY);
     let engine_stop = CancellationToken::new();
+    let (audits, audit_tasks) = AuditRunner::start(
+        Arc::new(Executors::new(&[JobType::Hash, JobType::Wasm])?),
+        config.verify.audit_workers,
+        config.verify.audit_queue,
+        inputs.clone(),
+        metrics.clone(),
+        engine_stop.clone(),
+    );
     let net = Arc::new(NetCtx::new(
         mesh.clone(),
         key.clone(),
         validator,
         inputs.clone(),
         metrics.clone(),
+        audits,
         engine_stop.clone(),
     ));
     let config = Arc::new(config);
@@ -244,7 +261,6 @@ pub async fn start(
         config: config.clone(),
         address: key.address(),
         store: store.clone(),
-        executors: Arc::new(Executors::new(&[JobType::Hash, JobType::Wasm])?),
         submitter,
         metrics: metrics.clone(),
         shutdown: engine_stop.clone(),
@@ -309,6 +325,7 @@ pub async fn start(
         mesh_stop,
         mesh_task,
         events_task,
+        audit_tasks,
     })
 }
 

@@ -8,10 +8,9 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pocmesh_node::executor::Executors;
 use pocmesh_protocol::{
-    Address, BatchId, Hash32, Heartbeat, JobId, JobReply, JobResult, JobSpec, JobType, OptOut,
-    keccak256, unix_ms_now,
+    Address, BatchId, Hash32, Heartbeat, JobId, JobReply, JobResult, JobSpec, OptOut, keccak256,
+    max_units, unix_ms_now,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -22,10 +21,12 @@ use crate::config::DispatcherConfig;
 use crate::lifecycle::{Credit, Job, JobState, STATE_NAMES};
 use crate::metrics::DispatcherMetrics;
 use crate::net::Outgoing;
+use crate::policy::{AuditKey, IndependenceRule, Origin};
 use crate::registry::{NodeRegistry, NodeView, RegistryChange};
 use crate::scheduler::SchedulerPolicy;
 use crate::store::{BatchRow, BatchStatus, Changes, Counters, DispatcherStore, StoreError};
 use crate::submitter::ProofSubmitter;
+use crate::verify::AuditOutcome;
 
 /// Inputs queued to the engine.
 pub(crate) const INPUT_CAPACITY: usize = 8192;
@@ -78,6 +79,18 @@ pub struct StatusView {
     pub outbox: usize,
     /// The batch on its way to the chain, if any.
     pub batch_in_flight: Option<BatchId>,
+    /// Nodes excluded for results proven wrong (all time).
+    #[serde(default)]
+    pub nodes_excluded: usize,
+    /// Credits set aside because they can never be recorded (all time).
+    #[serde(default)]
+    pub credits_quarantined: u64,
+    /// Units of those credits.
+    #[serde(default)]
+    pub units_quarantined: u64,
+    /// Re-executions queued or running here.
+    #[serde(default)]
+    pub audits_running: usize,
 }
 
 /// What the engine is asked to do.
@@ -105,9 +118,18 @@ pub(crate) enum Input {
         result: Box<JobResult>,
         reply: oneshot::Sender<JobReply>,
     },
-    ReExecuted {
+    Audited {
         job: JobId,
-        result_hash: Hash32,
+        outcome: AuditOutcome,
+    },
+    PeerOrigin {
+        node: Address,
+        origin: Origin,
+    },
+    BatchRefused {
+        batch: BatchId,
+        provider: Address,
+        reason: String,
     },
     BatchLanded {
         batch: BatchId,
@@ -161,8 +183,11 @@ pub(crate) struct Engine {
     /// Submissions per minute for the last 24 hours (ring of 1440 buckets).
     pub(crate) per_minute: Vec<(u64, u64)>,
     /// Jobs waiting for the dispatcher's own re-execution.
-    pub(crate) reexecuting: HashSet<JobId>,
-    pub(crate) executors: Arc<Executors>,
+    pub(crate) audits: HashSet<JobId>,
+    /// The secret behind audit draws (never logged, never sent).
+    pub(crate) audit_key: AuditKey,
+    /// When two results count as one operator's.
+    pub(crate) independence: IndependenceRule,
     pub(crate) submitter: Arc<dyn ProofSubmitter>,
     pub(crate) metrics: Arc<DispatcherMetrics>,
     pub(crate) shutdown: CancellationToken,
@@ -179,7 +204,6 @@ pub(crate) struct EngineParts {
     pub(crate) config: Arc<DispatcherConfig>,
     pub(crate) address: Address,
     pub(crate) store: DispatcherStore,
-    pub(crate) executors: Arc<Executors>,
     pub(crate) submitter: Arc<dyn ProofSubmitter>,
     pub(crate) metrics: Arc<DispatcherMetrics>,
     pub(crate) shutdown: CancellationToken,
@@ -193,13 +217,13 @@ impl Engine {
             config,
             address,
             store,
-            executors,
             submitter,
             metrics,
             shutdown,
             net,
         } = parts;
         let counters = store.counters()?;
+        let audit_key = store.audit_key()?;
         let mut jobs = HashMap::new();
         let mut state_counts: HashMap<&'static str, u64> = HashMap::new();
         let mut per_minute = vec![(0u64, 0u64); 1440];
@@ -235,10 +259,29 @@ impl Engine {
             pending_batch = batch_in_flight.is_some(),
             "dispatcher state loaded"
         );
-        let policy = SchedulerPolicy::from_registry(&config.registry, None);
+        let independence = IndependenceRule {
+            distinct_origins: config.verify.distinct_origins,
+            loopback_quorum: config.verify.loopback_quorum,
+        };
+        let policy = SchedulerPolicy::from_registry(&config.registry, None, independence);
+        let mut registry = NodeRegistry::with_policy(
+            config.registry.clone(),
+            config.verify.clone(),
+            config.contract.into_iter().collect(),
+        );
+        let standings = store.standings()?;
+        let flagged = store.flagged_wallets()?;
+        info!(
+            standings = standings.len(),
+            flagged_wallets = flagged.len(),
+            "node standings loaded"
+        );
+        registry.load(standings, flagged);
         let mut engine = Engine {
-            registry: NodeRegistry::new(config.registry.clone()),
+            registry,
             policy,
+            audit_key,
+            independence,
             runnable: VecDeque::new(),
             runnable_set: HashSet::new(),
             outbox_since_ms: if outbox.is_empty() {
@@ -251,7 +294,7 @@ impl Engine {
             counters,
             state_counts,
             per_minute,
-            reexecuting: HashSet::new(),
+            audits: HashSet::new(),
             dirty: HashSet::new(),
             changes: Changes::default(),
             acks: Vec::new(),
@@ -260,7 +303,6 @@ impl Engine {
             config,
             address,
             store,
-            executors,
             submitter,
             metrics,
             shutdown,
@@ -322,14 +364,17 @@ impl Engine {
             } => self.submit(spec, redundancy, reply),
             Input::Heartbeat { from, heartbeat } => {
                 self.metrics.heartbeats.inc();
-                let change = self.registry.on_heartbeat(from, &heartbeat, unix_ms_now());
-                if matches!(
-                    change,
-                    RegistryChange::Registered | RegistryChange::Rejoined
-                ) {
-                    info!(node = %from, wallet = %heartbeat.wallet, slots = heartbeat.caps.slots_total, "node joined");
+                match self.registry.on_heartbeat(from, &heartbeat, unix_ms_now()) {
+                    RegistryChange::Registered | RegistryChange::Rejoined => {
+                        info!(node = %from, wallet = %heartbeat.wallet, slots = heartbeat.caps.slots_total, "node joined");
+                    }
+                    RegistryChange::RefusedWallet => {
+                        warn!(node = %from, wallet = %heartbeat.wallet, "heartbeat names a wallet that can never be credited; node ignored");
+                    }
+                    _ => {}
                 }
             }
+            Input::PeerOrigin { node, origin } => self.registry.on_origin(node, origin),
             Input::OptOut { from, opt_out } => {
                 if self.registry.on_opt_out(from, &opt_out, unix_ms_now())
                     == RegistryChange::OptedOut
@@ -347,7 +392,12 @@ impl Engine {
                 result,
                 reply,
             } => self.on_result(from, *result, reply),
-            Input::ReExecuted { job, result_hash } => self.on_reexecuted(job, result_hash),
+            Input::Audited { job, outcome } => self.on_audited(job, outcome),
+            Input::BatchRefused {
+                batch,
+                provider,
+                reason,
+            } => self.on_batch_refused(batch, provider, reason),
             Input::BatchLanded { batch, tx, block } => self.on_batch_landed(batch, tx, block),
             Input::GetJob { id, reply } => {
                 let found = match self.jobs.get(&id) {
@@ -440,9 +490,7 @@ impl Engine {
         seed.extend_from_slice(&self.counters.job_seq.to_be_bytes());
         seed.extend_from_slice(&now.to_be_bytes());
         let id = JobId::from(keccak256(&seed));
-        let snapshot = self.registry.snapshot(now);
-        let eligible = crate::scheduler::count_eligible(&snapshot, &spec, &self.policy);
-        let k = crate::scheduler::redundancy_for(redundancy, spec.params.job_type(), eligible)
+        let k = crate::scheduler::redundancy_for(redundancy, spec.params.job_type())
             .min(self.config.jobs.max_redundancy);
         let job = Job {
             id,
@@ -454,6 +502,9 @@ impl Engine {
             attempts: Vec::new(),
             result_hash: None,
             credits: Vec::new(),
+            audit: None,
+            reverify: false,
+            quarantined: Vec::new(),
         };
         self.jobs.insert(id, job);
         *self.state_counts.entry("queued").or_default() += 1;
@@ -497,6 +548,12 @@ impl Engine {
             pocmesh_protocol::JobParams::Wasm { module, .. } => {
                 if module.0.is_empty() {
                     return Err("wasm: the module is empty".into());
+                }
+                if max_units(spec) == 0 {
+                    return Err(
+                        "wasm: limits.max_fuel is required; a wasm job's units are bounded by its fuel limit"
+                            .into(),
+                    );
                 }
             }
             other => {
@@ -557,12 +614,19 @@ impl Engine {
             batches_recorded: self.counters.batches_recorded,
             outbox: self.outbox.len(),
             batch_in_flight: self.batch_in_flight.as_ref().map(|b| b.id),
+            nodes_excluded: self.registry.excluded_count(),
+            credits_quarantined: self.counters.credits_quarantined,
+            units_quarantined: self.counters.units_quarantined,
+            audits_running: self.audits.len(),
         }
     }
 
     /// Writes this burst's changes, then releases its answers and messages.
     fn commit(&mut self) -> Result<(), StoreError> {
         let mut changes = std::mem::take(&mut self.changes);
+        let dirty = self.registry.take_dirty();
+        changes.standings = dirty.nodes;
+        changes.wallets = dirty.wallets;
         for id in self.dirty.drain() {
             if let Some(job) = self.jobs.get(&id) {
                 changes.jobs.push(job.clone());
@@ -600,10 +664,5 @@ impl Engine {
         }
         self.flush_outgoing();
         Ok(())
-    }
-
-    /// Units for a verified result of `job_type`.
-    pub(crate) fn units(job_type: JobType, metering: &pocmesh_protocol::Metering) -> u64 {
-        pocmesh_protocol::units_for(job_type, metering)
     }
 }

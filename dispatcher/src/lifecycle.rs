@@ -4,13 +4,19 @@
 //! ```text
 //! queued → offered → running (lease) → submitted → verified → recording → recorded (tx, block)
 //!             ↘ declined/timeout → queued again (attempt+1) … → failed (after max attempts)
-//! submitted → rejected (bad signature, late, disagreement in quorum, failed re-execution)
+//! submitted → rejected (no verdict possible: nodes disagree and the dispatcher cannot run it)
+//! verified → submitted   (reopened: a member was proven wrong elsewhere; re-checked)
+//! verified → failed      (every credit quarantined: none can ever be recorded)
+//! recording → verified   (the contract refused one wallet of the batch; the rest go again)
 //! ```
 //! With redundancy k a job runs as up to k attempts at once; the job's state is the furthest
-//! point reached, and each attempt has its own [`AttemptState`].
+//! point reached, and each attempt has its own [`AttemptState`]. A result proven wrong ends its
+//! attempt `rejected`; the job itself goes on with other nodes.
 
 use pocmesh_protocol::{Address, BatchId, DeclineReason, Hash32, JobId, JobSpec, Metering};
 use serde::{Deserialize, Serialize};
+
+use crate::policy::{Origin, ResultKey};
 
 /// Where a job stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,7 +126,8 @@ impl JobState {
                 Verified | Failed { .. } | Rejected { .. },
             ) => true,
             (Verified, Recording { .. }) => true,
-            (Recording { .. }, Recorded { .. }) => true,
+            (Verified, Submitted | Failed { .. }) => true,
+            (Recording { .. }, Recorded { .. } | Verified) => true,
             _ => false,
         };
         if ok {
@@ -164,8 +171,14 @@ pub enum AttemptState {
         /// The node's error.
         error: String,
     },
-    /// The result was wrong.
+    /// The result was proven wrong.
     Rejected {
+        /// Why.
+        reason: String,
+    },
+    /// The result agreed with the verified one but is not credited (no blame): another attempt
+    /// of the same operator is, or independent nodes outvoted it.
+    NotCredited {
         /// Why.
         reason: String,
     },
@@ -195,6 +208,7 @@ impl AttemptState {
             AttemptState::TimedOut => "timed_out",
             AttemptState::Failed { .. } => "failed",
             AttemptState::Rejected { .. } => "rejected",
+            AttemptState::NotCredited { .. } => "not_credited",
         }
     }
 }
@@ -224,6 +238,9 @@ pub struct Attempt {
     pub wallet: Address,
     /// The node's PeerId.
     pub peer: String,
+    /// Where the node's connection came from when it was offered, if known.
+    #[serde(default)]
+    pub origin: Option<Origin>,
     /// Where it stands.
     pub state: AttemptState,
     /// When it was offered, unix ms.
@@ -249,6 +266,37 @@ pub struct Credit {
     pub result_hash: Hash32,
 }
 
+/// The dispatcher's own run of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "audit")]
+pub enum AuditRecord {
+    /// It ran: this is the right answer.
+    Done {
+        /// Its result.
+        key: ResultKey,
+        /// When, unix ms.
+        at_ms: u64,
+    },
+    /// It could not run (timeout, crash, shed under load): no verdict from it.
+    Unavailable {
+        /// Why.
+        reason: String,
+        /// When, unix ms.
+        at_ms: u64,
+    },
+}
+
+/// A verified credit that can never be recorded, set aside so it holds nothing else back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantinedCredit {
+    /// The credit.
+    pub credit: Credit,
+    /// Why it cannot be recorded.
+    pub reason: String,
+    /// When it was set aside, unix ms.
+    pub at_ms: u64,
+}
+
 /// A job as the dispatcher keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
@@ -270,6 +318,15 @@ pub struct Job {
     pub result_hash: Option<Hash32>,
     /// Credits given for it (one per agreeing node).
     pub credits: Vec<Credit>,
+    /// The dispatcher's own run, if it ran one.
+    #[serde(default)]
+    pub audit: Option<AuditRecord>,
+    /// Reopened because a member was proven wrong elsewhere: accepted again only after a run here.
+    #[serde(default)]
+    pub reverify: bool,
+    /// Credits set aside because they can never be recorded.
+    #[serde(default)]
+    pub quarantined: Vec<QuarantinedCredit>,
 }
 
 impl Job {

@@ -32,7 +32,7 @@ pub struct DispatcherMetrics {
     pub jobs_rejected: Counter,
     /// Leases that ran out.
     pub lease_timeouts: Counter,
-    /// Re-executions by outcome (`match`, `mismatch`).
+    /// Re-executions by outcome (`match`, `mismatch`, `unavailable`).
     pub reexecutions: Family<EventLabel, Counter>,
     /// Batches recorded on chain.
     pub batches_recorded: Counter,
@@ -48,6 +48,16 @@ pub struct DispatcherMetrics {
     pub heartbeats: Counter,
     /// Receipts delivered to nodes.
     pub receipts_sent: Counter,
+    /// Results proven wrong (by the units rule, their own hash, or a re-execution).
+    pub results_wrong: Counter,
+    /// Nodes excluded.
+    pub nodes_excluded: Counter,
+    /// Credits taken back from the outbox because their node was proven wrong elsewhere.
+    pub credits_reopened: Counter,
+    /// Credits quarantined (they can never be recorded).
+    pub credits_quarantined: Counter,
+    /// Re-executions waiting for a worker.
+    pub audit_queue: Gauge,
 }
 
 impl DispatcherMetrics {
@@ -71,6 +81,11 @@ impl DispatcherMetrics {
             nodes_online: Gauge::default(),
             heartbeats: Counter::default(),
             receipts_sent: Counter::default(),
+            results_wrong: Counter::default(),
+            nodes_excluded: Counter::default(),
+            credits_reopened: Counter::default(),
+            credits_quarantined: Counter::default(),
+            audit_queue: Gauge::default(),
         };
         registry.register(
             "jobs_created",
@@ -122,6 +137,31 @@ impl DispatcherMetrics {
             "receipts_sent",
             "Receipts delivered to nodes",
             m.receipts_sent.clone(),
+        );
+        registry.register(
+            "results_wrong",
+            "Results proven wrong (units rule, own hash, or re-execution)",
+            m.results_wrong.clone(),
+        );
+        registry.register(
+            "nodes_excluded",
+            "Nodes excluded for results proven wrong",
+            m.nodes_excluded.clone(),
+        );
+        registry.register(
+            "credits_reopened",
+            "Credits taken back for re-verification after their node was proven wrong",
+            m.credits_reopened.clone(),
+        );
+        registry.register(
+            "credits_quarantined",
+            "Credits set aside because they can never be recorded",
+            m.credits_quarantined.clone(),
+        );
+        registry.register(
+            "audit_queue",
+            "Re-executions waiting for a worker",
+            m.audit_queue.clone(),
         );
         DispatcherMetrics { registry, ..m }
     }

@@ -1,25 +1,29 @@
 //! The dispatcher on the mesh: turns gossip and job-protocol requests into engine inputs, and
 //! carries out what the engine decided after each commit — offers, receipts, batch recording,
-//! re-executions — as tasks that report back to the engine.
+//! re-executions (through the bounded [`AuditRunner`]) — as tasks that report back to the engine.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::PeerId;
+use libp2p::multiaddr::Protocol;
 use pocmesh_mesh::identity::peer_address;
 use pocmesh_mesh::{MeshEvent, MeshHandle, ReplyToken};
+use pocmesh_node::executor::Executors;
 use pocmesh_protocol::{
     Address, BatchPlan, Body, DeclineReason, DispatcherAnnounce, Envelope, JobId, JobOffer,
     JobReply, JobSpec, JobType, Message, PolicyRef, Receipt, ReceiptLeaf, SecretKey, Topic,
     Validator, unix_ms_now,
 };
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::engine::{Engine, Input, OfferAnswer};
 use crate::metrics::DispatcherMetrics;
+use crate::policy::Origin;
 use crate::store::BatchRow;
+use crate::verify::{AuditOutcome, result_key};
 
 /// Signature checks of job-protocol messages in flight at once.
 const VERIFY_WORKERS: usize = 64;
@@ -36,8 +40,120 @@ pub(crate) enum Outgoing {
     Receipt { peer: String, receipt: Receipt },
     /// Put a batch on chain (until it lands).
     Record(BatchRow),
-    /// Re-execute a job here to check its result.
-    ReExecute { job: JobId, spec: JobSpec },
+    /// Re-execute a job here to check its results.
+    Audit { job: JobId, spec: JobSpec },
+}
+
+/// Runs the dispatcher's own re-executions: at most `workers` at once on the blocking pool, at
+/// most `queue` waiting; beyond that a request is shed at once (reported unavailable, so the
+/// job goes to another node instead). Each run is bounded by the job's own limits and by a
+/// wall-clock timeout over them.
+pub(crate) struct AuditRunner {
+    queue: mpsc::Sender<(JobId, JobSpec)>,
+    inputs: mpsc::Sender<Input>,
+}
+
+/// Slack over a job's own time limit before the dispatcher gives up on its run.
+const AUDIT_SLACK: Duration = Duration::from_secs(5);
+
+impl AuditRunner {
+    /// Starts `workers` workers; they stop when `shutdown` fires or the runner is dropped.
+    pub(crate) fn start(
+        executors: Arc<Executors>,
+        workers: usize,
+        queue: usize,
+        inputs: mpsc::Sender<Input>,
+        metrics: Arc<DispatcherMetrics>,
+        shutdown: CancellationToken,
+    ) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
+        let (tx, rx) = mpsc::channel::<(JobId, JobSpec)>(queue.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        let tasks = (0..workers.max(1))
+            .map(|_| {
+                let (rx, executors, inputs, metrics, shutdown) = (
+                    rx.clone(),
+                    executors.clone(),
+                    inputs.clone(),
+                    metrics.clone(),
+                    shutdown.clone(),
+                );
+                tokio::spawn(async move {
+                    loop {
+                        let next = tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            next = async { rx.lock().await.recv().await } => next,
+                        };
+                        let Some((job, spec)) = next else {
+                            return;
+                        };
+                        metrics.audit_queue.dec();
+                        let outcome = audit(&executors, spec).await;
+                        if inputs.send(Input::Audited { job, outcome }).await.is_err() {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        (AuditRunner { queue: tx, inputs }, tasks)
+    }
+
+    /// Queues a re-execution, or reports it unavailable at once when the queue is full.
+    pub(crate) fn submit(&self, job: JobId, spec: JobSpec, metrics: &DispatcherMetrics) {
+        match self.queue.try_send((job, spec)) {
+            Ok(()) => {
+                metrics.audit_queue.inc();
+            }
+            Err(e) => {
+                let why = match e {
+                    mpsc::error::TrySendError::Full(_) => "shed: the re-execution queue is full",
+                    mpsc::error::TrySendError::Closed(_) => "the re-execution workers stopped",
+                };
+                let inputs = self.inputs.clone();
+                tokio::spawn(async move {
+                    let _ = inputs
+                        .send(Input::Audited {
+                            job,
+                            outcome: AuditOutcome::Unavailable(why.into()),
+                        })
+                        .await;
+                });
+            }
+        }
+    }
+}
+
+/// Runs one job here under its own limits; anything short of a finished run is no verdict.
+async fn audit(executors: &Arc<Executors>, spec: JobSpec) -> AuditOutcome {
+    let limit = Duration::from_millis(spec.limits.max_ms) + AUDIT_SLACK;
+    let job_type = spec.params.job_type();
+    let executors = executors.clone();
+    let run = tokio::task::spawn_blocking(move || executors.run(&spec));
+    match tokio::time::timeout(limit, run).await {
+        Err(_) => AuditOutcome::Unavailable(format!(
+            "the dispatcher's run took longer than {} ms",
+            limit.as_millis()
+        )),
+        Ok(Err(e)) => AuditOutcome::Unavailable(format!("the dispatcher's run crashed: {e}")),
+        Ok(Ok(execution)) if !execution.is_ok() => AuditOutcome::Unavailable(format!(
+            "the dispatcher's run failed: {}",
+            execution.error.as_deref().unwrap_or("no reason")
+        )),
+        Ok(Ok(execution)) => AuditOutcome::Ran(result_key(
+            job_type,
+            execution.result_hash(),
+            &execution.metering,
+        )),
+    }
+}
+
+/// The network origin of a remote multiaddr, if it names an IP.
+pub(crate) fn origin_of(addr: &libp2p::Multiaddr) -> Option<Origin> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(Origin::of(ip.into())),
+        Protocol::Ip6(ip) => Some(Origin::of(ip.into())),
+        _ => None,
+    })
 }
 
 /// What the network side of the dispatcher needs.
@@ -50,6 +166,7 @@ pub(crate) struct NetCtx {
     pub(crate) inputs: mpsc::Sender<Input>,
     pub(crate) metrics: Arc<DispatcherMetrics>,
     pub(crate) verify_workers: Arc<Semaphore>,
+    pub(crate) audits: AuditRunner,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -60,6 +177,7 @@ impl NetCtx {
         validator: Validator,
         inputs: mpsc::Sender<Input>,
         metrics: Arc<DispatcherMetrics>,
+        audits: AuditRunner,
         shutdown: CancellationToken,
     ) -> Self {
         NetCtx {
@@ -71,6 +189,7 @@ impl NetCtx {
             inputs,
             metrics,
             verify_workers: Arc::new(Semaphore::new(VERIFY_WORKERS)),
+            audits,
             shutdown,
         }
     }
@@ -121,22 +240,8 @@ impl Engine {
                 Outgoing::Record(batch) => {
                     tokio::spawn(record_batch(net, self.submitter.clone(), batch));
                 }
-                Outgoing::ReExecute { job, spec } => {
-                    let executors = self.executors.clone();
-                    tokio::spawn(async move {
-                        let run = tokio::task::spawn_blocking(move || executors.run(&spec)).await;
-                        let result_hash = match run {
-                            Ok(execution) => execution.result_hash(),
-                            Err(e) => {
-                                warn!(job = %job, error = %e, "re-execution crashed");
-                                pocmesh_protocol::Hash32::ZERO
-                            }
-                        };
-                        let _ = net
-                            .inputs
-                            .send(Input::ReExecuted { job, result_hash })
-                            .await;
-                    });
+                Outgoing::Audit { job, spec } => {
+                    net.audits.submit(job, spec, &net.metrics);
                 }
             }
         }
@@ -243,6 +348,21 @@ async fn record_batch(
                     .await;
                 return;
             }
+            Err(e) if e.refused.is_some() => {
+                let Some(refused) = e.refused else {
+                    return;
+                };
+                net.metrics.chain_errors.inc();
+                let _ = net
+                    .inputs
+                    .send(Input::BatchRefused {
+                        batch: batch.id,
+                        provider: refused.provider,
+                        reason: refused.reason,
+                    })
+                    .await;
+                return;
+            }
             Err(e) => {
                 net.metrics.chain_errors.inc();
                 if !e.retryable {
@@ -293,7 +413,12 @@ pub(crate) async fn event_loop(net: Arc<NetCtx>, mut events: mpsc::Receiver<Mesh
             } => {
                 tokio::spawn(on_request(net.clone(), peer, envelope, reply));
             }
-            MeshEvent::PeerConnected { peer } => debug!(%peer, "peer connected"),
+            MeshEvent::PeerConnected { peer, address } => {
+                debug!(%peer, %address, "peer connected");
+                if let (Some(node), Some(origin)) = (peer_address(&peer), origin_of(&address)) {
+                    let _ = net.inputs.send(Input::PeerOrigin { node, origin }).await;
+                }
+            }
             MeshEvent::PeerDisconnected { peer } => debug!(%peer, "peer disconnected"),
             MeshEvent::Listening { .. } | MeshEvent::GossipDropped { .. } => {}
         }

@@ -1,14 +1,24 @@
-//! The node registry: what the dispatcher knows about each node, built from verified heartbeats.
+//! The node registry: what the dispatcher knows about each node — live facts from verified
+//! heartbeats, and each node's durable standing with this dispatcher.
 //!
 //! It owns one [`NodeEntry`] per node address (the heartbeat's `from`): the last announcement,
-//! liveness, consent state, reliability counters, in-flight assignments and the per-minute
-//! assignment window. It does not verify signatures (the mesh does that before anything gets
-//! here) and it does not choose nodes (that is [`crate::scheduler`], working on [`NodeView`]
-//! snapshots). Every method takes the time as `now_ms` (unix milliseconds); nothing reads a clock.
+//! liveness, consent state, network origin, in-flight assignments and the per-minute assignment
+//! window; and, apart from those, one [`Standing`] per node that ever took work (trust, audit
+//! rate, reliability, exclusion), plus the wallets of excluded nodes. Standings outlive the live
+//! entries (pruning forgets who is online, never who cheated) and are written to the store by the
+//! engine ([`NodeRegistry::take_dirty`]) and loaded back at start ([`NodeRegistry::load`]).
 //!
-//! The map is fed by the network, so it is bounded: at most [`RegistryConfig::max_nodes`]
+//! It does not verify signatures (the mesh does that before anything gets here) and it does not
+//! choose nodes (that is [`crate::scheduler`], working on [`NodeView`] snapshots). Every method
+//! takes the time as `now_ms` (unix milliseconds); nothing reads a clock.
+//!
+//! The live map is fed by the network, so it is bounded: at most [`RegistryConfig::max_nodes`]
 //! entries. A new node arriving when it is full evicts the longest-unseen offline entry, or is
-//! dropped when every entry is online ([`RegistryChange::RegistryFull`]).
+//! dropped when every entry is online ([`RegistryChange::RegistryFull`]). Standings grow only
+//! with nodes this dispatcher chose to give work.
+//!
+//! **Wallets that can never be credited** (the zero address, the contract's own address) are
+//! refused where they enter: such a heartbeat registers nothing ([`RegistryChange::RefusedWallet`]).
 //!
 //! **Opt-out is sticky until a newer heartbeat.** An `opt_out` with seq `s` marks the node opted
 //! out unless a heartbeat with a seq strictly above `s` was already seen; it stays opted out until
@@ -16,17 +26,16 @@
 //! the node again and rejoined. An opt-out from a node never seen is kept as an opted-out entry so
 //! an older heartbeat delivered late cannot register it.
 //!
-//! **Reliability** is a smoothed success ratio with a prior of two successes in three trials:
-//! `(successes + 2) / (successes + failures + timeouts + 4·rejected + declines/4 + 3)`.
-//! A new node scores 0.67; a rejected result weighs four times a failure, because it means a wrong
-//! answer rather than a missing one; a decline weighs a quarter, because declining is the
-//! volunteer's right but a node that advertises capacity and keeps declining wastes offers.
+//! **Excluded wallets.** When a node is excluded, its wallet is marked: any node crediting that
+//! wallet — a fresh key costs nothing — has every result checked.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use pocmesh_protocol::{Address, Capabilities, Hash32, Heartbeat, OptOut};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
+
+use crate::policy::{Counters, Delivery, Exclusion, Origin, Standing, Trust, VerifySettings};
 
 /// Length of the assignment rate-limit window, milliseconds.
 pub const RATE_WINDOW_MS: u64 = 60_000;
@@ -34,11 +43,6 @@ pub const RATE_WINDOW_MS: u64 = 60_000;
 pub const MAX_RECENT_ASSIGNMENTS: usize = 100_000;
 /// Default hard cap on the number of registry entries.
 pub const DEFAULT_MAX_NODES: usize = 100_000;
-
-const PRIOR_SUCCESSES: f64 = 2.0;
-const PRIOR_TRIALS: f64 = 3.0;
-const REJECTED_WEIGHT: f64 = 4.0;
-const DECLINE_WEIGHT: f64 = 0.25;
 
 /// Settings of the node registry (the dispatcher config's `registry` section).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,9 +54,8 @@ pub struct RegistryConfig {
     pub offline_after_missed: u32,
     /// Most assignments one node may receive in any minute.
     pub rate_limit_per_minute: u32,
-    /// Rejected results after which a node is excluded from all further work.
-    pub exclude_after_rejections: u32,
-    /// Lowest reliability score (0..=1) a node may have and still be given work.
+    /// Lowest reliability score (0..=1) a node may have and still be given work (below it, a
+    /// node gets one probe job after `verify.cooldown_ms` without a fault).
     pub min_reliability: f64,
     /// Hard cap on the number of nodes remembered.
     pub max_nodes: usize,
@@ -64,7 +67,6 @@ impl Default for RegistryConfig {
             heartbeat_interval_ms: 5_000,
             offline_after_missed: 3,
             rate_limit_per_minute: 6_000,
-            exclude_after_rejections: 3,
             min_reliability: 0.5,
             max_nodes: DEFAULT_MAX_NODES,
         }
@@ -88,9 +90,6 @@ impl RegistryConfig {
                 self.rate_limit_per_minute
             ));
         }
-        if self.exclude_after_rejections == 0 {
-            return Err("registry.exclude_after_rejections must be at least 1".into());
-        }
         if !(0.0..=1.0).contains(&self.min_reliability) {
             return Err(format!(
                 "registry.min_reliability must be between 0 and 1, got {}",
@@ -108,51 +107,6 @@ impl RegistryConfig {
         self.heartbeat_interval_ms
             .saturating_mul(u64::from(self.offline_after_missed))
     }
-}
-
-/// How a node's assignments have ended so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Counters {
-    /// Results verified and accepted.
-    pub successes: u64,
-    /// Attempts the node reported as failed.
-    pub failures: u64,
-    /// Leases that ran out without a result.
-    pub timeouts: u64,
-    /// Offers the node declined.
-    pub declines: u64,
-    /// Results rejected as wrong (quorum disagreement, failed re-execution, bad binding).
-    pub rejected: u64,
-}
-
-impl Counters {
-    /// The smoothed reliability score in (0, 1]; formula in the module header.
-    pub fn reliability(&self) -> f64 {
-        let n = |v: u64| v as f64;
-        let good = n(self.successes) + PRIOR_SUCCESSES;
-        let trials = n(self.successes)
-            + n(self.failures)
-            + n(self.timeouts)
-            + REJECTED_WEIGHT * n(self.rejected)
-            + DECLINE_WEIGHT * n(self.declines)
-            + PRIOR_TRIALS;
-        good / trials
-    }
-}
-
-/// How one assignment ended, as reported to [`NodeRegistry::record_outcome`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// The result was verified.
-    Success,
-    /// The node reported the attempt as failed.
-    Failure,
-    /// The lease ran out without a result.
-    Timeout,
-    /// The node declined the offer.
-    Declined,
-    /// The result was rejected as wrong.
-    Rejected,
 }
 
 /// What a heartbeat or opt-out did to the registry.
@@ -173,6 +127,8 @@ pub enum RegistryChange {
     },
     /// Ignored: the registry is full and no entry is offline to make room.
     RegistryFull,
+    /// Ignored: the wallet can never be credited (zero address, the contract's address).
+    RefusedWallet,
 }
 
 /// A node that the registry does not hold (never seen, pruned or evicted).
@@ -185,7 +141,7 @@ pub struct UnknownNode {
     pub node: Address,
 }
 
-/// Everything the registry remembers about one node.
+/// What the registry remembers about one node from its messages.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeEntry {
     /// The node's address (its heartbeats' `from`).
@@ -208,12 +164,8 @@ pub struct NodeEntry {
     pub last_seen_ms: u64,
     /// Whether the volunteer has opted out (see the module header for the rejoin rule).
     pub opted_out: bool,
-    /// How its assignments have ended.
-    pub counters: Counters,
     /// Assignments it currently holds.
     pub in_flight: u32,
-    /// Whether it is excluded for too many rejected results; permanent while remembered.
-    pub excluded: bool,
     recent: VecDeque<u64>,
 }
 
@@ -230,9 +182,7 @@ impl NodeEntry {
             first_seen_ms: now_ms,
             last_seen_ms: now_ms,
             opted_out: false,
-            counters: Counters::default(),
             in_flight: 0,
-            excluded: false,
             recent: VecDeque::new(),
         }
     }
@@ -246,11 +196,6 @@ impl NodeEntry {
         self.last_seq = hb.seq;
         self.last_seen_ms = now_ms;
         self.opted_out = false;
-    }
-
-    /// Its reliability score; formula in the module header.
-    pub fn reliability(&self) -> f64 {
-        self.counters.reliability()
     }
 
     /// Slots it can take now: its total less what this dispatcher gave it.
@@ -293,12 +238,28 @@ pub struct NodeView {
     pub policy: Hash32,
     /// Its software version.
     pub sw: String,
+    /// Where its connection comes from (IPv4 /24, IPv6 /48), if known.
+    #[serde(default)]
+    pub origin: Option<Origin>,
     /// Whether the volunteer has opted out.
     pub opted_out: bool,
-    /// Whether it is excluded for rejected results.
+    /// Whether it is excluded for results proven wrong.
     pub excluded: bool,
-    /// Its reliability score.
+    /// Why it was excluded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusion: Option<Exclusion>,
+    /// Where it stands in the trust scheme (probation, trusted, excluded).
+    #[serde(flatten)]
+    pub trust: Trust,
+    /// Share of its results the dispatcher re-executes now.
+    pub audit_rate: f64,
+    /// Whether its wallet belongs to an excluded node (every result checked).
+    #[serde(default)]
+    pub wallet_flagged: bool,
+    /// Its reliability score (delivery, 0 to 1).
     pub reliability: f64,
+    /// Whether its reliability lets it take work now (at the minimum, or a probe is due).
+    pub may_take_work: bool,
     /// Assignments it currently holds.
     pub in_flight: u32,
     /// Slots it can take now.
@@ -309,19 +270,52 @@ pub struct NodeView {
     pub counters: Counters,
 }
 
-/// The dispatcher's bounded table of nodes, keyed by node address.
+/// Standings and wallet marks changed since the last [`NodeRegistry::take_dirty`].
+#[derive(Debug, Default)]
+pub struct DirtyStandings {
+    /// Node standings to write.
+    pub nodes: Vec<(Address, Standing)>,
+    /// Wallets newly marked.
+    pub wallets: Vec<(Address, Exclusion)>,
+}
+
+/// The dispatcher's table of nodes, keyed by node address.
 #[derive(Debug, Clone)]
 pub struct NodeRegistry {
     config: RegistryConfig,
+    verify: VerifySettings,
+    /// Wallets no heartbeat may name besides the zero address (the contract's own).
+    refused_wallets: Vec<Address>,
     nodes: BTreeMap<Address, NodeEntry>,
+    standings: HashMap<Address, Standing>,
+    flagged_wallets: HashMap<Address, Exclusion>,
+    origins: HashMap<Address, Origin>,
+    dirty_nodes: HashSet<Address>,
+    dirty_wallets: Vec<(Address, Exclusion)>,
 }
 
 impl NodeRegistry {
     /// An empty registry; `config` should have passed [`RegistryConfig::validate`].
     pub fn new(config: RegistryConfig) -> Self {
+        Self::with_policy(config, VerifySettings::default(), Vec::new())
+    }
+
+    /// An empty registry with the verification policy's settings and the wallets to refuse.
+    pub fn with_policy(
+        config: RegistryConfig,
+        verify: VerifySettings,
+        refused_wallets: Vec<Address>,
+    ) -> Self {
         NodeRegistry {
             config,
+            verify,
+            refused_wallets,
             nodes: BTreeMap::new(),
+            standings: HashMap::new(),
+            flagged_wallets: HashMap::new(),
+            origins: HashMap::new(),
+            dirty_nodes: HashSet::new(),
+            dirty_wallets: Vec::new(),
         }
     }
 
@@ -330,8 +324,26 @@ impl NodeRegistry {
         &self.config
     }
 
+    /// Loads stored standings and wallet marks (at start).
+    pub fn load(
+        &mut self,
+        standings: impl IntoIterator<Item = (Address, Standing)>,
+        wallets: impl IntoIterator<Item = (Address, Exclusion)>,
+    ) {
+        self.standings.extend(standings);
+        self.flagged_wallets.extend(wallets);
+    }
+
+    /// Whether a wallet can be credited at all.
+    pub fn wallet_refused(&self, wallet: &Address) -> bool {
+        *wallet == Address::ZERO || self.refused_wallets.contains(wallet)
+    }
+
     /// Applies a verified heartbeat from `from`; ignores any seq not above the last one seen.
     pub fn on_heartbeat(&mut self, from: Address, hb: &Heartbeat, now_ms: u64) -> RegistryChange {
+        if self.wallet_refused(&hb.wallet) {
+            return RegistryChange::RefusedWallet;
+        }
         if let Some(entry) = self.nodes.get_mut(&from) {
             if hb.seq <= entry.last_seq {
                 return RegistryChange::Stale {
@@ -380,6 +392,19 @@ impl NodeRegistry {
         RegistryChange::OptedOut
     }
 
+    /// Notes where `node`'s connection comes from.
+    pub fn on_origin(&mut self, node: Address, origin: Origin) {
+        if self.origins.len() >= self.config.max_nodes.max(1) && !self.origins.contains_key(&node) {
+            // Fed by every connection: keep the live nodes' origins and drop the rest.
+            let nodes = &self.nodes;
+            self.origins.retain(|a, _| nodes.contains_key(a));
+            if self.origins.len() >= self.config.max_nodes.max(1) {
+                return;
+            }
+        }
+        self.origins.insert(node, origin);
+    }
+
     /// Notes that `node` was given an assignment: one more in flight and in the rate window.
     pub fn record_assignment(&mut self, node: Address, now_ms: u64) -> Result<(), UnknownNode> {
         let entry = self.entry_mut(node)?;
@@ -405,24 +430,88 @@ impl NodeRegistry {
         Ok(())
     }
 
-    /// Counts how an assignment ended; enough rejected results exclude the node.
-    pub fn record_outcome(&mut self, node: Address, outcome: Outcome) -> Result<(), UnknownNode> {
-        let threshold = u64::from(self.config.exclude_after_rejections);
-        let entry = self.entry_mut(node)?;
-        let c = &mut entry.counters;
-        let counter = match outcome {
-            Outcome::Success => &mut c.successes,
-            Outcome::Failure => &mut c.failures,
-            Outcome::Timeout => &mut c.timeouts,
-            Outcome::Declined => &mut c.declines,
-            Outcome::Rejected => &mut c.rejected,
-        };
-        *counter = counter.saturating_add(1);
-        if !entry.excluded && entry.counters.rejected >= threshold {
-            entry.excluded = true;
-            warn!(node = %node, rejected = entry.counters.rejected, "node excluded after rejected results");
+    /// A node's standing (the default for a node that never took work).
+    pub fn standing(&self, node: &Address) -> Standing {
+        self.standings.get(node).cloned().unwrap_or_default()
+    }
+
+    fn standing_mut(&mut self, node: Address) -> &mut Standing {
+        self.dirty_nodes.insert(node);
+        self.standings.entry(node).or_default()
+    }
+
+    /// How one delivery of `node` ended.
+    pub fn record_delivery(&mut self, node: Address, delivery: Delivery, now_ms: u64) {
+        self.standing_mut(node).on_delivery(delivery, now_ms);
+    }
+
+    /// One of `node`'s results was accepted (`checked`: re-executed or independently agreed).
+    pub fn record_accepted(&mut self, node: Address, checked: bool, audited: bool) {
+        let s = self.standing_mut(node);
+        s.on_accepted(checked);
+        if audited {
+            s.counters.audited = s.counters.audited.saturating_add(1);
         }
-        Ok(())
+    }
+
+    /// One of `node`'s results was proven wrong; returns true when this excluded it (its
+    /// wallet is then flagged too).
+    pub fn record_wrong(
+        &mut self,
+        node: Address,
+        wallet: Address,
+        reason: &str,
+        now_ms: u64,
+    ) -> bool {
+        let verify = self.verify.clone();
+        let excluded = self.standing_mut(node).on_wrong(reason, now_ms, &verify);
+        if excluded {
+            warn!(%node, %wallet, reason, "node excluded: result proven wrong");
+            if wallet != Address::ZERO && !self.flagged_wallets.contains_key(&wallet) {
+                let mark = Exclusion {
+                    reason: format!("node {node} was excluded: {reason}"),
+                    at_ms: now_ms,
+                };
+                self.flagged_wallets.insert(wallet, mark.clone());
+                self.dirty_wallets.push((wallet, mark));
+            }
+        }
+        excluded
+    }
+
+    /// The share of results of `node` (crediting `wallet`) the dispatcher re-executes now.
+    pub fn audit_rate(&self, node: &Address, wallet: &Address) -> f64 {
+        if self.flagged_wallets.contains_key(wallet) {
+            return 1.0;
+        }
+        self.standings
+            .get(node)
+            .map_or(1.0, |s| s.audit_rate(&self.verify))
+    }
+
+    /// Whether `node` is excluded.
+    pub fn is_excluded(&self, node: &Address) -> bool {
+        self.standings
+            .get(node)
+            .is_some_and(|s| s.excluded.is_some())
+    }
+
+    /// Where `node`'s connection comes from, if known.
+    pub fn origin(&self, node: &Address) -> Option<Origin> {
+        self.origins.get(node).copied()
+    }
+
+    /// Standings and wallet marks changed since the last call, for the store.
+    pub fn take_dirty(&mut self) -> DirtyStandings {
+        let nodes = self
+            .dirty_nodes
+            .drain()
+            .filter_map(|a| self.standings.get(&a).map(|s| (a, s.clone())))
+            .collect();
+        DirtyStandings {
+            nodes,
+            wallets: std::mem::take(&mut self.dirty_wallets),
+        }
     }
 
     /// Whether `entry` is online: not opted out, and heard from within K heartbeat intervals.
@@ -464,7 +553,16 @@ impl NodeRegistry {
             .count()
     }
 
+    /// Number of nodes excluded (all time).
+    pub fn excluded_count(&self) -> usize {
+        self.standings
+            .values()
+            .filter(|s| s.excluded.is_some())
+            .count()
+    }
+
     /// Forgets offline nodes not heard from for more than `forget_after_ms`; returns how many.
+    /// Their standings stay.
     pub fn prune(&mut self, now_ms: u64, forget_after_ms: u64) -> usize {
         let before = self.nodes.len();
         let offline_after = self.config.offline_after_ms();
@@ -473,10 +571,13 @@ impl NodeRegistry {
             let online = !e.opted_out && quiet <= offline_after;
             online || quiet <= forget_after_ms
         });
+        let nodes = &self.nodes;
+        self.origins.retain(|a, _| nodes.contains_key(a));
         before - self.nodes.len()
     }
 
     fn view(&self, e: &NodeEntry, now_ms: u64) -> NodeView {
+        let standing = self.standing(&e.address);
         NodeView {
             address: e.address,
             wallet: e.wallet,
@@ -487,13 +588,23 @@ impl NodeRegistry {
             caps: e.caps.clone(),
             policy: e.policy,
             sw: e.sw.clone(),
+            origin: self.origin(&e.address),
             opted_out: e.opted_out,
-            excluded: e.excluded,
-            reliability: e.reliability(),
+            excluded: standing.excluded.is_some(),
+            exclusion: standing.excluded.clone(),
+            trust: standing.trust(&self.verify),
+            audit_rate: self.audit_rate(&e.address, &e.wallet),
+            wallet_flagged: self.flagged_wallets.contains_key(&e.wallet),
+            reliability: standing.reliability,
+            may_take_work: standing.may_take_work(
+                self.config.min_reliability,
+                now_ms,
+                &self.verify,
+            ),
             in_flight: e.in_flight,
             free_slots: e.free_slots(),
             assignments_last_minute: e.assignments_in_window(now_ms),
-            counters: e.counters,
+            counters: standing.counters,
         }
     }
 
@@ -531,7 +642,9 @@ impl NodeRegistry {
 
 #[cfg(test)]
 mod tests {
-    use super::RegistryChange::{OptedOut, Refreshed, Registered, RegistryFull, Rejoined, Stale};
+    use super::RegistryChange::{
+        OptedOut, Refreshed, RefusedWallet, Registered, RegistryFull, Rejoined, Stale,
+    };
     use super::*;
     use pocmesh_protocol::JobType;
 
@@ -668,32 +781,79 @@ mod tests {
     }
 
     #[test]
-    fn rejected_results_exclude_and_hurt_reliability() {
+    fn a_wrong_result_excludes_and_flags_the_wallet_and_standings_survive_pruning() {
         let mut r = registry();
         beat(&mut r, 1, 1, 0);
-        assert!((entry(&r, 1).reliability() - 2.0 / 3.0).abs() < 1e-12);
-        for o in [Outcome::Success, Outcome::Rejected, Outcome::Rejected] {
-            r.record_outcome(addr(1), o).expect("known");
+        beat(&mut r, 2, 1, 0);
+        assert_eq!(r.snapshot(0)[0].trust, Trust::Probation { remaining: 50 });
+        assert_eq!(r.audit_rate(&addr(1), &addr(200)), 1.0);
+        for _ in 0..50 {
+            r.record_accepted(addr(1), true, true);
         }
-        assert!(!entry(&r, 1).excluded);
-        // (1 + 2) / (1 + 4·2 + 3)
-        assert!((entry(&r, 1).reliability() - 3.0 / 12.0).abs() < 1e-12);
-        r.record_outcome(addr(1), Outcome::Rejected).expect("known");
-        assert!(entry(&r, 1).excluded);
-        assert!(r.snapshot(0)[0].excluded);
-        assert!(r.record_outcome(addr(9), Outcome::Success).is_err());
+        assert_eq!(r.snapshot(0)[0].trust, Trust::Trusted);
+        assert!(!r.snapshot(0)[0].excluded);
+        assert!(r.record_wrong(addr(1), addr(200), "differs from the re-execution", 5));
+        let v = &r.snapshot(0)[0];
+        assert!(v.excluded && v.wallet_flagged);
+        assert_eq!(v.counters.rejected, 1);
+        assert_eq!(v.exclusion.as_ref().map(|e| e.at_ms), Some(5));
+        // Another node of the same wallet is checked on every result.
+        assert_eq!(r.audit_rate(&addr(2), &addr(200)), 1.0);
+        let dirty = r.take_dirty();
+        assert_eq!(dirty.nodes.len(), 1);
+        assert_eq!(dirty.wallets.len(), 1);
+        assert!(r.take_dirty().nodes.is_empty(), "taken once");
+        // Forgetting the live entry keeps the standing.
+        assert_eq!(r.prune(100_000_000, 1_000), 2);
+        assert!(r.is_excluded(&addr(1)));
+        // And a registry loaded from the store knows it.
+        let mut fresh = registry();
+        fresh.load(dirty.nodes, dirty.wallets);
+        beat(&mut fresh, 1, 9, 0);
+        assert!(fresh.snapshot(0)[0].excluded);
+        assert_eq!(fresh.audit_rate(&addr(3), &addr(200)), 1.0);
     }
 
     #[test]
-    fn declines_weigh_less_than_failures() {
-        let only = |declines, failures, timeouts| Counters {
-            declines,
-            failures,
-            timeouts,
-            ..Counters::default()
-        };
-        assert!((only(4, 0, 0).reliability() - only(0, 1, 0).reliability()).abs() < 1e-12);
-        assert!(only(0, 0, 1).reliability() >= RegistryConfig::default().min_reliability);
+    fn wallets_that_can_never_be_credited_register_nothing() {
+        let contract = addr(77);
+        let mut r = NodeRegistry::with_policy(
+            RegistryConfig::default(),
+            VerifySettings::default(),
+            vec![contract],
+        );
+        let mut zero = hb(1);
+        zero.wallet = Address::ZERO;
+        assert_eq!(r.on_heartbeat(addr(1), &zero, 0), RefusedWallet);
+        let mut own = hb(1);
+        own.wallet = contract;
+        assert_eq!(r.on_heartbeat(addr(1), &own, 0), RefusedWallet);
+        assert!(r.is_empty());
+        assert_eq!(r.on_heartbeat(addr(1), &hb(1), 0), Registered);
+    }
+
+    #[test]
+    fn delivery_outcomes_move_reliability_and_a_probe_follows_the_cooldown() {
+        let mut r = registry();
+        beat(&mut r, 1, 1, 0);
+        for t in 1..=8 {
+            r.record_delivery(addr(1), Delivery::Timeout, t);
+        }
+        let v = &r.snapshot(8)[0];
+        assert!(v.reliability < 0.5 && !v.may_take_work, "{}", v.reliability);
+        assert_eq!(v.counters.timeouts, 8);
+        assert!(r.snapshot(8 + 60_000)[0].may_take_work);
+    }
+
+    #[test]
+    fn origins_are_remembered_for_live_nodes() {
+        let mut r = registry();
+        beat(&mut r, 1, 1, 0);
+        let o = Origin::of("203.0.113.4".parse().expect("ip"));
+        r.on_origin(addr(1), o);
+        assert_eq!(r.snapshot(0)[0].origin, Some(o));
+        r.prune(100_000_000, 1_000);
+        assert_eq!(r.origin(&addr(1)), None);
     }
 
     #[test]

@@ -7,18 +7,21 @@
 //! free slots, then fewest assignments in the last minute, then a pseudo-random order derived from
 //! the caller's `tiebreak` so equal nodes share the load, and last the address, so the result is a
 //! function of its inputs alone.
+//!
+//! Nodes picked for one job are independent of each other and of the job's other attempts
+//! (distinct wallets and, by default, networks: [`IndependenceRule`]), so a quorum is never
+//! handed to one operator.
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::HashSet;
 
 use pocmesh_protocol::{Address, Hash32, JobSpec, JobType};
 
+use crate::policy::{IndependenceRule, Member};
 use crate::registry::{NodeView, RegistryConfig};
 
 /// Highest redundancy a job may ask for.
 pub const MAX_REDUNDANCY: u32 = 5;
-/// Default redundancy of deterministic jobs (`hash`, `wasm`) when enough nodes are eligible.
-pub const DEFAULT_DETERMINISTIC_REDUNDANCY: u32 = 2;
 
 /// Reliability steps per unit when ranking.
 const RELIABILITY_STEPS: f64 = 20.0;
@@ -28,19 +31,23 @@ const RELIABILITY_STEPS: f64 = 20.0;
 pub struct SchedulerPolicy {
     /// The consent-text hash nodes must have accepted; `None` accepts any.
     pub required_policy: Option<Hash32>,
-    /// Lowest reliability score a node may have.
-    pub min_reliability: f64,
     /// Most assignments per node in the last minute; 0 blocks every assignment.
     pub rate_limit_per_minute: u32,
+    /// When two nodes count as one operator (never both on one job).
+    pub independence: IndependenceRule,
 }
 
 impl SchedulerPolicy {
     /// The policy of a registry config, with the consent hash the dispatcher requires.
-    pub fn from_registry(config: &RegistryConfig, required_policy: Option<Hash32>) -> Self {
+    pub fn from_registry(
+        config: &RegistryConfig,
+        required_policy: Option<Hash32>,
+        independence: IndependenceRule,
+    ) -> Self {
         SchedulerPolicy {
             required_policy,
-            min_reliability: config.min_reliability,
             rate_limit_per_minute: config.rate_limit_per_minute,
+            independence,
         }
     }
 }
@@ -54,8 +61,8 @@ pub enum Ineligible {
     /// The volunteer has opted out.
     #[error("opted out")]
     OptedOut,
-    /// Excluded for too many rejected results.
-    #[error("excluded after rejected results")]
+    /// Excluded for results proven wrong.
+    #[error("excluded after results proven wrong")]
     Excluded,
     /// Has not accepted the consent text this dispatcher requires.
     #[error("has not accepted the required consent policy")]
@@ -69,8 +76,8 @@ pub enum Ineligible {
     /// Reached its per-minute assignment limit.
     #[error("assignment rate limit reached")]
     RateLimited,
-    /// Reliability score below the minimum.
-    #[error("reliability below the minimum")]
+    /// Reliability below the minimum, and its cool-down is not over.
+    #[error("reliability below the minimum (cooling down)")]
     LowReliability,
     /// Offers less memory than the job's memory limit.
     #[error("less memory than the job's limit")]
@@ -120,11 +127,7 @@ pub fn eligible(
     if node.caps.mem_mb < spec.limits.max_mem_mb {
         return Err(Ineligible::TooSmall);
     }
-    // A NaN on either side compares as None and counts as too low.
-    if !matches!(
-        node.reliability.partial_cmp(&policy.min_reliability),
-        Some(Ordering::Greater | Ordering::Equal)
-    ) {
+    if !node.may_take_work {
         return Err(Ineligible::LowReliability);
     }
     if node.free_slots == 0 {
@@ -146,7 +149,8 @@ pub fn count_eligible(snapshot: &[NodeView], spec: &JobSpec, policy: &SchedulerP
     distinct.len()
 }
 
-/// Up to `count` distinct eligible nodes not in `exclude`, best first (order in the module header).
+/// Up to `count` eligible nodes not in `exclude`, best first (order in the module header), each
+/// independent of the others picked and of `members` (the job's attempts that still count).
 ///
 /// May return fewer than `count`; the caller decides whether that is enough. The same inputs
 /// always give the same answer; a different `tiebreak` reorders nodes that rank equal.
@@ -155,6 +159,7 @@ pub fn pick(
     spec: &JobSpec,
     count: usize,
     exclude: &[Address],
+    members: &[Member],
     policy: &SchedulerPolicy,
     tiebreak: u64,
 ) -> Vec<Address> {
@@ -164,31 +169,45 @@ pub fn pick(
     let mut ranked: Vec<_> = snapshot
         .iter()
         .filter(|n| !exclude.contains(&n.address) && eligible(n, spec, policy).is_ok())
-        .map(|n| rank_key(n, tiebreak))
+        .map(|n| (rank_key(n, tiebreak), n))
         .collect();
-    ranked.sort_unstable();
-    let mut seen = HashSet::new();
-    ranked
-        .into_iter()
-        .map(|key| key.4)
-        .filter(|a| seen.insert(*a))
-        .take(count)
-        .collect()
+    ranked.sort_unstable_by_key(|a| a.0);
+    let mut taken: Vec<Member> = members.to_vec();
+    let mut out = Vec::new();
+    for (_, n) in ranked {
+        if out.len() == count {
+            break;
+        }
+        let candidate = member_of(n);
+        if taken
+            .iter()
+            .any(|m| policy.independence.conflict(m, &candidate))
+        {
+            continue;
+        }
+        taken.push(candidate);
+        out.push(n.address);
+    }
+    out
 }
 
-/// On how many distinct nodes a job runs: an explicit request clamped to 1..=[`MAX_REDUNDANCY`];
-/// otherwise 2 for `hash`/`wasm` when at least 2 nodes are eligible, else 1.
-pub fn redundancy_for(requested: Option<u32>, job_type: JobType, eligible_count: usize) -> u32 {
-    if let Some(k) = requested {
-        return k.clamp(1, MAX_REDUNDANCY);
+/// A node as a would-be quorum member.
+pub fn member_of(node: &NodeView) -> Member {
+    Member {
+        attempt: 0,
+        node: node.address,
+        wallet: node.wallet,
+        origin: node.origin,
     }
-    let deterministic = matches!(job_type, JobType::Hash | JobType::Wasm);
-    let enough = eligible_count >= DEFAULT_DETERMINISTIC_REDUNDANCY as usize;
-    if deterministic && enough {
-        DEFAULT_DETERMINISTIC_REDUNDANCY
-    } else {
-        1
-    }
+}
+
+/// On how many independent nodes a job runs: an explicit request clamped to
+/// 1..=[`MAX_REDUNDANCY`]; otherwise 1. Deterministic results are checked by the dispatcher's
+/// adaptive audits rather than by running every job twice: a new node's results are all
+/// re-executed, a trusted node's sampled (see [`crate::policy::standing`]). Disagreements and
+/// the dispatcher's own failures raise a job's redundancy as it runs.
+pub fn redundancy_for(requested: Option<u32>, _job_type: JobType) -> u32 {
+    requested.map_or(1, |k| k.clamp(1, MAX_REDUNDANCY))
 }
 
 /// Sort key, smaller is better: reliability step, free slots, recent load, spread, address.
@@ -229,7 +248,7 @@ fn mix(mut z: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::Counters;
+    use crate::policy::{Counters, Origin, Trust};
     use pocmesh_protocol::{Capabilities, JobParams, Limits};
 
     fn addr(n: u8) -> Address {
@@ -243,7 +262,7 @@ mod tests {
     fn node(n: u8) -> NodeView {
         NodeView {
             address: addr(n),
-            wallet: addr(200),
+            wallet: addr(100 + n),
             peer: format!("peer-{n}"),
             online: true,
             first_seen_ms: 0,
@@ -258,9 +277,15 @@ mod tests {
             },
             policy: consent(),
             sw: "0.1.0".into(),
+            origin: Some(Origin::V4([10, 0, n])),
             opted_out: false,
             excluded: false,
-            reliability: 2.0 / 3.0,
+            exclusion: None,
+            trust: Trust::Trusted,
+            audit_rate: 0.05,
+            wallet_flagged: false,
+            reliability: 0.75,
+            may_take_work: true,
             in_flight: 0,
             free_slots: 4,
             assignments_last_minute: 0,
@@ -286,8 +311,11 @@ mod tests {
     fn policy() -> SchedulerPolicy {
         SchedulerPolicy {
             required_policy: Some(consent()),
-            min_reliability: 0.5,
             rate_limit_per_minute: 10,
+            independence: IndependenceRule {
+                distinct_origins: true,
+                loopback_quorum: false,
+            },
         }
     }
 
@@ -321,11 +349,11 @@ mod tests {
         assert_eq!(eligible(&busy, &spec, &p), Err(Ineligible::RateLimited));
         let mut shaky = node(1);
         shaky.reliability = 0.49;
-        assert_eq!(eligible(&shaky, &spec, &p), Err(Ineligible::LowReliability));
-        shaky.reliability = f64::NAN;
+        assert_eq!(eligible(&shaky, &spec, &p), Ok(()), "cooled down: a probe");
+        shaky.may_take_work = false;
         assert_eq!(eligible(&shaky, &spec, &p), Err(Ineligible::LowReliability));
         assert_eq!(
-            pick(&[full, busy, shaky], &spec, 3, &[], &p, 0),
+            pick(&[full, busy, shaky], &spec, 3, &[], &[], &p, 0),
             Vec::<Address>::new()
         );
     }
@@ -347,7 +375,10 @@ mod tests {
         assert_eq!(eligible(&offline, &spec, &p), Err(Ineligible::Offline));
         let snapshot = [opted, wrong.clone(), excluded, offline, node(5)];
         for tiebreak in 0..50 {
-            assert_eq!(pick(&snapshot, &spec, 5, &[], &p, tiebreak), vec![addr(5)]);
+            assert_eq!(
+                pick(&snapshot, &spec, 5, &[], &[], &p, tiebreak),
+                vec![addr(5)]
+            );
         }
         let any_policy = SchedulerPolicy {
             required_policy: None,
@@ -360,14 +391,14 @@ mod tests {
     fn picks_distinct_nodes_and_honours_the_exclude_list() {
         let (spec, p) = (hash_job(512), policy());
         let snapshot = [node(1), node(1), node(2), node(3)];
-        let picked = pick(&snapshot, &spec, 10, &[], &p, 7);
+        let picked = pick(&snapshot, &spec, 10, &[], &[], &p, 7);
         assert_eq!(picked.len(), 3);
         let distinct: HashSet<_> = picked.iter().collect();
         assert_eq!(distinct.len(), 3);
-        let picked = pick(&snapshot, &spec, 10, &[addr(1), addr(3)], &p, 7);
+        let picked = pick(&snapshot, &spec, 10, &[addr(1), addr(3)], &[], &p, 7);
         assert_eq!(picked, vec![addr(2)]);
-        assert_eq!(pick(&snapshot, &spec, 2, &[], &p, 7).len(), 2);
-        assert!(pick(&snapshot, &spec, 0, &[], &p, 7).is_empty());
+        assert_eq!(pick(&snapshot, &spec, 2, &[], &[], &p, 7).len(), 2);
+        assert!(pick(&snapshot, &spec, 0, &[], &[], &p, 7).is_empty());
         assert_eq!(count_eligible(&snapshot, &spec, &p), 3);
     }
 
@@ -375,7 +406,7 @@ mod tests {
     fn ranks_by_reliability_then_free_slots_then_recent_load() {
         let (spec, p) = (hash_job(512), policy());
         let mut steady = node(1);
-        steady.reliability = 0.95;
+        steady.reliability = 0.96;
         steady.free_slots = 1;
         let mut roomy = node(2);
         roomy.free_slots = 4;
@@ -386,7 +417,7 @@ mod tests {
         tight.free_slots = 2;
         let snapshot = [loaded, tight, roomy, steady];
         for tiebreak in 0..20 {
-            let order = pick(&snapshot, &spec, 4, &[], &p, tiebreak);
+            let order = pick(&snapshot, &spec, 4, &[], &[], &p, tiebreak);
             assert_eq!(order, vec![addr(1), addr(2), addr(3), addr(4)]);
         }
     }
@@ -396,7 +427,7 @@ mod tests {
         let (spec, p) = (hash_job(512), policy());
         let snapshot: Vec<NodeView> = (1..=10).map(node).collect();
         let firsts: HashSet<Address> = (0..200)
-            .map(|t| pick(&snapshot, &spec, 1, &[], &p, t)[0])
+            .map(|t| pick(&snapshot, &spec, 1, &[], &[], &p, t)[0])
             .collect();
         assert!(
             firsts.len() >= 8,
@@ -404,27 +435,62 @@ mod tests {
             firsts.len()
         );
         assert_eq!(
-            pick(&snapshot, &spec, 3, &[], &p, 42),
-            pick(&snapshot, &spec, 3, &[], &p, 42)
+            pick(&snapshot, &spec, 3, &[], &[], &p, 42),
+            pick(&snapshot, &spec, 3, &[], &[], &p, 42)
         );
         let mut reversed = snapshot.clone();
         reversed.reverse();
         assert_eq!(
-            pick(&reversed, &spec, 3, &[], &p, 42),
-            pick(&snapshot, &spec, 3, &[], &p, 42)
+            pick(&reversed, &spec, 3, &[], &[], &p, 42),
+            pick(&snapshot, &spec, 3, &[], &[], &p, 42)
         );
     }
 
     #[test]
     fn redundancy_defaults_and_clamps() {
-        assert_eq!(redundancy_for(None, JobType::Hash, 5), 2);
-        assert_eq!(redundancy_for(None, JobType::Wasm, 2), 2);
-        assert_eq!(redundancy_for(None, JobType::Wasm, 1), 1);
-        assert_eq!(redundancy_for(None, JobType::LinkHealth, 10), 1);
-        assert_eq!(redundancy_for(None, JobType::RobotsRecheck, 10), 1);
-        assert_eq!(redundancy_for(Some(3), JobType::LinkHealth, 0), 3);
-        assert_eq!(redundancy_for(Some(0), JobType::Hash, 10), 1);
-        assert_eq!(redundancy_for(Some(99), JobType::Hash, 10), MAX_REDUNDANCY);
+        assert_eq!(redundancy_for(None, JobType::Hash), 1);
+        assert_eq!(redundancy_for(None, JobType::Wasm), 1);
+        assert_eq!(redundancy_for(Some(3), JobType::LinkHealth), 3);
+        assert_eq!(redundancy_for(Some(0), JobType::Hash), 1);
+        assert_eq!(redundancy_for(Some(99), JobType::Hash), MAX_REDUNDANCY);
+    }
+
+    #[test]
+    fn nodes_of_one_operator_never_share_a_job() {
+        let (spec, p) = (hash_job(512), policy());
+        let a = node(1);
+        let mut same_wallet = node(2);
+        same_wallet.wallet = a.wallet;
+        let mut same_net = node(3);
+        same_net.origin = a.origin;
+        let other = node(4);
+        let snapshot = [a.clone(), same_wallet, same_net, other];
+        let as_member = |x: &Address| {
+            member_of(
+                snapshot
+                    .iter()
+                    .find(|v| v.address == *x)
+                    .expect("picked from snapshot"),
+            )
+        };
+        for t in 0..20 {
+            let picked = pick(&snapshot, &spec, 4, &[], &[], &p, t);
+            // Either node 1 and node 4, or nodes 2, 3 and 4 (2 and 3 only conflict with 1).
+            assert!(picked.len() == 2 || picked.len() == 3, "{picked:?}");
+            assert!(picked.contains(&addr(4)));
+            for (i, x) in picked.iter().enumerate() {
+                for y in &picked[i + 1..] {
+                    assert!(
+                        !p.independence.conflict(&as_member(x), &as_member(y)),
+                        "{picked:?}"
+                    );
+                }
+            }
+        }
+        // Against an attempt already held by node 1's operator: 2 and 3 are out.
+        let held = [member_of(&a)];
+        let picked = pick(&snapshot, &spec, 4, &[addr(1)], &held, &p, 0);
+        assert_eq!(picked, vec![addr(4)]);
     }
 
     #[test]

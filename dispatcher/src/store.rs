@@ -1,15 +1,17 @@
 //! The dispatcher's durable state (sled): jobs with their attempts, the outbox of verified
-//! credits, batches on their way to the chain, and counters. Every change is one transaction
-//! over the trees it touches, flushed before anyone hears about it.
+//! credits, batches on their way to the chain, quarantined credits, each node's standing (trust,
+//! reliability, exclusion), flagged wallets, counters, and the audit secret. Every change is one
+//! transaction over the trees it touches, flushed before anyone hears about it.
 
 use std::path::Path;
 
-use pocmesh_protocol::{BatchId, Hash32, JobId};
+use pocmesh_protocol::{Address, BatchId, Hash32, JobId};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::lifecycle::{Credit, Job};
+use crate::lifecycle::{Credit, Job, QuarantinedCredit};
+use crate::policy::{AuditKey, Exclusion, Standing};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,12 @@ pub enum BatchStatus {
         /// Its block.
         block: u64,
     },
+    /// The contract would refuse it (one wallet it can never credit); never sent. Its other
+    /// credits went back to the outbox.
+    Refused {
+        /// The contract's reason.
+        reason: String,
+    },
 }
 
 /// A batch of credits for one `recordBatch` call.
@@ -58,6 +66,10 @@ pub struct BatchRow {
     pub root: Hash32,
     /// The credits, in leaf order.
     pub credits: Vec<Credit>,
+    /// Their outbox sequence numbers, aligned with `credits` (to put them back in order if the
+    /// contract refuses the batch).
+    #[serde(default)]
+    pub seqs: Vec<u64>,
     /// Where it stands.
     pub status: BatchStatus,
     /// When it was built, unix ms.
@@ -75,6 +87,12 @@ pub struct Counters {
     pub units_recorded: u64,
     /// Batches recorded on chain.
     pub batches_recorded: u64,
+    /// Credits quarantined (they can never be recorded).
+    #[serde(default)]
+    pub credits_quarantined: u64,
+    /// Units of the quarantined credits.
+    #[serde(default)]
+    pub units_quarantined: u64,
 }
 
 /// One atomic set of changes.
@@ -90,6 +108,12 @@ pub struct Changes {
     pub batches: Vec<BatchRow>,
     /// New counters, if they changed.
     pub counters: Option<Counters>,
+    /// Node standings to write.
+    pub standings: Vec<(Address, Standing)>,
+    /// Wallets to flag.
+    pub wallets: Vec<(Address, Exclusion)>,
+    /// Credits entering quarantine.
+    pub quarantine: Vec<QuarantinedCredit>,
 }
 
 impl Changes {
@@ -100,10 +124,22 @@ impl Changes {
             && self.outbox_remove.is_empty()
             && self.batches.is_empty()
             && self.counters.is_none()
+            && self.standings.is_empty()
+            && self.wallets.is_empty()
+            && self.quarantine.is_empty()
     }
 }
 
 const COUNTERS: &[u8] = b"counters";
+const AUDIT_KEY: &[u8] = b"audit_key";
+
+/// The quarantine row key: job id then node address.
+fn quarantine_key(c: &Credit) -> [u8; 52] {
+    let mut k = [0u8; 52];
+    k[..32].copy_from_slice(c.job.as_bytes());
+    k[32..].copy_from_slice(c.node.as_bytes());
+    k
+}
 
 /// The dispatcher's sled database with typed trees.
 #[derive(Clone)]
@@ -114,6 +150,9 @@ pub struct DispatcherStore {
     outbox: sled::Tree,
     batches: sled::Tree,
     meta: sled::Tree,
+    nodes: sled::Tree,
+    wallets: sled::Tree,
+    quarantine: sled::Tree,
 }
 
 impl std::fmt::Debug for DispatcherStore {
@@ -154,6 +193,9 @@ impl DispatcherStore {
             outbox: db.open_tree("outbox").map_err(err)?,
             batches: db.open_tree("batches").map_err(err)?,
             meta: db.open_tree("meta").map_err(err)?,
+            nodes: db.open_tree("nodes").map_err(err)?,
+            wallets: db.open_tree("wallets").map_err(err)?,
+            quarantine: db.open_tree("quarantine").map_err(err)?,
             db,
             path,
         })
@@ -171,25 +213,44 @@ impl DispatcherStore {
         if changes.is_empty() {
             return Ok(());
         }
-        (&self.jobs, &self.outbox, &self.batches, &self.meta)
-            .transaction(|(jobs, outbox, batches, meta)| {
-                for job in &changes.jobs {
-                    jobs.insert(&job.id.as_bytes()[..], encode(job))?;
-                }
-                for (seq, credit) in &changes.outbox_add {
-                    outbox.insert(&seq.to_be_bytes()[..], encode(credit))?;
-                }
-                for seq in &changes.outbox_remove {
-                    outbox.remove(&seq.to_be_bytes()[..])?;
-                }
-                for batch in &changes.batches {
-                    batches.insert(&batch.id.as_bytes()[..], encode(batch))?;
-                }
-                if let Some(c) = &changes.counters {
-                    meta.insert(COUNTERS, encode(c))?;
-                }
-                Ok::<(), ConflictableTransactionError<StoreError>>(())
-            })
+        (
+            &self.jobs,
+            &self.outbox,
+            &self.batches,
+            &self.meta,
+            &self.nodes,
+            &self.wallets,
+            &self.quarantine,
+        )
+            .transaction(
+                |(jobs, outbox, batches, meta, nodes, wallets, quarantine)| {
+                    for job in &changes.jobs {
+                        jobs.insert(&job.id.as_bytes()[..], encode(job))?;
+                    }
+                    for (seq, credit) in &changes.outbox_add {
+                        outbox.insert(&seq.to_be_bytes()[..], encode(credit))?;
+                    }
+                    for seq in &changes.outbox_remove {
+                        outbox.remove(&seq.to_be_bytes()[..])?;
+                    }
+                    for batch in &changes.batches {
+                        batches.insert(&batch.id.as_bytes()[..], encode(batch))?;
+                    }
+                    if let Some(c) = &changes.counters {
+                        meta.insert(COUNTERS, encode(c))?;
+                    }
+                    for (node, standing) in &changes.standings {
+                        nodes.insert(&node.as_bytes()[..], encode(standing))?;
+                    }
+                    for (wallet, mark) in &changes.wallets {
+                        wallets.insert(&wallet.as_bytes()[..], encode(mark))?;
+                    }
+                    for q in &changes.quarantine {
+                        quarantine.insert(&quarantine_key(&q.credit)[..], encode(q))?;
+                    }
+                    Ok::<(), ConflictableTransactionError<StoreError>>(())
+                },
+            )
             .map_err(|e| match e {
                 TransactionError::Abort(e) => e,
                 TransactionError::Storage(e) => self.err(e),
@@ -236,6 +297,64 @@ impl DispatcherStore {
             out.push((seq, decode("outbox", &v)?));
         }
         Ok(out)
+    }
+
+    /// The audit secret, created (and flushed) on first use. Never leaves the store but for
+    /// the engine; never logged.
+    pub fn audit_key(&self) -> Result<AuditKey, StoreError> {
+        if let Some(b) = self.meta.get(AUDIT_KEY).map_err(|e| self.err(e))? {
+            let bytes = <[u8; 32]>::try_from(b.as_ref()).map_err(|_| StoreError::Corrupt {
+                tree: "meta",
+                reason: "the audit key is not 32 bytes".into(),
+            })?;
+            return Ok(AuditKey::from_bytes(bytes));
+        }
+        let key = AuditKey::generate();
+        self.meta
+            .insert(AUDIT_KEY, &key.to_bytes()[..])
+            .map_err(|e| self.err(e))?;
+        self.db.flush().map_err(|e| self.err(e))?;
+        Ok(key)
+    }
+
+    /// Every stored node standing.
+    pub fn standings(&self) -> Result<Vec<(Address, Standing)>, StoreError> {
+        self.address_rows(&self.nodes, "nodes")
+    }
+
+    /// Every flagged wallet.
+    pub fn flagged_wallets(&self) -> Result<Vec<(Address, Exclusion)>, StoreError> {
+        self.address_rows(&self.wallets, "wallets")
+    }
+
+    fn address_rows<T: for<'de> Deserialize<'de>>(
+        &self,
+        tree: &sled::Tree,
+        name: &'static str,
+    ) -> Result<Vec<(Address, T)>, StoreError> {
+        let mut out = Vec::new();
+        for row in tree.iter() {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            let bytes = <[u8; 20]>::try_from(k.as_ref()).map_err(|_| StoreError::Corrupt {
+                tree: name,
+                reason: "key is not a 20-byte address".into(),
+            })?;
+            out.push((Address(bytes), decode(name, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Quarantined credits, most recent `limit` at most, and how many there are in all.
+    pub fn quarantined(&self, limit: usize) -> Result<(Vec<QuarantinedCredit>, usize), StoreError> {
+        let mut rows = Vec::new();
+        for row in self.quarantine.iter() {
+            let (_, v) = row.map_err(|e| self.err(e))?;
+            rows.push(decode::<QuarantinedCredit>("quarantine", &v)?);
+        }
+        let total = rows.len();
+        rows.sort_by_key(|q| std::cmp::Reverse(q.at_ms));
+        rows.truncate(limit);
+        Ok((rows, total))
     }
 
     /// Every batch.

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use pocmesh_chain::{RecordOutcome, Recorder};
+use pocmesh_chain::{ChainError, RecordOutcome, Recorder};
 use pocmesh_protocol::{BatchPlan, Hash32};
 
 /// A batch that is on chain.
@@ -26,6 +26,18 @@ pub struct SubmitError {
     pub message: String,
     /// Whether trying again later may work (RPC down, timeout).
     pub retryable: bool,
+    /// Set when the contract refuses one provider of the batch: no retry will change it, and
+    /// the batch can go without that provider.
+    pub refused: Option<RefusedEntry>,
+}
+
+/// One provider of a batch the contract refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedEntry {
+    /// The provider (wallet).
+    pub provider: pocmesh_protocol::Address,
+    /// The contract's reason.
+    pub reason: String,
 }
 
 /// A boxed future, so the trait stays object-safe.
@@ -61,6 +73,12 @@ impl ProofSubmitter for Recorder {
                 Err(e) => Err(SubmitError {
                     retryable: e.is_retryable(),
                     message: e.to_string(),
+                    refused: match e {
+                        ChainError::EntryRefused {
+                            provider, reason, ..
+                        } => Some(RefusedEntry { provider, reason }),
+                        _ => None,
+                    },
                 }),
             }
         })

@@ -1,30 +1,71 @@
-//! Verification: a result counts only if it is signed by the node that holds the attempt,
-//! arrives within its lease, fits the job's output limit and hashes to its `result_hash`; a
-//! job is verified when a quorum of its attempts agree on `result_hash` and metering, and —
-//! for single-node jobs and a sample of the rest — when the dispatcher's own re-execution
-//! agrees too. Wrong results are rejected, not credited, and cost the node reliability.
-
-use std::collections::HashMap;
+//! Verification in the engine: checks each result on its own (signed by the node holding the
+//! attempt, within its lease, within the output limit, hashing to its `result_hash`, and
+//! claiming only metering the units rule allows), then asks the pure policy
+//! ([`crate::policy::decide`]) what the job's results decide and carries the decision out:
+//! re-execute here, prove results wrong, ask more nodes, or accept and credit.
+//!
+//! Units are the dispatcher's figure ([`pocmesh_protocol::credited_units`]); a credit that can
+//! never be recorded is quarantined where it would enter the outbox, so it holds nothing back.
+//! A result proven wrong resets its node's trust and reopens that node's credits that are not
+//! on chain yet, which are then re-executed before they count again.
 
 use pocmesh_protocol::{
-    Address, DeclineReason, Hash32, JobId, JobReply, JobResult, ResultStatus, keccak256,
-    unix_ms_now,
+    Address, DeclineReason, Hash32, JobId, JobReply, JobResult, ResultStatus, UnitsRule,
+    check_metering, credited_units, keccak256, unix_ms_now,
 };
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::engine::{Ack, Engine};
-use crate::lifecycle::{AttemptState, Credit, JobState, SubmittedResult};
+use crate::lifecycle::{
+    AttemptState, AuditRecord, Credit, JobState, QuarantinedCredit, SubmittedResult,
+};
 use crate::metrics::DispatcherMetrics;
 use crate::net::Outgoing;
-use crate::registry::Outcome;
+use crate::policy::{
+    AuditState, Claim, Decision, Delivery, JobFacts, Member, ResultKey, SetAside, decide,
+};
 
-/// What a quorum compares: the result hash, the fuel (or iterations) and the output size.
-/// Wall-clock time differs between machines and is not compared.
-type QuorumKey = (Hash32, u64, u64);
+/// How the dispatcher's own run of a job went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AuditOutcome {
+    /// It ran to completion: its result.
+    Ran(ResultKey),
+    /// It could not run here (timeout, crash, shed, failure): no verdict.
+    Unavailable(String),
+}
 
 fn refused(job: JobId, attempt: u32) -> JobReply {
     JobReply::declined(job, attempt, DeclineReason::InvalidOffer)
+}
+
+/// The key a result is compared by, under the units rule of its job type.
+pub(crate) fn result_key(
+    job_type: pocmesh_protocol::JobType,
+    result_hash: Hash32,
+    metering: &pocmesh_protocol::Metering,
+) -> ResultKey {
+    let compared = UnitsRule::of(job_type).fuel_is_compared();
+    ResultKey {
+        result_hash,
+        fuel: if compared { metering.fuel } else { 0 },
+        bytes: metering.bytes,
+    }
+}
+
+/// Why a credit can never be recorded, if so: the contract refuses the zero address and zero
+/// units, and crediting the contract itself is nobody's reward.
+pub(crate) fn unrecordable(credit: &Credit, contract: Option<Address>) -> Option<String> {
+    if credit.wallet == Address::ZERO {
+        return Some("the wallet is the zero address, which the contract refuses".into());
+    }
+    if Some(credit.wallet) == contract {
+        return Some("the wallet is the ProofOfCompute contract's own address".into());
+    }
+    if credit.units == 0 {
+        return Some("the credit is for zero units, which the contract refuses".into());
+    }
+    None
 }
 
 impl Engine {
@@ -36,6 +77,7 @@ impl Engine {
         reply: oneshot::Sender<JobReply>,
     ) {
         let (id, n) = (result.job, result.attempt);
+        let now = unix_ms_now();
         let Some(job) = self.jobs.get(&id) else {
             // Finished or unknown: a repeat of a result we hold is acknowledged again.
             let known = self
@@ -55,14 +97,20 @@ impl Engine {
             });
             return;
         };
+        // Bound to the attempt: this node, this attempt number, offered by us.
         let Some(attempt) = job.attempts.iter().find(|a| a.n == n && a.node == from) else {
             DispatcherMetrics::count(&self.metrics.results, "unknown");
+            info!(job = %id, attempt = n, node = %from, "result for an attempt this node was not offered; refused");
             let _ = reply.send(refused(id, n));
             return;
         };
         match &attempt.state {
             AttemptState::Offered | AttemptState::Running { .. } => {}
-            AttemptState::Submitted | AttemptState::Accepted | AttemptState::Failed { .. } => {
+            AttemptState::Submitted
+            | AttemptState::Accepted
+            | AttemptState::Failed { .. }
+            | AttemptState::NotCredited { .. }
+            | AttemptState::Rejected { .. } => {
                 DispatcherMetrics::count(&self.metrics.results, "repeat");
                 let _ = reply.send(JobReply::accepted(id, n));
                 return;
@@ -74,7 +122,7 @@ impl Engine {
                 return;
             }
         }
-        let limit = job.spec.limits.max_output_bytes;
+        let spec = job.spec.clone();
         let output = result.output.map(|b| b.0).unwrap_or_default();
         if result.status == ResultStatus::Failed {
             DispatcherMetrics::count(&self.metrics.results, "failed");
@@ -84,45 +132,50 @@ impl Engine {
                 id,
                 n,
                 AttemptState::Failed { error },
-                Some(Outcome::Failure),
+                Some(Delivery::Failure),
             );
             self.acks
                 .push(Ack::Result(reply, JobReply::accepted(id, n)));
             return;
         }
-        let problem = if output.len() as u64 > limit {
+        let limit = spec.limits.max_output_bytes;
+        let output_len = output.len() as u64;
+        let problem = if output_len > limit {
             Some(format!(
-                "output of {} bytes is over the job's {limit}-byte limit",
-                output.len()
+                "output of {output_len} bytes is over the job's {limit}-byte limit"
             ))
         } else if Hash32(keccak256(&output)) != result.result_hash {
             Some("result_hash is not the keccak256 of the output".to_string())
+        } else if let Err(e) = check_metering(&spec, output_len, &result.metering) {
+            Some(format!("metering contradicts the job: {e}"))
         } else {
             None
         };
+        let _ = self.registry.release(from);
+        if let Some(a) = self.jobs.get_mut(&id).and_then(|j| j.attempt_mut(n)) {
+            a.state = AttemptState::Submitted;
+        }
         if let Some(reason) = problem {
+            // Provably wrong on its own: no comparison needed.
             DispatcherMetrics::count(&self.metrics.results, "rejected");
             warn!(job = %id, attempt = n, node = %from, %reason, "result rejected");
-            self.end_attempt(
-                id,
-                n,
-                AttemptState::Rejected { reason },
-                Some(Outcome::Rejected),
-            );
+            self.prove_wrong(id, n, reason);
             self.acks.push(Ack::Result(reply, refused(id, n)));
+            self.refresh_open_state(id);
+            self.make_runnable(id);
+            self.evaluate(id);
             return;
         }
         DispatcherMetrics::count(&self.metrics.results, "submitted");
+        self.registry.record_delivery(from, Delivery::Success, now);
         if let Some(a) = self.jobs.get_mut(&id).and_then(|j| j.attempt_mut(n)) {
-            a.state = AttemptState::Submitted;
             a.result = Some(SubmittedResult {
                 result_hash: result.result_hash,
                 metering: result.metering,
                 output,
-                received_ms: unix_ms_now(),
+                received_ms: now,
             });
         }
-        let _ = self.registry.release(from);
         self.touch(id);
         self.refresh_open_state(id);
         self.acks
@@ -130,161 +183,300 @@ impl Engine {
         self.evaluate(id);
     }
 
-    /// The biggest group of agreeing submitted results of a job.
-    fn best_group(&self, id: JobId) -> Option<(QuorumKey, Vec<u32>)> {
-        let job = self.jobs.get(&id)?;
-        let mut groups: HashMap<QuorumKey, Vec<u32>> = HashMap::new();
-        for a in &job.attempts {
-            if let (AttemptState::Submitted, Some(r)) = (&a.state, &a.result) {
-                groups
-                    .entry((r.result_hash, r.metering.fuel, r.metering.bytes))
-                    .or_default()
-                    .push(a.n);
-            }
-        }
-        groups.into_iter().max_by_key(|(_, v)| v.len())
-    }
-
-    fn needs_reexecution(&self, id: &JobId, redundancy: u32) -> bool {
-        let v = &self.config.verify;
-        if redundancy == 1 && v.reexecute_single {
-            return true;
-        }
-        let b = id.as_bytes();
-        let draw = u32::from_be_bytes([b[8], b[9], b[10], b[11]]) as f64 / u32::MAX as f64;
-        draw < v.reexecute_sample
-    }
-
-    /// Verifies a job if a quorum agrees; asks for more results if they disagree.
-    pub(crate) fn evaluate(&mut self, id: JobId) {
-        if self.reexecuting.contains(&id) {
-            return;
-        }
-        let Some(job) = self.jobs.get(&id) else {
+    /// Ends attempt `n` of job `id` as proven wrong: its node loses its trust (and is excluded
+    /// when the policy says so), and its credits not on chain yet are reopened.
+    pub(crate) fn prove_wrong(&mut self, id: JobId, n: u32, reason: String) {
+        let now = unix_ms_now();
+        let Some(a) = self.jobs.get_mut(&id).and_then(|j| j.attempt_mut(n)) else {
             return;
         };
-        if !job.state.is_open() {
-            return;
+        let (node, wallet) = (a.node, a.wallet);
+        a.state = AttemptState::Rejected {
+            reason: reason.clone(),
+        };
+        self.touch(id);
+        self.metrics.results_wrong.inc();
+        warn!(job = %id, attempt = n, %node, %reason, "result proven wrong");
+        if self.registry.record_wrong(node, wallet, &reason, now) {
+            self.metrics.nodes_excluded.inc();
         }
-        let quorum = job.redundancy as usize / 2 + 1;
-        let submitted = job
-            .attempts
-            .iter()
-            .filter(|a| a.state == AttemptState::Submitted)
-            .count();
-        let outstanding = job
-            .attempts
-            .iter()
-            .filter(|a| {
-                matches!(
-                    a.state,
-                    AttemptState::Offered | AttemptState::Running { .. }
-                )
+        self.reopen_credits_of(node);
+    }
+
+    /// Takes back the not-yet-batched credits of `node` that no re-execution confirmed: their
+    /// jobs are checked again before anything counts.
+    fn reopen_credits_of(&mut self, node: Address) {
+        let reopen: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|j| {
+                j.state == JobState::Verified
+                    && !matches!(j.audit, Some(AuditRecord::Done { .. }))
+                    && j.credits.iter().any(|c| c.node == node)
             })
-            .count();
-        let redundancy = job.redundancy;
-        let spec = job.spec.clone();
-        match self.best_group(id) {
-            Some((key, group)) if group.len() >= quorum => {
-                if self.needs_reexecution(&id, redundancy) {
-                    self.reexecuting.insert(id);
-                    self.outgoing.push(Outgoing::ReExecute { job: id, spec });
-                } else {
-                    self.accept(id, key);
+            .map(|j| j.id)
+            .collect();
+        for id in reopen {
+            let seqs: Vec<u64> = self
+                .outbox
+                .iter()
+                .filter(|(_, c)| c.job == id)
+                .map(|(seq, _)| *seq)
+                .collect();
+            self.outbox.retain(|(_, c)| c.job != id);
+            self.changes.outbox_remove.extend(seqs);
+            if let Some(job) = self.jobs.get_mut(&id) {
+                job.credits.clear();
+                job.reverify = true;
+                job.audit = None;
+                for a in &mut job.attempts {
+                    if a.state == AttemptState::Accepted {
+                        a.state = AttemptState::Submitted;
+                    }
                 }
             }
-            _ if outstanding == 0 && submitted >= redundancy as usize => {
-                // They disagree: one more independent result decides.
-                // Up to the cap (scheduler::MAX_REDUNDANCY and the config); then no quorum
-                // can be had and the job is rejected.
-                let cap = self
-                    .config
-                    .jobs
-                    .max_redundancy
-                    .min(crate::scheduler::MAX_REDUNDANCY);
-                if redundancy < cap
-                    && let Some(job) = self.jobs.get_mut(&id)
-                {
-                    job.redundancy += 1;
-                    warn!(job = %id, redundancy = job.redundancy, "results disagree; asking one more node");
+            warn!(job = %id, %node, "credit reopened: its node was proven wrong elsewhere");
+            self.metrics.credits_reopened.inc();
+            self.set_state(id, JobState::Submitted);
+            self.evaluate(id);
+        }
+        self.metrics.outbox.set(self.outbox.len() as i64);
+    }
+
+    /// Asks the policy what the job's results decide, and carries it out, until it waits.
+    pub(crate) fn evaluate(&mut self, id: JobId) {
+        // Each round settles at least one result or returns; bounded all the same.
+        for _ in 0..64 {
+            let Some(job) = self.jobs.get(&id) else {
+                return;
+            };
+            if !job.state.is_open() {
+                return;
+            }
+            let job_type = job.spec.params.job_type();
+            let claims: Vec<Claim> = job
+                .attempts
+                .iter()
+                .filter(|a| a.state == AttemptState::Submitted)
+                .filter_map(|a| {
+                    let r = a.result.as_ref()?;
+                    Some(Claim {
+                        member: Member {
+                            attempt: a.n,
+                            node: a.node,
+                            wallet: a.wallet,
+                            origin: a.origin,
+                        },
+                        key: result_key(job_type, r.result_hash, &r.metering),
+                        audit_rate: self.registry.audit_rate(&a.node, &a.wallet),
+                    })
+                })
+                .collect();
+            let outstanding = job
+                .attempts
+                .iter()
+                .filter(|a| {
+                    matches!(
+                        a.state,
+                        AttemptState::Offered | AttemptState::Running { .. }
+                    )
+                })
+                .count();
+            let audit = if self.audits.contains(&id) {
+                AuditState::Running
+            } else {
+                match &job.audit {
+                    None => AuditState::NotRun,
+                    Some(AuditRecord::Done { key, .. }) => AuditState::Done(*key),
+                    Some(AuditRecord::Unavailable { .. }) => AuditState::Unavailable,
+                }
+            };
+            let facts = JobFacts {
+                job: id,
+                redundancy: job.redundancy,
+                max_redundancy: self.max_redundancy(),
+                outstanding,
+                audit,
+                reverify: job.reverify,
+                claims: &claims,
+            };
+            match decide(&facts, &self.independence, &self.audit_key) {
+                Decision::Wait => return,
+                Decision::Audit => {
+                    if self.audits.insert(id) {
+                        let spec = job.spec.clone();
+                        self.outgoing.push(Outgoing::Audit { job: id, spec });
+                    }
+                    return;
+                }
+                Decision::Wrong { attempts } => {
+                    for n in attempts {
+                        self.prove_wrong(
+                            id,
+                            n,
+                            "differs from the dispatcher's re-execution".into(),
+                        );
+                    }
+                    self.refresh_open_state(id);
+                    self.make_runnable(id);
+                }
+                Decision::Reassign => {
+                    self.make_runnable(id);
+                    return;
+                }
+                Decision::TieBreak => {
+                    if let Some(job) = self.jobs.get_mut(&id) {
+                        job.redundancy += 1;
+                        info!(job = %id, redundancy = job.redundancy, "no verdict here; asking one more node");
+                    }
                     self.touch(id);
                     self.make_runnable(id);
-                } else {
-                    self.reject_job(id, "results of independent nodes disagree".into());
+                    return;
+                }
+                Decision::GiveUp { reason } => {
+                    self.reject_job(id, reason);
+                    return;
+                }
+                Decision::Accept {
+                    key,
+                    members,
+                    checked,
+                    audited,
+                    set_aside,
+                } => {
+                    self.accept(id, key, &members, checked, audited, &set_aside);
+                    return;
                 }
             }
-            _ => {}
         }
+        warn!(job = %id, "verification did not settle; it is looked at again with the next result");
     }
 
-    /// The dispatcher's own run of a job finished.
-    pub(crate) fn on_reexecuted(&mut self, id: JobId, own_hash: Hash32) {
-        self.reexecuting.remove(&id);
-        let Some((key, group)) = self.best_group(id) else {
-            return;
-        };
-        if key.0 == own_hash {
-            DispatcherMetrics::count(&self.metrics.reexecutions, "match");
-            self.accept(id, key);
-            return;
-        }
-        DispatcherMetrics::count(&self.metrics.reexecutions, "mismatch");
-        warn!(job = %id, nodes = group.len(), "results differ from the dispatcher's re-execution; rejected");
-        for n in group {
-            self.end_attempt(
-                id,
-                n,
-                AttemptState::Rejected {
-                    reason: "differs from the dispatcher's re-execution".into(),
-                },
-                Some(Outcome::Rejected),
-            );
-        }
-        self.evaluate(id);
+    /// The highest redundancy a tie-break may reach.
+    fn max_redundancy(&self) -> u32 {
+        self.config
+            .jobs
+            .max_redundancy
+            .min(crate::scheduler::MAX_REDUNDANCY)
     }
 
-    /// The quorum `key` is the job's verified result: its nodes are credited, dissenters
-    /// rejected, the credits enter the outbox.
-    fn accept(&mut self, id: JobId, key: QuorumKey) {
+    /// The dispatcher's own run of a job finished (or could not run).
+    pub(crate) fn on_audited(&mut self, id: JobId, outcome: AuditOutcome) {
+        self.audits.remove(&id);
+        let now = unix_ms_now();
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
-        let job_type = job.spec.params.job_type();
+        let record = match outcome {
+            AuditOutcome::Ran(key) => {
+                let matched = job
+                    .attempts
+                    .iter()
+                    .filter(|a| a.state == AttemptState::Submitted)
+                    .filter_map(|a| a.result.as_ref())
+                    .all(|r| {
+                        result_key(job.spec.params.job_type(), r.result_hash, &r.metering) == key
+                    });
+                DispatcherMetrics::count(
+                    &self.metrics.reexecutions,
+                    if matched { "match" } else { "mismatch" },
+                );
+                AuditRecord::Done { key, at_ms: now }
+            }
+            AuditOutcome::Unavailable(reason) => {
+                DispatcherMetrics::count(&self.metrics.reexecutions, "unavailable");
+                warn!(job = %id, %reason, "re-execution unavailable; another node breaks the tie");
+                AuditRecord::Unavailable { reason, at_ms: now }
+            }
+        };
+        job.audit = Some(record);
+        self.touch(id);
+        self.evaluate(id);
+    }
+
+    /// The verified result `key`: credits its `members`, sets aside the rest without blame,
+    /// and sends the credits to the outbox (or to quarantine, when they can never be recorded).
+    fn accept(
+        &mut self,
+        id: JobId,
+        key: ResultKey,
+        members: &[u32],
+        checked: bool,
+        audited: bool,
+        set_aside: &[(u32, SetAside)],
+    ) {
+        let now = unix_ms_now();
+        let contract = self.config.contract;
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
         let mut credits = Vec::new();
-        let mut outcomes = Vec::new();
+        let mut accepted_nodes = Vec::new();
         for a in &mut job.attempts {
-            let Some(r) = &a.result else {
-                continue;
-            };
             if a.state != AttemptState::Submitted {
                 continue;
             }
-            if (r.result_hash, r.metering.fuel, r.metering.bytes) == key {
+            if members.contains(&a.n) {
+                let Some(r) = &a.result else {
+                    continue;
+                };
                 a.state = AttemptState::Accepted;
-                outcomes.push((a.node, Outcome::Success));
+                accepted_nodes.push(a.node);
                 credits.push(Credit {
                     job: id,
                     node: a.node,
                     peer: a.peer.clone(),
                     wallet: a.wallet,
-                    units: Engine::units(job_type, &r.metering),
+                    units: credited_units(&job.spec, &r.metering),
                     result_hash: r.result_hash,
                 });
             } else {
-                a.state = AttemptState::Rejected {
-                    reason: "disagrees with the quorum".into(),
+                let reason = match set_aside.iter().find(|(n, _)| *n == a.n) {
+                    Some((_, SetAside::SameOperator { as_attempt })) => format!(
+                        "agrees, but attempt {as_attempt} of the same operator (node, wallet or network) is credited"
+                    ),
+                    Some((_, SetAside::Outvoted)) => {
+                        "outvoted by independent nodes while the dispatcher could not re-execute the job".into()
+                    }
+                    None => "not part of the verified result".into(),
                 };
-                outcomes.push((a.node, Outcome::Rejected));
+                a.state = AttemptState::NotCredited { reason };
             }
         }
-        job.result_hash = Some(key.0);
-        job.credits = credits.clone();
-        for (node, outcome) in outcomes {
-            let _ = self.registry.record_outcome(node, outcome);
+        job.result_hash = Some(key.result_hash);
+        job.reverify = false;
+        let mut outbox_credits = Vec::new();
+        let mut quarantined = Vec::new();
+        for credit in credits {
+            match unrecordable(&credit, contract) {
+                Some(reason) => quarantined.push(QuarantinedCredit {
+                    credit,
+                    reason,
+                    at_ms: now,
+                }),
+                None => outbox_credits.push(credit),
+            }
+        }
+        job.credits = outbox_credits.clone();
+        job.quarantined.extend(quarantined.iter().cloned());
+        for node in accepted_nodes {
+            self.registry.record_accepted(node, checked, audited);
         }
         self.release_held(id);
-        let now = unix_ms_now();
-        for credit in credits {
+        for q in quarantined {
+            self.quarantine(q);
+        }
+        if outbox_credits.is_empty() {
+            self.set_state(id, JobState::Verified);
+            self.metrics.jobs_verified.inc();
+            self.fail(
+                id,
+                "verified, but none of its credits can ever be recorded (see its quarantined credits)"
+                    .into(),
+            );
+            return;
+        }
+        for credit in outbox_credits {
             self.counters.outbox_seq += 1;
             let seq = self.counters.outbox_seq;
             self.changes.outbox_add.push((seq, credit.clone()));
@@ -299,25 +491,89 @@ impl Engine {
         self.set_state(id, JobState::Verified);
     }
 
-    /// Ends a job as rejected, rejecting every submitted result.
+    /// Sets a credit aside for good, with its reason.
+    pub(crate) fn quarantine(&mut self, q: QuarantinedCredit) {
+        warn!(job = %q.credit.job, wallet = %q.credit.wallet, units = q.credit.units, reason = %q.reason, "credit quarantined");
+        self.counters.credits_quarantined += 1;
+        self.counters.units_quarantined = self
+            .counters
+            .units_quarantined
+            .saturating_add(q.credit.units);
+        self.changes.counters = Some(self.counters);
+        self.metrics.credits_quarantined.inc();
+        self.changes.quarantine.push(q);
+    }
+
+    /// Ends a job without a verdict: nobody is blamed, nobody credited.
     fn reject_job(&mut self, id: JobId, reason: String) {
         warn!(job = %id, %reason, "job rejected");
-        let mut nodes = Vec::new();
         if let Some(job) = self.jobs.get_mut(&id) {
             for a in &mut job.attempts {
                 if a.state == AttemptState::Submitted {
-                    a.state = AttemptState::Rejected {
+                    a.state = AttemptState::NotCredited {
                         reason: reason.clone(),
                     };
-                    nodes.push(a.node);
                 }
             }
-        }
-        for node in nodes {
-            let _ = self.registry.record_outcome(node, Outcome::Rejected);
         }
         self.metrics.jobs_rejected.inc();
         self.release_held(id);
         self.set_state(id, JobState::Rejected { reason });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pocmesh_protocol::{JobType, Metering};
+
+    fn credit(wallet: Address, units: u64) -> Credit {
+        Credit {
+            job: JobId::from([1; 32]),
+            node: Address([2; 20]),
+            peer: String::new(),
+            wallet,
+            units,
+            result_hash: Hash32::ZERO,
+        }
+    }
+
+    #[test]
+    fn unrecordable_credits_are_named() {
+        let contract = Address([9; 20]);
+        assert!(
+            unrecordable(&credit(Address::ZERO, 1), Some(contract))
+                .is_some_and(|r| r.contains("zero address"))
+        );
+        assert!(
+            unrecordable(&credit(contract, 1), Some(contract))
+                .is_some_and(|r| r.contains("contract"))
+        );
+        assert!(
+            unrecordable(&credit(Address([3; 20]), 0), None)
+                .is_some_and(|r| r.contains("zero units"))
+        );
+        assert_eq!(
+            unrecordable(&credit(Address([3; 20]), 1), Some(contract)),
+            None
+        );
+    }
+
+    #[test]
+    fn fuel_is_compared_only_where_the_units_rule_says() {
+        let m = Metering {
+            fuel: 77,
+            ms: 5,
+            bytes: 3,
+        };
+        assert_eq!(result_key(JobType::Wasm, Hash32::ZERO, &m).fuel, 77);
+        assert_eq!(result_key(JobType::Hash, Hash32::ZERO, &m).fuel, 77);
+        assert_eq!(result_key(JobType::LinkHealth, Hash32::ZERO, &m).fuel, 0);
+        let other_ms = Metering { ms: 900, ..m };
+        assert_eq!(
+            result_key(JobType::Wasm, Hash32::ZERO, &m),
+            result_key(JobType::Wasm, Hash32::ZERO, &other_ms),
+            "wall-clock time is never compared"
+        );
     }
 }

@@ -22,6 +22,9 @@ pub struct MeshConfig {
     pub replay: ReplayConfig,
     /// Discover peers on the local network with mDNS.
     pub mdns: bool,
+    /// Wallets a heartbeat or opt-out may not name (besides the zero address, which every
+    /// receiver refuses): the contract's own address. Such messages are rejected like forgeries.
+    pub refused_wallets: Vec<pocmesh_protocol::Address>,
 }
 
 impl MeshConfig {
@@ -35,6 +38,7 @@ impl MeshConfig {
             gossip_heartbeat: Duration::from_secs(1),
             replay: ReplayConfig::default(),
             mdns: true,
+            refused_wallets: Vec::new(),
         }
     }
 

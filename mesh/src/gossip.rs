@@ -7,7 +7,8 @@
 //! check and runs in order on the network task.
 
 use pocmesh_protocol::{
-    Body, ReplayConfig, ReplayError, ReplayGuard, Topic, ValidationError, Validator, Verified,
+    Address, Body, ReplayConfig, ReplayError, ReplayGuard, Topic, ValidationError, Validator,
+    Verified,
 };
 
 use crate::identity::peer_address;
@@ -41,14 +42,27 @@ impl From<ValidationError> for Rejection {
     }
 }
 
-/// The stateless checks of a message that arrived on `topic`.
+/// The stateless checks of a message that arrived on `topic`; a heartbeat or opt-out naming
+/// one of `refused_wallets` is rejected (the zero address is refused by the validator itself).
 pub fn check_envelope(
     validator: &Validator,
+    refused_wallets: &[Address],
     topic: Topic,
     bytes: &[u8],
     now_ms: u64,
 ) -> Result<Verified, Rejection> {
     let verified = validator.validate(bytes, now_ms)?;
+    let wallet = match &verified.message.body {
+        Body::Heartbeat(h) => Some(h.wallet),
+        Body::OptOut(o) => Some(o.wallet),
+        _ => None,
+    };
+    if let Some(w) = wallet.filter(|w| refused_wallets.contains(w)) {
+        return Err(Rejection {
+            label: "refused_wallet",
+            detail: format!("wallet {w} can never be credited (it is the contract's address)"),
+        });
+    }
     let allowed = matches!(
         (&verified.message.body, topic),
         (Body::Heartbeat(_) | Body::OptOut(_), Topic::Heartbeat)

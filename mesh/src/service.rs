@@ -117,6 +117,9 @@ pub enum MeshEvent {
     PeerConnected {
         /// The peer.
         peer: PeerId,
+        /// The remote end of that connection (where the peer's traffic comes from), for the
+        /// network-origin rules of quorums.
+        address: Multiaddr,
     },
     /// The last connection to a peer closed.
     PeerDisconnected {
@@ -479,6 +482,7 @@ pub async fn spawn(
         net: config.net.clone(),
         bootstrap: config.bootstrap.clone(),
         validator,
+        refused_wallets: Arc::new(config.refused_wallets.clone()),
         replay,
         workers: Arc::new(Semaphore::new(VALIDATION_WORKERS)),
         pending: HashMap::new(),
@@ -505,6 +509,8 @@ struct EventLoop {
     /// dispatcher comes back on its address; nobody else would dial it).
     bootstrap: Vec<Multiaddr>,
     validator: Arc<Validator>,
+    /// Wallets no heartbeat may name (the contract's own address).
+    refused_wallets: Arc<Vec<pocmesh_protocol::Address>>,
     replay: ReplayFilter,
     workers: Arc<Semaphore>,
     checked: (mpsc::Sender<Checked>, mpsc::Receiver<Checked>),
@@ -632,10 +638,14 @@ impl EventLoop {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 num_established,
+                endpoint,
                 ..
             } if num_established.get() == 1 => {
-                self.send_event(MeshEvent::PeerConnected { peer: peer_id })
-                    .await;
+                self.send_event(MeshEvent::PeerConnected {
+                    peer: peer_id,
+                    address: endpoint.get_remote_address().clone(),
+                })
+                .await;
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -758,9 +768,10 @@ impl EventLoop {
             return;
         };
         let validator = self.validator.clone();
+        let refused = self.refused_wallets.clone();
         let done = self.checked.0.clone();
         tokio::task::spawn_blocking(move || {
-            let result = check_envelope(&validator, topic, &message.data, unix_ms_now());
+            let result = check_envelope(&validator, &refused, topic, &message.data, unix_ms_now());
             drop(permit);
             let _ = done.blocking_send(Checked {
                 id: message_id,

@@ -12,7 +12,7 @@ use crate::address::Address;
 use crate::bytes::Bytes;
 use crate::hash::Hash32;
 use crate::keys::SecretKey;
-use crate::message::{Kind, Message, PROTOCOL_VERSION};
+use crate::message::{Body, Kind, Message, PROTOCOL_VERSION};
 use crate::signature::{Signature, SignatureError};
 
 /// The largest envelope any pocmesh receiver decodes (a wasm job offer with its module).
@@ -101,6 +101,14 @@ pub enum ValidationError {
         /// The kind found.
         kind: Kind,
     },
+    /// A heartbeat or opt-out names the zero address as its wallet, which can never be credited.
+    #[error(
+        "a {kind} names the zero address as its wallet; run the node with a wallet you control"
+    )]
+    ZeroWallet {
+        /// The kind found.
+        kind: Kind,
+    },
 }
 
 impl ValidationError {
@@ -116,6 +124,7 @@ impl ValidationError {
             ValidationError::WrongNetwork { .. } => "wrong_network",
             ValidationError::StaleTimestamp { .. } => "stale_timestamp",
             ValidationError::UnexpectedKind { .. } => "unexpected_kind",
+            ValidationError::ZeroWallet { .. } => "zero_wallet",
         }
     }
 }
@@ -260,7 +269,7 @@ impl Validator {
         Ok(verified)
     }
 
-    /// Network and timestamp checks of an already decoded message.
+    /// Network, timestamp and content checks of an already decoded message.
     pub fn check_message(&self, message: &Message, now_ms: u64) -> Result<(), ValidationError> {
         if message.net != self.net {
             return Err(ValidationError::WrongNetwork {
@@ -268,8 +277,24 @@ impl Validator {
                 got: message.net.clone(),
             });
         }
-        check_skew(message.ts, now_ms, self.max_skew_ms)
+        check_skew(message.ts, now_ms, self.max_skew_ms)?;
+        check_body(&message.body)
     }
+}
+
+/// Content rules every receiver enforces, whatever the transport: a heartbeat or opt-out must
+/// name a wallet that can be credited (the contract refuses the zero address, and one such
+/// credit must never reach a batch).
+pub fn check_body(body: &Body) -> Result<(), ValidationError> {
+    let wallet = match body {
+        Body::Heartbeat(h) => Some(h.wallet),
+        Body::OptOut(o) => Some(o.wallet),
+        _ => None,
+    };
+    if wallet == Some(Address::ZERO) {
+        return Err(ValidationError::ZeroWallet { kind: body.kind() });
+    }
+    Ok(())
 }
 
 /// Checks `|ts − now| ≤ max_ms`.

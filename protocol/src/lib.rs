@@ -12,6 +12,8 @@
 //! - [`ReceiptLeaf`], [`MerkleTree`]: receipt leaves and proofs exactly as the `ProofOfCompute`
 //!   contract's `verifyReceipt` checks them.
 //! - [`BatchPlan`]: a batch's root, per-wallet units and content-derived id.
+//! - [`UnitsRule`], [`check_metering`], [`credited_units`]: the units rule — what a result may
+//!   claim and what it earns.
 //! - [`Topic`], [`JOB_PROTOCOL`]: names on the wire.
 //! - [`inspect()`]: decode-and-explain for operators (`pocmesh inspect`).
 
@@ -50,4 +52,4 @@ pub use receipt::{MerkleError, MerkleTree, ReceiptLeaf, verify_proof};
 pub use replay::{ReplayConfig, ReplayError, ReplayGuard};
 pub use signature::{Signature, SignatureError};
 pub use topics::{JOB_PROTOCOL, Topic};
-pub use units::units_for;
+pub use units::{MeteringError, UnitsRule, check_metering, credited_units, max_units};

@@ -396,6 +396,8 @@ async fn up_inner(
         &hb,
         "--batch-age-ms",
         "1500",
+        // Every node of a local network runs on this machine.
+        "--loopback-quorum",
     ]
     .iter()
     .map(|s| s.to_string())

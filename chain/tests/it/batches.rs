@@ -204,6 +204,78 @@ async fn malformed_batches_revert_with_named_errors() {
 }
 
 #[tokio::test]
+async fn a_refused_entry_is_found_before_anything_is_paid_for() {
+    let c = chain().await;
+    let poc = c.recorder.contract().binding();
+    let a = to_h160(Address([1; 20]));
+    // What a batch with a zero wallet at index 1 would do, asked with eth_call: the contract
+    // names the entry, and nothing was sent.
+    let nonce_before = c.admin.block_number().await.expect("block");
+    let zero_at_1 = poc
+        .record_batch(
+            [1; 32],
+            [2; 32],
+            vec![a, Default::default()],
+            vec![1.into(), 1.into()],
+        )
+        .calldata()
+        .expect("cd");
+    let revert = c
+        .admin
+        .simulate(c.deployment.address, zero_at_1.to_vec())
+        .await
+        .expect("the RPC answers")
+        .expect_err("the contract refuses it");
+    assert_eq!(
+        pocmesh_chain::contract::refused_entry(&revert),
+        Some((1, "the provider is the zero address"))
+    );
+    let zero_units = poc
+        .record_batch([1; 32], [2; 32], vec![a], vec![0.into()])
+        .calldata()
+        .expect("cd");
+    let revert = c
+        .admin
+        .simulate(c.deployment.address, zero_units.to_vec())
+        .await
+        .expect("answers")
+        .expect_err("refused");
+    assert_eq!(
+        pocmesh_chain::contract::refused_entry(&revert),
+        Some((0, "the entry credits zero units"))
+    );
+    // Other refusals are not about one entry.
+    let empty = poc
+        .record_batch([1; 32], [2; 32], vec![], vec![])
+        .calldata()
+        .expect("cd");
+    let revert = c
+        .admin
+        .simulate(c.deployment.address, empty.to_vec())
+        .await
+        .expect("answers")
+        .expect_err("refused");
+    assert_eq!(pocmesh_chain::contract::refused_entry(&revert), None);
+    assert_eq!(
+        c.admin.block_number().await.expect("block"),
+        nonce_before,
+        "nothing mined"
+    );
+    // A good batch passes the preflight, and is recorded.
+    let plan = BatchPlan::new(receipts(9, 4, 2)).expect("plan");
+    c.recorder
+        .preflight(&plan)
+        .await
+        .expect("the contract would take it");
+    c.recorder.record(&plan).await.expect("recorded");
+    // Once recorded, the preflight still passes (the recorder then finds it on chain).
+    c.recorder
+        .preflight(&plan)
+        .await
+        .expect("already recorded is not a refusal");
+}
+
+#[tokio::test]
 async fn an_unreachable_rpc_is_a_retryable_error_that_names_the_url() {
     let policy = TxPolicy {
         retry: pocmesh_chain::RetryPolicy {

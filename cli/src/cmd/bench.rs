@@ -1,4 +1,5 @@
-//! `pocmesh bench gas|gossip|node|dispatch`: benchmark harnesses (JSON out, table on the terminal).
+//! `pocmesh bench gas|gossip|node|dispatch|verify`: benchmark harnesses (JSON out, table on the
+//! terminal).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +25,150 @@ pub(crate) enum BenchCommand {
     /// Verified completions per second: a dispatcher and N nodes on 127.0.0.1, trivial hash
     /// jobs, every credit recorded on a local anvil.
     Dispatch(DispatchBenchArgs),
+    /// The verification policy against cheating nodes (a simulation running the dispatcher's
+    /// own policy code): jobs until exclusion, wrong units credited, overhead.
+    Verify(VerifyBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyBenchArgs {
+    /// Nodes in each simulated population.
+    #[arg(long, default_value_t = 100)]
+    nodes: usize,
+    /// Cheating nodes among them.
+    #[arg(long, default_value_t = 10)]
+    cheaters: usize,
+    /// Runs per scenario (fresh population and audit secret each).
+    #[arg(long, default_value_t = 100)]
+    trials: usize,
+    /// Jobs per node in a run, on average.
+    #[arg(long, default_value_t = 400)]
+    jobs_per_node: usize,
+    /// Credits per on-chain batch (a credit is final once its batch is cut).
+    #[arg(long, default_value_t = 256)]
+    batch_credits: usize,
+    /// Chance that the dispatcher's own re-execution is unavailable (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    audit_unavailable: f64,
+    /// Checked results before a node is trusted (the dispatcher's `verify.probation_results`).
+    #[arg(long)]
+    probation_results: Option<u32>,
+    /// Lowest audit rate of a trusted node (`verify.audit_floor`).
+    #[arg(long)]
+    audit_floor: Option<f64>,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE", default_value = "bench-results/verify.json")]
+    out: PathBuf,
+    /// Print the JSON report on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn verify_bench(a: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
+    use pocmesh_dispatcher::verify_sim::{SimConfig, run};
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&a.audit_unavailable),
+        "--audit-unavailable must be between 0 and 1"
+    );
+    anyhow::ensure!(
+        a.nodes >= 4 && a.cheaters < a.nodes,
+        "--nodes must be at least 4 and --cheaters fewer than --nodes"
+    );
+    anyhow::ensure!(
+        a.trials > 0 && a.jobs_per_node > 0,
+        "--trials and --jobs-per-node must be above 0"
+    );
+    let mut config = SimConfig {
+        nodes: a.nodes,
+        cheaters: a.cheaters,
+        trials: a.trials,
+        jobs_per_node: a.jobs_per_node,
+        batch_credits: a.batch_credits.max(1),
+        audit_unavailable: a.audit_unavailable,
+        seed: a.seed,
+        ..SimConfig::default()
+    };
+    if let Some(n) = a.probation_results {
+        config.verify.probation_results = n;
+    }
+    if let Some(f) = a.audit_floor {
+        config.verify.audit_floor = f;
+    }
+    config
+        .verify
+        .validate("devnet-0")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bar = ProgressBar::new((config.scenarios.len() * config.trials) as u64).with_style(
+        ProgressStyle::with_template("verification policy {bar:30} {pos}/{len} runs [{elapsed}]")?,
+    );
+    let report = run(&config, |done, _| bar.set_position(done));
+    bar.finish_and_clear();
+    let json = serde_json::to_string_pretty(&report)?;
+    write_report(&a.out, &json)?;
+    if a.json {
+        println!("{json}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "policy: probation {} checked results, audit floor {}, excluded after {} wrong; {} nodes, {} cheaters, {} runs × {} jobs/node",
+        report.policy.probation_results,
+        report.policy.audit_floor,
+        report.policy.exclude_after_wrong,
+        config.nodes,
+        config.cheaters,
+        config.trials,
+        config.jobs_per_node
+    );
+    println!(
+        "{:<30} {:>9} {:>8} {:>9} {:>13} {:>10} {:>10} {:>9} {:>9}",
+        "scenario",
+        "excluded",
+        "≤50 jobs",
+        "≤50 clean",
+        "jobs med/p99",
+        "wrong acc",
+        "wrong rec",
+        "overhead",
+        "trusted"
+    );
+    for s in &report.scenarios {
+        let jobs = s
+            .jobs_until_exclusion
+            .map(|j| format!("{:.0}/{:.0}", j.median, j.p99))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<30} {:>8.1}% {:>7.1}% {:>8.1}% {:>13} {:>10} {:>10} {:>9.3} {:>9.3}",
+            s.scenario.name,
+            s.excluded_share * 100.0,
+            s.excluded_within_50 * 100.0,
+            s.excluded_within_50_clean * 100.0,
+            jobs,
+            s.wrong_units_accepted,
+            s.wrong_units_recorded,
+            s.overhead,
+            s.overhead_trusted
+        );
+    }
+    let t = &report.targets;
+    println!(
+        "targets: a 10% cheater excluded within 50 jobs with no wrong unit recorded {:.2}% (≥ 99%), trusted honest overhead {:.3} (≤ 1.15): {}",
+        t.cheater_10pct_excluded_within_50_clean * 100.0,
+        t.overhead_trusted_honest,
+        if t.met { "met" } else { "NOT met" }
+    );
+    println!(
+        "         the 10% cheaters that escaped their first 50 jobs had {} wrong units recorded in all",
+        t.cheater_10pct_wrong_units_recorded
+    );
+    println!(
+        "policy CPU: {:.0} ns per submitted result (decision and standings), plus one re-execution per audit",
+        report.policy_ns_per_result
+    );
+    println!("report written to {}", a.out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Args)]
@@ -258,6 +403,7 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Gossip(a) => gossip(a),
         BenchCommand::Node(a) => node_bench(a),
         BenchCommand::Dispatch(a) => dispatch_bench(a),
+        BenchCommand::Verify(a) => verify_bench(a),
     }
 }
 

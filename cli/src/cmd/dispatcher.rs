@@ -52,9 +52,15 @@ pub(crate) struct RunArgs {
     /// Longest a verified credit waits for its batch, milliseconds.
     #[arg(long, value_name = "MS")]
     batch_age_ms: Option<u64>,
-    /// Share of verified results re-executed by the dispatcher (0 to 1).
+    /// Lowest share of a trusted node's results the dispatcher still re-executes (0 < SHARE ≤ 1).
     #[arg(long, value_name = "SHARE")]
-    reexecute_sample: Option<f64>,
+    audit_floor: Option<f64>,
+    /// Checked results a new node needs before its results are only sampled.
+    #[arg(long, value_name = "N")]
+    probation_results: Option<u32>,
+    /// Devnet only: nodes on this machine (loopback) may form a quorum together.
+    #[arg(long)]
+    loopback_quorum: bool,
     /// Heartbeat interval the nodes use, milliseconds (offline after 3 missed).
     #[arg(long, value_name = "MS")]
     heartbeat_ms: Option<u64>,
@@ -106,8 +112,14 @@ fn build_config(a: &RunArgs) -> anyhow::Result<DispatcherConfig> {
     if let Some(ms) = a.batch_age_ms {
         c.batch.max_age_ms = ms;
     }
-    if let Some(s) = a.reexecute_sample {
-        c.verify.reexecute_sample = s;
+    if let Some(s) = a.audit_floor {
+        c.verify.audit_floor = s;
+    }
+    if let Some(n) = a.probation_results {
+        c.verify.probation_results = n;
+    }
+    if a.loopback_quorum {
+        c.verify.loopback_quorum = true;
     }
     if let Some(ms) = a.heartbeat_ms {
         c.registry.heartbeat_interval_ms = ms;

@@ -68,7 +68,8 @@ pub(crate) struct SubmitArgs {
     /// wasm: the input file [default: empty].
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
-    /// Nodes that must agree on the result [default: 2 when enough nodes are online].
+    /// Independent nodes that must agree on the result [default: 1, checked by the dispatcher's
+    /// adaptive re-executions].
     #[arg(long, value_name = "K")]
     redundancy: Option<u32>,
     /// Wait until the job is recorded on chain (or fails), with progress.
@@ -276,8 +277,17 @@ fn print_job(job: &JobView) {
             r.result_hash, r.metering.fuel, r.metering.bytes
         );
     }
+    if let Some(audit) = &job.audit {
+        println!("re-run    {audit} (the dispatcher's own execution)");
+    }
     if job.units > 0 {
         println!("units     {} to {}", job.units, job.nodes.len());
+    }
+    for q in &job.quarantined {
+        println!(
+            "quarantined {} units for wallet {} (node {}): {}",
+            q.units, q.wallet, q.node, q.reason
+        );
     }
     if let (Some(tx), Some(block)) = (job.tx, job.block) {
         println!("tx        {tx} (block {block})");
@@ -329,8 +339,23 @@ pub(crate) fn nodes(a: NodesArgs) -> anyhow::Result<ExitCode> {
         print_json(&nodes)?;
     } else {
         for n in &nodes {
+            let standing = match n.trust {
+                pocmesh_dispatcher::policy::Trust::Probation { remaining } => {
+                    format!("probation ({remaining} checks to go)")
+                }
+                pocmesh_dispatcher::policy::Trust::Trusted => {
+                    format!("trusted (audited {:.0}%)", n.audit_rate * 100.0)
+                }
+                pocmesh_dispatcher::policy::Trust::Excluded => format!(
+                    "EXCLUDED: {}",
+                    n.exclusion
+                        .as_ref()
+                        .map(|e| e.reason.as_str())
+                        .unwrap_or("results proven wrong")
+                ),
+            };
             println!(
-                "{}  {:<7} wallet {}  slots {}/{}  reliability {:.2}",
+                "{}  {:<7} wallet {}  slots {}/{}  reliability {:.2}  {standing}",
                 n.address,
                 if n.online { "online" } else { "offline" },
                 n.wallet,

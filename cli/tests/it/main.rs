@@ -5,6 +5,7 @@ mod inspect;
 mod keys;
 mod network;
 mod node;
+mod poison;
 mod rogue;
 mod support;
 mod testnet;

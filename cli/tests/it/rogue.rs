@@ -1,25 +1,73 @@
-//! A node that signs wrong results — a peer built from the protocol and mesh crates, honest in
-//! everything but its answers — earns nothing: its results are rejected by the quorum, its
-//! reliability falls below the assignment threshold and it is excluded.
+//! Rogue volunteers: peers built from the protocol and mesh crates that speak the protocol
+//! correctly — signed heartbeats, signed replies and results — and lie in one named way each.
+//! Every test here runs a real dispatcher and real honest nodes as processes on a real anvil,
+//! lets a rogue do its worst, and then reads the chain.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use libp2p::PeerId;
-use pocmesh_chain::ProofOfCompute;
 use pocmesh_mesh::{MeshConfig, MeshEvent, MeshHandle};
+use pocmesh_node::executor::Executors;
 use pocmesh_protocol::{
-    Address, Body, Bytes, Capabilities, Envelope, Hash32, Heartbeat, JobParams, JobReply,
-    JobResult, JobType, MAX_ENVELOPE_BYTES, Message, Metering, ResultStatus, SecretKey, Topic,
-    Validator, keccak256, unix_ms_now,
+    Address, Body, Bytes, Capabilities, DeclineReason, Envelope, Hash32, Heartbeat, JobOffer,
+    JobReply, JobResult, JobType, MAX_ENVELOPE_BYTES, Message, Metering, ResultStatus, SecretKey,
+    Topic, Validator, keccak256, unix_ms_now,
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::network::Mesh;
+use crate::network::{Mesh, hash_job};
+use crate::support::eventually;
 
 const NET: &str = "devnet-551";
+
+/// The one way a rogue lies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Lie {
+    /// Runs every job right but claims `factor` times the fuel it used.
+    InflateFuel(u64),
+    /// Answers every job with an output derived from the job id alone — the same answer from
+    /// every rogue, so rogues agree with each other.
+    WrongOutput,
+    /// Runs its first job right; for every later offer it sends a result for an attempt it was
+    /// not offered, the first job's output re-labelled as this job's result, and a byte-for-byte
+    /// replay of its first result envelope.
+    Replay,
+}
+
+/// A running rogue and what it saw.
+pub(crate) struct Rogue {
+    pub(crate) address: Address,
+    pub(crate) wallet: Address,
+    /// Offers received.
+    pub(crate) offers: Arc<AtomicU64>,
+    /// The dispatcher's answers to what the rogue sent, labelled by what it sent.
+    pub(crate) answers: Arc<Mutex<Vec<(&'static str, JobReply)>>>,
+    stop: CancellationToken,
+}
+
+impl Drop for Rogue {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Rogue {
+    /// The answers to what it sent under `label`.
+    pub(crate) fn answers_to(&self, label: &str) -> Vec<JobReply> {
+        self.answers
+            .lock()
+            .map(|a| {
+                a.iter()
+                    .filter(|(l, _)| *l == label)
+                    .map(|(_, r)| r.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
 
 fn seal(key: &SecretKey, body: Body) -> Vec<u8> {
     Envelope::seal(&Message::new(NET, key.address(), unix_ms_now(), body), key)
@@ -27,52 +75,103 @@ fn seal(key: &SecretKey, body: Body) -> Vec<u8> {
         .to_bytes()
 }
 
-/// Runs the rogue until `stop`: heartbeats every 700 ms, accepts every offer, answers wrong.
-async fn rogue(key: SecretKey, wallet: Address, bootstrap: String, stop: CancellationToken) {
+/// Starts a rogue joining through `bootstrap`, announcing `wallet` in its heartbeats.
+pub(crate) async fn spawn(wallet: Address, bootstrap: &str, lie: Lie) -> Rogue {
+    spawn_with_key(SecretKey::generate().expect("key"), wallet, bootstrap, lie).await
+}
+
+/// As [`spawn`], with a given key.
+pub(crate) async fn spawn_with_key(
+    key: SecretKey,
+    wallet: Address,
+    bootstrap: &str,
+    lie: Lie,
+) -> Rogue {
+    let stop = CancellationToken::new();
     let mut config = MeshConfig::new(NET);
     config.mdns = false;
     config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")];
     config.bootstrap = vec![bootstrap.parse().expect("bootstrap")];
     config.gossip_heartbeat = Duration::from_millis(200);
-    let (mesh, mut events, _task) = pocmesh_mesh::spawn(&key, config, stop.clone())
+    let (mesh, events, _task) = pocmesh_mesh::spawn(&key, config, stop.clone())
         .await
         .expect("mesh");
-    let seq = Arc::new(AtomicU64::new(0));
-    let beats = {
-        let (mesh, key, stop) = (mesh.clone(), key.clone(), stop.clone());
-        tokio::spawn(async move {
-            while !stop.is_cancelled() {
-                let hb = Heartbeat {
-                    seq: seq.fetch_add(1, Ordering::SeqCst) + 1,
-                    wallet,
-                    peer: mesh.local_peer().to_string(),
-                    caps: Capabilities {
-                        cores: 8,
-                        mem_mb: 16_384,
-                        gpu: None,
-                        job_types: vec![JobType::Hash, JobType::Wasm],
-                        slots_total: 8,
-                        slots_free: 8,
-                    },
-                    policy: pocmesh_node::consent::consent_hash(),
-                    sw: "rogue/0".into(),
-                };
-                let _ = mesh
-                    .publish(Topic::Heartbeat, seal(&key, Body::Heartbeat(hb)))
-                    .await;
-                tokio::time::sleep(Duration::from_millis(700)).await;
-            }
-        })
+    let rogue = Rogue {
+        address: key.address(),
+        wallet,
+        offers: Arc::new(AtomicU64::new(0)),
+        answers: Arc::new(Mutex::new(Vec::new())),
+        stop: stop.clone(),
     };
+    tokio::spawn(heartbeats(mesh.clone(), key.clone(), wallet, stop.clone()));
+    tokio::spawn(serve(
+        mesh,
+        events,
+        key,
+        lie,
+        rogue.offers.clone(),
+        rogue.answers.clone(),
+        stop,
+    ));
+    rogue
+}
+
+async fn heartbeats(mesh: MeshHandle, key: SecretKey, wallet: Address, stop: CancellationToken) {
+    let mut seq = 0;
+    while !stop.is_cancelled() {
+        seq += 1;
+        let hb = Heartbeat {
+            seq,
+            wallet,
+            peer: mesh.local_peer().to_string(),
+            caps: Capabilities {
+                cores: 8,
+                mem_mb: 16_384,
+                gpu: None,
+                job_types: vec![JobType::Hash, JobType::Wasm],
+                slots_total: 8,
+                slots_free: 8,
+            },
+            policy: pocmesh_node::consent::consent_hash(),
+            sw: "rogue/0".into(),
+        };
+        let _ = mesh
+            .publish(Topic::Heartbeat, seal(&key, Body::Heartbeat(hb)))
+            .await;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(700)) => {}
+        }
+    }
+}
+
+/// What the rogue remembers of its first, honest job.
+struct First {
+    envelope: Vec<u8>,
+    output: Vec<u8>,
+    metering: Metering,
+}
+
+async fn serve(
+    mesh: MeshHandle,
+    mut events: tokio::sync::mpsc::Receiver<MeshEvent>,
+    key: SecretKey,
+    lie: Lie,
+    offers: Arc<AtomicU64>,
+    answers: Arc<Mutex<Vec<(&'static str, JobReply)>>>,
+    stop: CancellationToken,
+) {
     let validator = Validator {
         net: NET.into(),
         max_bytes: MAX_ENVELOPE_BYTES,
         max_skew_ms: 30_000,
     };
+    let executors = Arc::new(Executors::new(&[JobType::Hash, JobType::Wasm]).expect("executors"));
+    let first: Arc<Mutex<Option<First>>> = Arc::new(Mutex::new(None));
     loop {
         let event = tokio::select! {
-            _ = stop.cancelled() => break,
-            e = events.recv() => match e { Some(e) => e, None => break },
+            _ = stop.cancelled() => return,
+            e = events.recv() => match e { Some(e) => e, None => return },
         };
         let MeshEvent::Request {
             peer,
@@ -86,6 +185,7 @@ async fn rogue(key: SecretKey, wallet: Address, bootstrap: String, stop: Cancell
             continue;
         };
         let Body::JobOffer(offer) = v.message.body else {
+            // Receipts: acknowledge.
             let _ = mesh
                 .respond(
                     reply,
@@ -97,6 +197,7 @@ async fn rogue(key: SecretKey, wallet: Address, bootstrap: String, stop: Cancell
                 .await;
             continue;
         };
+        offers.fetch_add(1, Ordering::SeqCst);
         let _ = mesh
             .respond(
                 reply,
@@ -106,99 +207,336 @@ async fn rogue(key: SecretKey, wallet: Address, bootstrap: String, stop: Cancell
                 ),
             )
             .await;
-        let fuel = match offer.spec.params {
-            JobParams::Hash { iterations, .. } => iterations,
-            _ => 1,
-        };
-        // A well-formed, correctly signed, wrong answer.
-        let output = keccak256(offer.job.as_bytes()).to_vec();
-        let result = JobResult {
-            job: offer.job,
-            attempt: offer.attempt,
-            status: ResultStatus::Ok,
-            result_hash: Hash32(keccak256(&output)),
-            output: Some(Bytes(output)),
-            metering: Metering {
-                fuel,
-                ms: 1,
-                bytes: 32,
-            },
-            error: None,
-        };
-        tokio::spawn(deliver(
-            mesh.clone(),
+        let ctx = Ctx {
+            mesh: mesh.clone(),
+            key: key.clone(),
             peer,
-            seal(&key, Body::JobResult(result)),
-        ));
+            answers: answers.clone(),
+            validator: validator.clone(),
+        };
+        let (executors, first) = (executors.clone(), first.clone());
+        tokio::spawn(async move { act(ctx, offer, lie, executors, first).await });
     }
-    beats.abort();
 }
 
-async fn deliver(mesh: MeshHandle, peer: PeerId, envelope: Vec<u8>) {
+#[derive(Clone)]
+struct Ctx {
+    mesh: MeshHandle,
+    key: SecretKey,
+    peer: PeerId,
+    answers: Arc<Mutex<Vec<(&'static str, JobReply)>>>,
+    validator: Validator,
+}
+
+impl Ctx {
+    /// Sends one result envelope and records the dispatcher's answer under `label`.
+    async fn send(&self, label: &'static str, envelope: Vec<u8>) {
+        let Ok(bytes) = self.mesh.request(self.peer, None, envelope).await else {
+            return;
+        };
+        let Ok(v) = self.validator.validate(&bytes, unix_ms_now()) else {
+            return;
+        };
+        if let Body::JobReply(r) = v.message.body
+            && let Ok(mut a) = self.answers.lock()
+        {
+            a.push((label, r));
+        }
+    }
+
+    fn result(
+        &self,
+        offer: &JobOffer,
+        attempt: u32,
+        output: Vec<u8>,
+        metering: Metering,
+    ) -> Vec<u8> {
+        seal(
+            &self.key,
+            Body::JobResult(JobResult {
+                job: offer.job,
+                attempt,
+                status: ResultStatus::Ok,
+                result_hash: Hash32(keccak256(&output)),
+                output: Some(Bytes(output)),
+                metering,
+                error: None,
+            }),
+        )
+    }
+}
+
+async fn act(
+    ctx: Ctx,
+    offer: JobOffer,
+    lie: Lie,
+    executors: Arc<Executors>,
+    first: Arc<Mutex<Option<First>>>,
+) {
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let _ = mesh.request(peer, None, envelope).await;
+    let spec = offer.spec.clone();
+    let honest = tokio::task::spawn_blocking(move || executors.run(&spec))
+        .await
+        .expect("runs");
+    match lie {
+        Lie::InflateFuel(factor) => {
+            let mut metering = honest.metering;
+            metering.fuel = metering.fuel.saturating_mul(factor);
+            let env = ctx.result(&offer, offer.attempt, honest.output, metering);
+            ctx.send("inflated", env).await;
+        }
+        Lie::WrongOutput => {
+            let output = keccak256(offer.job.as_bytes()).to_vec();
+            let metering = Metering {
+                bytes: output.len() as u64,
+                ..honest.metering
+            };
+            let env = ctx.result(&offer, offer.attempt, output, metering);
+            ctx.send("wrong", env).await;
+        }
+        Lie::Replay => {
+            let previous = first.lock().ok().and_then(|f| {
+                f.as_ref()
+                    .map(|f| (f.envelope.clone(), f.output.clone(), f.metering))
+            });
+            let Some((envelope, output, metering)) = previous else {
+                let env = ctx.result(
+                    &offer,
+                    offer.attempt,
+                    honest.output.clone(),
+                    honest.metering,
+                );
+                if let Ok(mut f) = first.lock() {
+                    *f = Some(First {
+                        envelope: env.clone(),
+                        output: honest.output,
+                        metering: honest.metering,
+                    });
+                }
+                ctx.send("honest", env).await;
+                return;
+            };
+            // An attempt it was never offered.
+            let unoffered = ctx.result(
+                &offer,
+                offer.attempt + 1_000,
+                honest.output.clone(),
+                honest.metering,
+            );
+            ctx.send("unoffered", unoffered).await;
+            // Its first job's result, word for word.
+            ctx.send("replayed", envelope).await;
+            // Its first job's output and metering, re-labelled as this job's result.
+            let relabelled = ctx.result(&offer, offer.attempt, output, metering);
+            ctx.send("relabelled", relabelled).await;
+        }
+    }
+}
+
+/// A wallet's units on chain.
+async fn units(mesh: &Mesh, wallet: Address) -> u128 {
+    pocmesh_chain::ProofOfCompute::at(&mesh.chain.rpc, mesh.chain.contract)
+        .await
+        .expect("contract")
+        .units(wallet)
+        .await
+        .expect("units")
+}
+
+/// The dispatcher's view of one node.
+async fn node_view(mesh: &Mesh, address: Address) -> Option<Value> {
+    let nodes = mesh.get("/v1/nodes").await?;
+    nodes
+        .as_array()?
+        .iter()
+        .find(|n| n["address"] == address.to_string())
+        .cloned()
+}
+
+async fn wait_excluded(mesh: &Mesh, address: Address) -> Value {
+    eventually(
+        &format!("node {address} excluded"),
+        Duration::from_secs(90),
+        || async {
+            let v = node_view(mesh, address).await?;
+            (v["excluded"] == true).then_some(v)
+        },
+        || mesh.logs(),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_signing_wrong_results_earns_nothing_and_is_excluded() {
+async fn inflated_metering_earns_nothing_alone_or_beside_honest_nodes_and_stays_excluded() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut mesh = Mesh::start(dir.path(), 0).await;
+    let rogue = spawn(
+        Address::from([0x66; 20]),
+        &mesh.bootstrap,
+        Lie::InflateFuel(1_000_000),
+    )
+    .await;
+    mesh.wait_online(1).await;
+
+    // Alone: one job worth 1 unit; the rogue claims a million times the work.
+    let mut first = hash_job(0);
+    first.iterations = Some(1_000_000);
+    let mut ids = vec![mesh.submit(&first).await];
+    let view = wait_excluded(&mesh, rogue.address).await;
+    assert!(
+        view["exclusion"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("metering")),
+        "{view}"
+    );
+    let job = mesh.job(&ids[0]).await.expect("job");
+    assert_ne!(job.state, "recorded", "nothing credited for a lie");
+    assert_eq!(units(&mesh, rogue.wallet).await, 0);
+
+    // Beside honest nodes: the job finishes on them, and so do eleven more.
+    mesh.add_nodes(2).await;
+    mesh.wait_online(3).await;
+    for i in 1..12 {
+        ids.push(mesh.submit(&hash_job(i)).await);
+    }
+    let jobs = mesh.all_recorded(&ids, Duration::from_secs(180)).await;
+    assert_eq!(
+        units(&mesh, rogue.wallet).await,
+        0,
+        "the rogue earned nothing"
+    );
+    assert!(
+        jobs.iter()
+            .all(|j| j.credits.iter().all(|c| c.wallet != rogue.wallet))
+    );
+    assert!(
+        jobs.iter().all(|j| j.units == 1),
+        "each job is worth its iterations, 1 unit"
+    );
+    mesh.check_chain(&jobs, &[rogue.wallet]).await;
+
+    // A restarted dispatcher still knows: the rogue stays excluded and gets no offer.
+    let offers_before = rogue.offers.load(Ordering::SeqCst);
+    mesh.restart_dispatcher().await;
+    mesh.wait_online(3).await;
+    let view = node_view(&mesh, rogue.address).await.expect("rogue known");
+    assert_eq!(
+        view["excluded"], true,
+        "excluded across the restart: {view}"
+    );
+    let more: Vec<String> = {
+        let mut v = Vec::new();
+        for i in 100..106 {
+            v.push(mesh.submit(&hash_job(i)).await);
+        }
+        v
+    };
+    let more = mesh.all_recorded(&more, Duration::from_secs(120)).await;
+    assert_eq!(
+        rogue.offers.load(Ordering::SeqCst),
+        offers_before,
+        "no offer to an excluded node after the restart"
+    );
+    let mut all = jobs;
+    all.extend(more);
+    mesh.check_chain(&all, &[rogue.wallet]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_keys_of_one_wallet_agreeing_on_a_wrong_answer_earn_nothing() {
     let dir = tempfile::tempdir().expect("tmp");
     let mesh = Mesh::start(dir.path(), 2).await;
-    let key = SecretKey::generate().expect("key");
-    let rogue_wallet = Address::from([0x66; 20]);
-    let stop = CancellationToken::new();
-    tokio::spawn(rogue(
-        key.clone(),
-        rogue_wallet,
-        mesh.bootstrap.clone(),
-        stop.clone(),
-    ));
-    mesh.wait_online(3).await;
-
+    let wallet = Address::from([0x77; 20]);
+    let a = spawn(wallet, &mesh.bootstrap, Lie::WrongOutput).await;
+    let b = spawn(wallet, &mesh.bootstrap, Lie::WrongOutput).await;
+    mesh.wait_online(4).await;
     let mut ids = Vec::new();
-    for i in 0..16 {
-        let mut job = crate::network::hash_job(i);
+    for i in 0..12 {
+        let mut job = hash_job(i);
         job.redundancy = Some(2);
         ids.push(mesh.submit(&job).await);
     }
     let jobs = mesh.all_recorded(&ids, Duration::from_secs(180)).await;
-    stop.cancel();
-
-    let rogue_address = key.address();
-    let rejected = jobs
-        .iter()
-        .flat_map(|j| &j.attempts)
-        .filter(|a| a.node == rogue_address && a.state == "rejected")
-        .count();
-    assert!(rejected >= 1, "the rogue's results were rejected");
-    assert!(
-        jobs.iter()
-            .all(|j| j.credits.iter().all(|c| c.wallet != rogue_wallet)),
-        "no credit for the rogue"
-    );
-    let poc = ProofOfCompute::at(&mesh.chain.rpc, mesh.chain.contract)
-        .await
-        .expect("contract");
+    // One wallet never holds two places in one job.
+    for j in &jobs {
+        let rogue_attempts = j
+            .attempts
+            .iter()
+            .filter(|x| x.node == a.address || x.node == b.address)
+            .filter(|x| x.state != "declined")
+            .count();
+        assert!(
+            rogue_attempts <= 1,
+            "one operator held two places in {}",
+            j.id
+        );
+    }
     assert_eq!(
-        poc.units(rogue_wallet).await.expect("units"),
+        units(&mesh, wallet).await,
         0,
-        "no units on chain"
+        "the shared wallet earned nothing"
     );
-    mesh.check_chain(&jobs).await;
+    for j in &jobs {
+        assert!(!j.credits.is_empty());
+        assert!(
+            j.credits.iter().all(|c| c.wallet != wallet),
+            "only honest nodes credited in {}",
+            j.id
+        );
+    }
+    let mut caught = 0;
+    for r in [&a, &b] {
+        if r.offers.load(Ordering::SeqCst) > 0 {
+            let view = wait_excluded(&mesh, r.address).await;
+            assert_eq!(view["wallet_flagged"], true, "{view}");
+            assert!(
+                view["counters"]["rejected"].as_u64().expect("rejected") >= 1,
+                "{view}"
+            );
+            caught += 1;
+        }
+    }
+    assert!(caught >= 1, "the rogues got work and were caught");
+    mesh.check_chain(&jobs, &[wallet]).await;
+}
 
-    let nodes = mesh.get("/v1/nodes").await.expect("nodes");
-    let entry: &Value = nodes
-        .as_array()
-        .expect("list")
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_for_unoffered_attempts_or_replayed_from_another_job_are_not_credited() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = Mesh::start(dir.path(), 1).await;
+    let rogue = spawn(Address::from([0x88; 20]), &mesh.bootstrap, Lie::Replay).await;
+    mesh.wait_online(2).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(mesh.submit(&hash_job(i)).await);
+    }
+    let jobs = mesh.all_recorded(&ids, Duration::from_secs(180)).await;
+    assert!(
+        rogue.offers.load(Ordering::SeqCst) >= 2,
+        "the rogue got a first job and a later one"
+    );
+    // Its first job was honest and re-executed: that work, and only that, is credited.
+    let honest = rogue.answers_to("honest");
+    assert_eq!(honest.len(), 1);
+    assert!(honest[0].accept);
+    let unoffered = rogue.answers_to("unoffered");
+    assert!(!unoffered.is_empty());
+    assert!(
+        unoffered
+            .iter()
+            .all(|r| !r.accept && r.reason == Some(DeclineReason::InvalidOffer)),
+        "{unoffered:?}"
+    );
+    // A byte-for-byte replay is a repeat: acknowledged, credited once.
+    assert!(rogue.answers_to("replayed").iter().all(|r| r.accept));
+    let rogue_credits: u64 = jobs
         .iter()
-        .find(|n| n["address"] == rogue_address.to_string())
-        .expect("the rogue is in the registry");
-    let reliability = entry["reliability"].as_f64().expect("reliability");
-    assert!(
-        reliability < 0.5,
-        "the rogue's reliability fell below the assignment threshold (0.5): {entry}"
-    );
-    assert!(
-        entry["counters"]["rejected"].as_u64().expect("rejected") >= 1,
-        "{entry}"
-    );
+        .flat_map(|j| &j.credits)
+        .filter(|c| c.node == rogue.address)
+        .map(|c| c.units)
+        .sum();
+    assert_eq!(rogue_credits, 1, "only the job it really ran");
+    assert_eq!(units(&mesh, rogue.wallet).await, 1);
+    wait_excluded(&mesh, rogue.address).await;
+    mesh.check_chain(&jobs, &[rogue.wallet]).await;
 }

@@ -70,6 +70,35 @@ fn a_message_signed_by_someone_else_is_refused_with_both_addresses() {
 }
 
 #[test]
+fn a_zero_wallet_is_refused_in_heartbeats_and_opt_outs() {
+    let k = key(1);
+    let mut m = opt_out(&k, 1, NOW);
+    m.body = Body::OptOut(OptOut {
+        wallet: Address::ZERO,
+        seq: 1,
+    });
+    let bytes = Envelope::seal(&m, &k).expect("seal").to_bytes();
+    let err = validator().validate(&bytes, NOW).expect_err("zero wallet");
+    assert_eq!(err, ValidationError::ZeroWallet { kind: Kind::OptOut });
+    assert_eq!(err.label(), "zero_wallet");
+    m.body = Body::Heartbeat(Heartbeat {
+        seq: 2,
+        wallet: Address::ZERO,
+        peer: "12D3KooW".into(),
+        caps: Capabilities::default(),
+        policy: Hash32::ZERO,
+        sw: "0".into(),
+    });
+    let bytes = Envelope::seal(&m, &k).expect("seal").to_bytes();
+    assert!(matches!(
+        validator().validate(&bytes, NOW),
+        Err(ValidationError::ZeroWallet {
+            kind: Kind::Heartbeat
+        })
+    ));
+}
+
+#[test]
 fn wrong_network_is_refused() {
     let k = key(1);
     let mut m = opt_out(&k, 1, NOW);
