@@ -448,22 +448,115 @@ fn report(
     }
 }
 
+/// One simulated run's world: the population, its standings and the randomness.
+struct World<'a> {
+    config: &'a SimConfig,
+    strategy: Strategy,
+    nodes: Vec<SimNode>,
+    registry: NodeRegistry,
+    rng: StdRng,
+    rule: IndependenceRule,
+}
+
+/// One attempt of a simulated job.
+struct SimAttempt {
+    n: u32,
+    node: usize,
+    key: ResultKey,
+    live: bool,
+}
+
+/// One simulated job as it runs: what is right, who holds it, what it cost.
+struct JobRun {
+    job: JobId,
+    right: ResultKey,
+    wrong_hash: Hash32,
+    colluders_cheat: bool,
+    redundancy: u32,
+    attempts: Vec<SimAttempt>,
+    executions: u64,
+    all_trusted_honest: bool,
+}
+
+impl JobRun {
+    /// Hands the job to fresh independent nodes until `redundancy` attempts are live; returns
+    /// how many were added.
+    fn fill(&mut self, w: &mut World<'_>, tally: &mut Tally) -> usize {
+        let live = self.attempts.iter().filter(|a| a.live).count() as u32;
+        let mut added = 0;
+        for _ in live..self.redundancy {
+            let members: Vec<Member> = self
+                .attempts
+                .iter()
+                .filter(|a| a.live)
+                .map(|a| member(&w.nodes[a.node], a.n))
+                .collect();
+            let tried: Vec<usize> = self.attempts.iter().map(|a| a.node).collect();
+            let Some(pick) =
+                pick_node(&mut w.rng, &w.nodes, &w.registry, &w.rule, &members, &tried)
+            else {
+                break;
+            };
+            let key = self.answer(w, pick, tally);
+            let node = &w.nodes[pick];
+            let trusted =
+                w.registry.standing(&node.address).trust(&w.config.verify) == Trust::Trusted;
+            if !(trusted && matches!(node.strategy, Strategy::Honest)) {
+                self.all_trusted_honest = false;
+            }
+            self.executions += 1;
+            let n = self.attempts.len() as u32 + 1;
+            self.attempts.push(SimAttempt {
+                n,
+                node: pick,
+                key,
+                live: true,
+            });
+            added += 1;
+        }
+        added
+    }
+
+    /// What node `pick` answers, by its strategy.
+    fn answer(&self, w: &mut World<'_>, pick: usize, tally: &mut Tally) -> ResultKey {
+        let node = &mut w.nodes[pick];
+        node.jobs += 1;
+        let cheat = match node.strategy {
+            Strategy::Honest => false,
+            Strategy::ColludingPairs { .. } | Strategy::SharedWallet { .. } => self.colluders_cheat,
+            Strategy::LateCheater { after, p } => node.jobs > after && w.rng.gen_bool(p),
+            s => w.rng.gen_bool(s.cheat_share()),
+        };
+        if !cheat {
+            return self.right;
+        }
+        if node.first_cheat.is_none() {
+            node.first_cheat = Some(node.jobs);
+        }
+        tally.wrong_results += 1;
+        match node.strategy {
+            Strategy::InflatedMetering { .. } => ResultKey {
+                fuel: FUEL_LIMIT,
+                ..self.right
+            },
+            _ => ResultKey {
+                result_hash: self.wrong_hash,
+                ..self.right
+            },
+        }
+    }
+}
+
 /// One run of one scenario; returns its nodes with their fates.
 fn trial(config: &SimConfig, scenario: &Scenario, seed: u64, tally: &mut Tally) -> Vec<SimNode> {
     let mut rng = StdRng::seed_from_u64(seed);
     let key = AuditKey::from_bytes(rng.r#gen());
-    let rule = IndependenceRule {
-        distinct_origins: true,
-        loopback_quorum: false,
-    };
-    let mut registry =
-        NodeRegistry::with_policy(RegistryConfig::default(), config.verify.clone(), Vec::new());
     let cheaters = if matches!(scenario.strategy, Strategy::Honest) {
         0
     } else {
         config.cheaters.min(config.nodes)
     };
-    let mut nodes: Vec<SimNode> = (0..config.nodes)
+    let nodes: Vec<SimNode> = (0..config.nodes)
         .map(|i| {
             let id = (i as u32).to_be_bytes();
             let mut a = [0u8; 20];
@@ -493,6 +586,22 @@ fn trial(config: &SimConfig, scenario: &Scenario, seed: u64, tally: &mut Tally) 
             }
         })
         .collect();
+    let mut w = World {
+        config,
+        strategy: scenario.strategy,
+        nodes,
+        registry: NodeRegistry::with_policy(
+            RegistryConfig::default(),
+            config.verify.clone(),
+            Vec::new(),
+        ),
+        rng,
+        rule: IndependenceRule {
+            distinct_origins: true,
+            loopback_quorum: false,
+        },
+    };
+    let spec = spec(FUEL_LIMIT);
     let jobs = (config.nodes * config.jobs_per_node) as u64 / u64::from(scenario.redundancy.max(1));
     let mut pending: Vec<Pending> = Vec::new();
     for j in 0..jobs {
@@ -500,156 +609,79 @@ fn trial(config: &SimConfig, scenario: &Scenario, seed: u64, tally: &mut Tally) 
         let job = JobId::from(keccak256(
             [&seed.to_be_bytes()[..], &j.to_be_bytes()[..]].concat(),
         ));
-        let fuel = rng.gen_range(1_000_000..50_000_000u64);
-        let right = ResultKey {
-            result_hash: Hash32(keccak256(job.as_bytes())),
-            fuel,
-            bytes: 32,
-        };
-        let wrong_hash = Hash32(keccak256([job.as_bytes(), &b"wrong"[..]].concat()));
+        let fuel = w.rng.gen_range(1_000_000..50_000_000u64);
         // Colluders agree on which jobs to cheat on.
-        let colluders_cheat = (u64::from(job.as_bytes()[0]) << 8 | u64::from(job.as_bytes()[1]))
-            < (scenario.strategy.cheat_share() * 65_536.0) as u64;
-        let spec = spec(FUEL_LIMIT);
-        let mut redundancy = scenario.redundancy.max(1);
-        let mut attempts: Vec<(u32, usize, ResultKey, bool)> = Vec::new(); // (n, node, key, live)
-        let mut next_n = 1u32;
-        let mut audit = AuditState::NotRun;
-        let mut executions = 0u64;
-        let mut all_trusted_honest = true;
-        let fill = |attempts: &mut Vec<(u32, usize, ResultKey, bool)>,
-                    redundancy: u32,
-                    rng: &mut StdRng,
-                    nodes: &mut Vec<SimNode>,
-                    registry: &NodeRegistry,
-                    executions: &mut u64,
-                    all_trusted_honest: &mut bool,
-                    next_n: &mut u32,
-                    tally: &mut Tally| {
-            let live = attempts.iter().filter(|a| a.3).count() as u32;
-            for _ in live..redundancy {
-                let members: Vec<Member> = attempts
-                    .iter()
-                    .filter(|a| a.3)
-                    .map(|a| member(&nodes[a.1], a.0))
-                    .collect();
-                let tried: Vec<usize> = attempts.iter().map(|a| a.1).collect();
-                let Some(pick) = pick_node(rng, nodes, registry, &rule, &members, &tried) else {
-                    return;
-                };
-                let node = &mut nodes[pick];
-                node.jobs += 1;
-                let cheat = match node.strategy {
-                    Strategy::Honest => false,
-                    Strategy::ColludingPairs { .. } | Strategy::SharedWallet { .. } => {
-                        colluders_cheat
-                    }
-                    Strategy::LateCheater { after, p } => node.jobs > after && rng.gen_bool(p),
-                    s => rng.gen_bool(s.cheat_share()),
-                };
-                if cheat && node.first_cheat.is_none() {
-                    node.first_cheat = Some(node.jobs);
-                }
-                let key = if !cheat {
-                    right
-                } else {
-                    tally.wrong_results += 1;
-                    match node.strategy {
-                        Strategy::InflatedMetering { .. } => ResultKey {
-                            fuel: FUEL_LIMIT,
-                            ..right
-                        },
-                        _ => ResultKey {
-                            result_hash: wrong_hash,
-                            ..right
-                        },
-                    }
-                };
-                let trusted =
-                    registry.standing(&node.address).trust(&config.verify) == Trust::Trusted;
-                if !(trusted && matches!(node.strategy, Strategy::Honest)) {
-                    *all_trusted_honest = false;
-                }
-                *executions += 1;
-                attempts.push((*next_n, pick, key, true));
-                *next_n += 1;
-            }
+        let draw = u64::from(job.as_bytes()[0]) << 8 | u64::from(job.as_bytes()[1]);
+        let mut run = JobRun {
+            job,
+            right: ResultKey {
+                result_hash: Hash32(keccak256(job.as_bytes())),
+                fuel,
+                bytes: 32,
+            },
+            wrong_hash: Hash32(keccak256([job.as_bytes(), &b"wrong"[..]].concat())),
+            colluders_cheat: draw < (w.strategy.cheat_share() * 65_536.0) as u64,
+            redundancy: scenario.redundancy.max(1),
+            attempts: Vec::new(),
+            executions: 0,
+            all_trusted_honest: true,
         };
-        fill(
-            &mut attempts,
-            redundancy,
-            &mut rng,
-            &mut nodes,
-            &registry,
-            &mut executions,
-            &mut all_trusted_honest,
-            &mut next_n,
-            tally,
-        );
+        run.fill(&mut w, tally);
         let started = Instant::now();
-        let mut results = attempts.len() as u64;
+        let mut results = run.attempts.len() as u64;
+        let mut audit = AuditState::NotRun;
         for _round in 0..64 {
-            let claims: Vec<Claim> = attempts
+            let claims: Vec<Claim> = run
+                .attempts
                 .iter()
-                .filter(|a| a.3)
+                .filter(|a| a.live)
                 .map(|a| {
-                    let n = &nodes[a.1];
+                    let n = &w.nodes[a.node];
                     Claim {
-                        member: member(n, a.0),
-                        key: a.2,
-                        audit_rate: registry.audit_rate(&n.address, &n.wallet),
+                        member: member(n, a.n),
+                        key: a.key,
+                        audit_rate: w.registry.audit_rate(&n.address, &n.wallet),
                     }
                 })
                 .collect();
             let facts = JobFacts {
-                job,
-                redundancy,
+                job: run.job,
+                redundancy: run.redundancy,
                 max_redundancy: crate::scheduler::MAX_REDUNDANCY,
                 outstanding: 0,
                 audit,
                 reverify: false,
                 claims: &claims,
             };
-            match decide(&facts, &rule, &key) {
+            match decide(&facts, &w.rule, &key) {
                 Decision::Wait => break,
                 Decision::Audit => {
-                    executions += 1;
+                    run.executions += 1;
                     tally.audits += 1;
-                    audit = if rng.gen_bool(config.audit_unavailable) {
+                    audit = if w.rng.gen_bool(config.audit_unavailable) {
                         AuditState::Unavailable
                     } else {
-                        AuditState::Done(right)
+                        AuditState::Done(run.right)
                     };
                 }
                 Decision::Wrong { attempts: wrong } => {
-                    for a in attempts.iter_mut().filter(|a| wrong.contains(&a.0)) {
-                        a.3 = false;
-                        let n = &nodes[a.1];
+                    for a in run.attempts.iter_mut().filter(|a| wrong.contains(&a.n)) {
+                        a.live = false;
+                        let n = &w.nodes[a.node];
                         let (addr, wallet) = (n.address, n.wallet);
-                        if registry.record_wrong(addr, wallet, "differs", j) {
-                            nodes[a.1].excluded_at = Some(nodes[a.1].jobs);
+                        if w.registry.record_wrong(addr, wallet, "differs", j) {
+                            w.nodes[a.node].excluded_at = Some(w.nodes[a.node].jobs);
                         }
-                        reopen(a.1, &mut pending, tally, &mut registry, &nodes, j);
+                        reopen(a.node, &mut pending, tally, &mut w.registry, &w.nodes, j);
                     }
                 }
                 decision @ (Decision::Reassign | Decision::TieBreak) => {
                     if decision == Decision::TieBreak {
-                        redundancy += 1;
+                        run.redundancy += 1;
                     }
-                    let before = attempts.len();
-                    fill(
-                        &mut attempts,
-                        redundancy,
-                        &mut rng,
-                        &mut nodes,
-                        &registry,
-                        &mut executions,
-                        &mut all_trusted_honest,
-                        &mut next_n,
-                        tally,
-                    );
-                    results += (attempts.len() - before) as u64;
-                    if attempts.len() == before {
+                    let added = run.fill(&mut w, tally);
+                    results += added as u64;
+                    if added == 0 {
                         break;
                     }
                 }
@@ -661,24 +693,24 @@ fn trial(config: &SimConfig, scenario: &Scenario, seed: u64, tally: &mut Tally) 
                     ..
                 } => {
                     tally.credited_jobs += 1;
-                    for a in attempts.iter().filter(|a| members.contains(&a.0)) {
-                        let n = &nodes[a.1];
-                        registry.record_accepted(n.address, checked, audited);
+                    for a in run.attempts.iter().filter(|a| members.contains(&a.n)) {
+                        let n = &w.nodes[a.node];
+                        w.registry.record_accepted(n.address, checked, audited);
                         let units = credited_units(
                             &spec,
                             &Metering {
-                                fuel: a.2.fuel,
+                                fuel: a.key.fuel,
                                 ms: 0,
-                                bytes: a.2.bytes,
+                                bytes: a.key.bytes,
                             },
                         );
-                        let wrong = a.2 != right;
+                        let wrong = a.key != run.right;
                         if wrong {
                             tally.wrong_accepted += 1;
                             tally.wrong_units_accepted += units;
                         }
                         pending.push(Pending {
-                            node: a.1,
+                            node: a.node,
                             units,
                             wrong,
                             audited,
@@ -690,17 +722,17 @@ fn trial(config: &SimConfig, scenario: &Scenario, seed: u64, tally: &mut Tally) 
         }
         tally.policy_ns += started.elapsed().as_nanos();
         tally.results += results;
-        tally.executions += executions;
-        if all_trusted_honest && scenario.redundancy == 1 {
-            tally.trusted_executions += executions;
+        tally.executions += run.executions;
+        if run.all_trusted_honest && scenario.redundancy == 1 {
+            tally.trusted_executions += run.executions;
             tally.trusted_jobs += 1;
         }
         if pending.len() >= config.batch_credits {
-            record(&mut pending, tally, &mut nodes);
+            record(&mut pending, tally, &mut w.nodes);
         }
     }
-    record(&mut pending, tally, &mut nodes);
-    nodes
+    record(&mut pending, tally, &mut w.nodes);
+    w.nodes
 }
 
 /// Cuts a batch: what waits becomes final.
