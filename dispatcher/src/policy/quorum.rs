@@ -13,7 +13,8 @@
 //!   disagrees. Any disagreement, or every result in without a quorum, is settled by the
 //!   dispatcher's own run: results that differ from it are proven wrong.
 //! - When the dispatcher cannot run the job (timeout, crash, shed under load), nobody is blamed:
-//!   another node breaks the tie, and two independent agreeing results decide.
+//!   another node breaks the tie, and two independent agreeing results decide — provided one of
+//!   them comes from a trusted node (fresh keys on probation could all be one operator's).
 
 use std::net::IpAddr;
 
@@ -261,7 +262,10 @@ pub fn decide(f: &JobFacts<'_>, rule: &IndependenceRule, key: &AuditKey) -> Deci
                     Decision::Wait
                 };
             };
-            if indep.len() >= quorum.max(2) {
+            // Without the dispatcher's run, agreement counts only if a trusted member vouches
+            // for it: nodes on probation could be one operator's fresh keys on several networks.
+            let vouched = indep.iter().any(|m| rate_of(f.claims, m) < 1.0);
+            if indep.len() >= quorum.max(2) && vouched {
                 let outvoted: Vec<u32> = f
                     .claims
                     .iter()
@@ -657,9 +661,19 @@ mod tests {
             decide(&facts(1, 0, AuditState::Unavailable, &one), &STRICT, &key()),
             Decision::TieBreak
         );
+        // Two nodes on probation agreeing are not enough without the dispatcher's run...
         let two = [
             claim(member(1, 1, 1), 0xaa, 1.0),
             claim(member(2, 2, 2), 0xaa, 1.0),
+        ];
+        assert_eq!(
+            decide(&facts(2, 0, AuditState::Unavailable, &two), &STRICT, &key()),
+            Decision::TieBreak
+        );
+        // ...one trusted member vouching is.
+        let two = [
+            claim(member(1, 1, 1), 0xaa, 1.0),
+            claim(member(2, 2, 2), 0xaa, 0.05),
         ];
         match decide(&facts(2, 0, AuditState::Unavailable, &two), &STRICT, &key()) {
             Decision::Accept {
@@ -688,7 +702,7 @@ mod tests {
             decide(&capped, &STRICT, &key()),
             Decision::GiveUp { .. }
         ));
-        let three = [split[0], split[1], claim(member(3, 3, 3), 0xaa, 1.0)];
+        let three = [split[0], split[1], claim(member(3, 3, 3), 0xaa, 0.05)];
         match decide(
             &facts(3, 0, AuditState::Unavailable, &three),
             &STRICT,
