@@ -52,6 +52,9 @@ impl Engine {
         }
         let now = unix_ms_now();
         let mut snapshot = self.registry.snapshot(now);
+        for view in &mut snapshot {
+            view.unverified = self.unverified.get(&view.address).copied().unwrap_or(0);
+        }
         let mut waiting = Vec::new();
         let mut rounds = self.runnable.len();
         while rounds > 0 && has_room(&snapshot) {
@@ -324,6 +327,12 @@ impl Engine {
     pub(crate) fn fail(&mut self, id: JobId, reason: String) {
         warn!(job = %id, %reason, "job failed");
         self.metrics.jobs_failed.inc();
+        let all: Vec<u32> = self
+            .jobs
+            .get(&id)
+            .map(|j| j.attempts.iter().map(|a| a.n).collect())
+            .unwrap_or_default();
+        self.discard_claims(id, &all, &reason);
         self.release_held(id);
         self.set_state(id, JobState::Failed { reason });
     }

@@ -184,6 +184,8 @@ pub(crate) struct Engine {
     pub(crate) per_minute: Vec<(u64, u64)>,
     /// Jobs waiting for the dispatcher's own re-execution.
     pub(crate) audits: HashSet<JobId>,
+    /// Results per node that wait for a verdict (a node on probation may have only a few).
+    pub(crate) unverified: HashMap<Address, u32>,
     /// The secret behind audit draws (never logged, never sent).
     pub(crate) audit_key: AuditKey,
     /// When two results count as one operator's.
@@ -263,7 +265,8 @@ impl Engine {
             distinct_origins: config.verify.distinct_origins,
             loopback_quorum: config.verify.loopback_quorum,
         };
-        let policy = SchedulerPolicy::from_registry(&config.registry, None, independence);
+        let mut policy = SchedulerPolicy::from_registry(&config.registry, None, independence);
+        policy.probation_outstanding = config.verify.probation_outstanding;
         let mut registry = NodeRegistry::with_policy(
             config.registry.clone(),
             config.verify.clone(),
@@ -295,6 +298,7 @@ impl Engine {
             state_counts,
             per_minute,
             audits: HashSet::new(),
+            unverified: HashMap::new(),
             dirty: HashSet::new(),
             changes: Changes::default(),
             acks: Vec::new(),
@@ -308,6 +312,16 @@ impl Engine {
             shutdown,
             net,
         };
+        let claims: Vec<Address> = engine
+            .jobs
+            .values()
+            .flat_map(|j| &j.attempts)
+            .filter(|a| a.state == crate::lifecycle::AttemptState::Submitted)
+            .map(|a| a.node)
+            .collect();
+        for node in claims {
+            engine.claim_opened(node);
+        }
         for (_, id) in open {
             engine.recover_open_job(id);
             // Results that arrived before the stop may be waiting for a verdict (or for a
@@ -458,6 +472,21 @@ impl Engine {
                 self.touch(id);
             }
             Err(e) => warn!(job = %id, error = %e, "illegal job transition refused"),
+        }
+    }
+
+    /// One more result of `node` waits for a verdict.
+    pub(crate) fn claim_opened(&mut self, node: Address) {
+        *self.unverified.entry(node).or_default() += 1;
+    }
+
+    /// One result of `node` got its verdict.
+    pub(crate) fn claim_settled(&mut self, node: Address) {
+        if let Some(n) = self.unverified.get_mut(&node) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.unverified.remove(&node);
+            }
         }
     }
 

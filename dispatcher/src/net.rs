@@ -123,7 +123,9 @@ impl AuditRunner {
     }
 }
 
-/// Runs one job here under its own limits; anything short of a finished run is no verdict.
+/// Runs one job here under its own limits. A run that ends — even in a deterministic failure
+/// (a trap, fuel or memory exhausted, an invalid module), which no honest node can turn into a
+/// success — is a verdict; a timeout, a crash or a local failure is none.
 async fn audit(executors: &Arc<Executors>, spec: JobSpec) -> AuditOutcome {
     let limit = Duration::from_millis(spec.limits.max_ms) + AUDIT_SLACK;
     let job_type = spec.params.job_type();
@@ -135,8 +137,8 @@ async fn audit(executors: &Arc<Executors>, spec: JobSpec) -> AuditOutcome {
             limit.as_millis()
         )),
         Ok(Err(e)) => AuditOutcome::Unavailable(format!("the dispatcher's run crashed: {e}")),
-        Ok(Ok(execution)) if !execution.is_ok() => AuditOutcome::Unavailable(format!(
-            "the dispatcher's run failed: {}",
+        Ok(Ok(execution)) if execution.local_cause => AuditOutcome::Unavailable(format!(
+            "the dispatcher's run failed here: {}",
             execution.error.as_deref().unwrap_or("no reason")
         )),
         Ok(Ok(execution)) => AuditOutcome::Ran(result_key(

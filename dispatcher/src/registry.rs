@@ -43,6 +43,8 @@ pub const RATE_WINDOW_MS: u64 = 60_000;
 pub const MAX_RECENT_ASSIGNMENTS: usize = 100_000;
 /// Default hard cap on the number of registry entries.
 pub const DEFAULT_MAX_NODES: usize = 100_000;
+/// Most concurrent job slots a node is believed to have (a node's own cap is 1024).
+pub const MAX_SLOTS: u32 = 1024;
 
 /// Settings of the node registry (the dispatcher config's `registry` section).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -191,6 +193,8 @@ impl NodeEntry {
         self.wallet = hb.wallet;
         self.peer.clone_from(&hb.peer);
         self.caps = hb.caps.clone();
+        // A claim, not a fact: no node runs more jobs at once than this.
+        self.caps.slots_total = self.caps.slots_total.min(MAX_SLOTS);
         self.policy = hb.policy;
         self.sw.clone_from(&hb.sw);
         self.last_seq = hb.seq;
@@ -262,6 +266,9 @@ pub struct NodeView {
     pub may_take_work: bool,
     /// Assignments it currently holds.
     pub in_flight: u32,
+    /// Its results waiting for a verdict (filled in by the engine).
+    #[serde(default)]
+    pub unverified: u32,
     /// Slots it can take now.
     pub free_slots: u32,
     /// Assignments given to it in the last minute.
@@ -435,27 +442,41 @@ impl NodeRegistry {
         self.standings.get(node).cloned().unwrap_or_default()
     }
 
-    fn standing_mut(&mut self, node: Address) -> &mut Standing {
+    fn standing_mut(&mut self, node: Address, now_ms: u64) -> &mut Standing {
         self.dirty_nodes.insert(node);
-        self.standings.entry(node).or_default()
+        self.standings.entry(node).or_insert_with(|| Standing {
+            since_ms: now_ms,
+            ..Standing::default()
+        })
     }
 
     /// How one delivery of `node` ended.
     pub fn record_delivery(&mut self, node: Address, delivery: Delivery, now_ms: u64) {
-        self.standing_mut(node).on_delivery(delivery, now_ms);
+        self.standing_mut(node, now_ms)
+            .on_delivery(delivery, now_ms);
     }
 
-    /// One of `node`'s results was accepted (`checked`: re-executed or independently agreed).
-    pub fn record_accepted(&mut self, node: Address, checked: bool, audited: bool) {
-        let s = self.standing_mut(node);
-        s.on_accepted(checked);
+    /// One of `node`'s results, worth `units`, was accepted (`checked`: re-executed or
+    /// independently agreed; `audited`: re-executed).
+    pub fn record_accepted(
+        &mut self,
+        node: Address,
+        checked: bool,
+        audited: bool,
+        units: u64,
+        now_ms: u64,
+    ) {
+        let s = self.standing_mut(node, now_ms);
+        s.on_accepted(checked, units);
         if audited {
             s.counters.audited = s.counters.audited.saturating_add(1);
         }
     }
 
     /// One of `node`'s results was proven wrong; returns true when this excluded it (its
-    /// wallet is then flagged too).
+    /// wallet is then flagged too: nodes of that wallet that start working afterwards stay
+    /// fully checked, so a fresh key buys the cheater nothing; nodes already working for it are
+    /// left alone, so naming someone else's wallet cannot make their nodes suspect).
     pub fn record_wrong(
         &mut self,
         node: Address,
@@ -464,7 +485,9 @@ impl NodeRegistry {
         now_ms: u64,
     ) -> bool {
         let verify = self.verify.clone();
-        let excluded = self.standing_mut(node).on_wrong(reason, now_ms, &verify);
+        let excluded = self
+            .standing_mut(node, now_ms)
+            .on_wrong(reason, now_ms, &verify);
         if excluded {
             warn!(%node, %wallet, reason, "node excluded: result proven wrong");
             if wallet != Address::ZERO && !self.flagged_wallets.contains_key(&wallet) {
@@ -479,14 +502,20 @@ impl NodeRegistry {
         excluded
     }
 
-    /// The share of results of `node` (crediting `wallet`) the dispatcher re-executes now.
-    pub fn audit_rate(&self, node: &Address, wallet: &Address) -> f64 {
-        if self.flagged_wallets.contains_key(wallet) {
+    /// The share of results worth `units` of `node` (crediting `wallet`) the dispatcher
+    /// re-executes now.
+    pub fn audit_rate(&self, node: &Address, wallet: &Address, units: u64) -> f64 {
+        let Some(standing) = self.standings.get(node) else {
+            return 1.0;
+        };
+        let flagged_before = self
+            .flagged_wallets
+            .get(wallet)
+            .is_some_and(|flag| flag.at_ms <= standing.since_ms);
+        if flagged_before {
             return 1.0;
         }
-        self.standings
-            .get(node)
-            .map_or(1.0, |s| s.audit_rate(&self.verify))
+        standing.audit_rate(units, &self.verify)
     }
 
     /// Whether `node` is excluded.
@@ -593,7 +622,7 @@ impl NodeRegistry {
             excluded: standing.excluded.is_some(),
             exclusion: standing.excluded.clone(),
             trust: standing.trust(&self.verify),
-            audit_rate: self.audit_rate(&e.address, &e.wallet),
+            audit_rate: self.audit_rate(&e.address, &e.wallet, standing.max_checked_units),
             wallet_flagged: self.flagged_wallets.contains_key(&e.wallet),
             reliability: standing.reliability,
             may_take_work: standing.may_take_work(
@@ -602,6 +631,7 @@ impl NodeRegistry {
                 &self.verify,
             ),
             in_flight: e.in_flight,
+            unverified: 0,
             free_slots: e.free_slots(),
             assignments_last_minute: e.assignments_in_window(now_ms),
             counters: standing.counters,
@@ -786,21 +816,32 @@ mod tests {
         beat(&mut r, 1, 1, 0);
         beat(&mut r, 2, 1, 0);
         assert_eq!(r.snapshot(0)[0].trust, Trust::Probation { remaining: 50 });
-        assert_eq!(r.audit_rate(&addr(1), &addr(200)), 1.0);
-        for _ in 0..50 {
-            r.record_accepted(addr(1), true, true);
+        assert_eq!(r.audit_rate(&addr(1), &addr(200), 1), 1.0);
+        for t in 0..50 {
+            r.record_accepted(addr(1), true, true, 1, t);
+            r.record_accepted(addr(2), true, true, 1, t);
+        }
+        for t in 50..2_000 {
+            r.record_accepted(addr(2), false, false, 1, t);
         }
         assert_eq!(r.snapshot(0)[0].trust, Trust::Trusted);
         assert!(!r.snapshot(0)[0].excluded);
-        assert!(r.record_wrong(addr(1), addr(200), "differs from the re-execution", 5));
+        assert!(r.record_wrong(addr(1), addr(200), "differs from the re-execution", 5_000));
         let v = &r.snapshot(0)[0];
         assert!(v.excluded && v.wallet_flagged);
         assert_eq!(v.counters.rejected, 1);
-        assert_eq!(v.exclusion.as_ref().map(|e| e.at_ms), Some(5));
-        // Another node of the same wallet is checked on every result.
-        assert_eq!(r.audit_rate(&addr(2), &addr(200)), 1.0);
+        assert_eq!(v.exclusion.as_ref().map(|e| e.at_ms), Some(5_000));
+        // A node of that wallet already working before the flag keeps its standing (naming a
+        // victim's wallet makes no suspect of the victim's nodes)...
+        assert_eq!(r.audit_rate(&addr(2), &addr(200), 1), 0.05);
+        // ...a key that starts working for it afterwards is checked on every result.
+        for t in 6_000..8_000 {
+            r.record_accepted(addr(3), true, true, 1, t);
+        }
+        assert_eq!(r.audit_rate(&addr(3), &addr(200), 1), 1.0);
+        assert_eq!(r.audit_rate(&addr(3), &addr(201), 1), 0.05);
         let dirty = r.take_dirty();
-        assert_eq!(dirty.nodes.len(), 1);
+        assert_eq!(dirty.nodes.len(), 3);
         assert_eq!(dirty.wallets.len(), 1);
         assert!(r.take_dirty().nodes.is_empty(), "taken once");
         // Forgetting the live entry keeps the standing.
@@ -811,7 +852,16 @@ mod tests {
         fresh.load(dirty.nodes, dirty.wallets);
         beat(&mut fresh, 1, 9, 0);
         assert!(fresh.snapshot(0)[0].excluded);
-        assert_eq!(fresh.audit_rate(&addr(3), &addr(200)), 1.0);
+        assert_eq!(fresh.audit_rate(&addr(3), &addr(200), 1), 1.0);
+    }
+
+    #[test]
+    fn a_claimed_slot_count_is_capped() {
+        let mut r = registry();
+        let mut greedy = hb(1);
+        greedy.caps.slots_total = u32::MAX;
+        r.on_heartbeat(addr(1), &greedy, 0);
+        assert_eq!(r.snapshot(0)[0].caps.slots_total, MAX_SLOTS);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::collections::HashSet;
 
 use pocmesh_protocol::{Address, Hash32, JobSpec, JobType};
 
-use crate::policy::{IndependenceRule, Member};
+use crate::policy::{IndependenceRule, Member, Trust};
 use crate::registry::{NodeView, RegistryConfig};
 
 /// Highest redundancy a job may ask for.
@@ -35,6 +35,8 @@ pub struct SchedulerPolicy {
     pub rate_limit_per_minute: u32,
     /// When two nodes count as one operator (never both on one job).
     pub independence: IndependenceRule,
+    /// Most jobs a node on probation may hold or have waiting for a verdict.
+    pub probation_outstanding: u32,
 }
 
 impl SchedulerPolicy {
@@ -48,6 +50,7 @@ impl SchedulerPolicy {
             required_policy,
             rate_limit_per_minute: config.rate_limit_per_minute,
             independence,
+            probation_outstanding: crate::policy::VerifySettings::default().probation_outstanding,
         }
     }
 }
@@ -82,6 +85,9 @@ pub enum Ineligible {
     /// Offers less memory than the job's memory limit.
     #[error("less memory than the job's limit")]
     TooSmall,
+    /// On probation, with as many jobs held or awaiting a verdict as it may have.
+    #[error("on probation with its results still being checked")]
+    ProbationLimit,
 }
 
 impl Ineligible {
@@ -97,6 +103,7 @@ impl Ineligible {
             Ineligible::RateLimited => "rate_limited",
             Ineligible::LowReliability => "low_reliability",
             Ineligible::TooSmall => "too_small",
+            Ineligible::ProbationLimit => "probation_limit",
         }
     }
 }
@@ -132,6 +139,11 @@ pub fn eligible(
     }
     if node.free_slots == 0 {
         return Err(Ineligible::NoFreeSlot);
+    }
+    if matches!(node.trust, Trust::Probation { .. })
+        && node.in_flight.saturating_add(node.unverified) >= policy.probation_outstanding
+    {
+        return Err(Ineligible::ProbationLimit);
     }
     if node.assignments_last_minute >= policy.rate_limit_per_minute {
         return Err(Ineligible::RateLimited);
@@ -287,6 +299,7 @@ mod tests {
             reliability: 0.75,
             may_take_work: true,
             in_flight: 0,
+            unverified: 0,
             free_slots: 4,
             assignments_last_minute: 0,
             counters: Counters::default(),
@@ -316,6 +329,7 @@ mod tests {
                 distinct_origins: true,
                 loopback_quorum: false,
             },
+            probation_outstanding: 2,
         }
     }
 
@@ -453,6 +467,25 @@ mod tests {
         assert_eq!(redundancy_for(Some(3), JobType::LinkHealth), 3);
         assert_eq!(redundancy_for(Some(0), JobType::Hash), 1);
         assert_eq!(redundancy_for(Some(99), JobType::Hash), MAX_REDUNDANCY);
+    }
+
+    #[test]
+    fn a_node_on_probation_holds_few_jobs_at_once() {
+        let (spec, p) = (hash_job(512), policy());
+        let mut new = node(1);
+        new.trust = Trust::Probation { remaining: 50 };
+        assert_eq!(eligible(&new, &spec, &p), Ok(()));
+        new.in_flight = 1;
+        assert_eq!(eligible(&new, &spec, &p), Ok(()));
+        new.unverified = 1;
+        assert_eq!(eligible(&new, &spec, &p), Err(Ineligible::ProbationLimit));
+        new.in_flight = 0;
+        new.unverified = 2;
+        assert_eq!(eligible(&new, &spec, &p), Err(Ineligible::ProbationLimit));
+        // A trusted node is limited by its slots only.
+        let mut trusted = node(2);
+        trusted.unverified = 50;
+        assert_eq!(eligible(&trusted, &spec, &p), Ok(()));
     }
 
     #[test]

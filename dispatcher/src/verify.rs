@@ -152,9 +152,6 @@ impl Engine {
             None
         };
         let _ = self.registry.release(from);
-        if let Some(a) = self.jobs.get_mut(&id).and_then(|j| j.attempt_mut(n)) {
-            a.state = AttemptState::Submitted;
-        }
         if let Some(reason) = problem {
             // Provably wrong on its own: no comparison needed.
             DispatcherMetrics::count(&self.metrics.results, "rejected");
@@ -168,7 +165,12 @@ impl Engine {
         }
         DispatcherMetrics::count(&self.metrics.results, "submitted");
         self.registry.record_delivery(from, Delivery::Success, now);
+        let origin = self.registry.origin(&from);
         if let Some(a) = self.jobs.get_mut(&id).and_then(|j| j.attempt_mut(n)) {
+            a.state = AttemptState::Submitted;
+            // The connection that delivered the result is known by now, even when the offer
+            // went out before it was.
+            a.origin = a.origin.or(origin);
             a.result = Some(SubmittedResult {
                 result_hash: result.result_hash,
                 metering: result.metering,
@@ -176,6 +178,7 @@ impl Engine {
                 received_ms: now,
             });
         }
+        self.claim_opened(from);
         self.touch(id);
         self.refresh_open_state(id);
         self.acks
@@ -191,9 +194,13 @@ impl Engine {
             return;
         };
         let (node, wallet) = (a.node, a.wallet);
+        let was_claim = a.state == AttemptState::Submitted;
         a.state = AttemptState::Rejected {
             reason: reason.clone(),
         };
+        if was_claim {
+            self.claim_settled(node);
+        }
         self.touch(id);
         self.metrics.results_wrong.inc();
         warn!(job = %id, attempt = n, %node, %reason, "result proven wrong");
@@ -225,6 +232,7 @@ impl Engine {
                 .collect();
             self.outbox.retain(|(_, c)| c.job != id);
             self.changes.outbox_remove.extend(seqs);
+            let mut reopened = Vec::new();
             if let Some(job) = self.jobs.get_mut(&id) {
                 job.credits.clear();
                 job.reverify = true;
@@ -232,8 +240,12 @@ impl Engine {
                 for a in &mut job.attempts {
                     if a.state == AttemptState::Accepted {
                         a.state = AttemptState::Submitted;
+                        reopened.push(a.node);
                     }
                 }
+            }
+            for n in reopened {
+                self.claim_opened(n);
             }
             warn!(job = %id, %node, "credit reopened: its node was proven wrong elsewhere");
             self.metrics.credits_reopened.inc();
@@ -253,6 +265,21 @@ impl Engine {
             if !job.state.is_open() {
                 return;
             }
+            // An excluded node's word counts for nothing, not even as a vote.
+            let discredited: Vec<u32> = job
+                .attempts
+                .iter()
+                .filter(|a| {
+                    a.state == AttemptState::Submitted && self.registry.is_excluded(&a.node)
+                })
+                .map(|a| a.n)
+                .collect();
+            if !discredited.is_empty() {
+                self.discard_claims(id, &discredited, "its node is excluded");
+                self.refresh_open_state(id);
+                self.make_runnable(id);
+                continue;
+            }
             let job_type = job.spec.params.job_type();
             let claims: Vec<Claim> = job
                 .attempts
@@ -260,6 +287,7 @@ impl Engine {
                 .filter(|a| a.state == AttemptState::Submitted)
                 .filter_map(|a| {
                     let r = a.result.as_ref()?;
+                    let units = credited_units(&job.spec, &r.metering);
                     Some(Claim {
                         member: Member {
                             attempt: a.n,
@@ -268,7 +296,7 @@ impl Engine {
                             origin: a.origin,
                         },
                         key: result_key(job_type, r.result_hash, &r.metering),
-                        audit_rate: self.registry.audit_rate(&a.node, &a.wallet),
+                        audit_rate: self.registry.audit_rate(&a.node, &a.wallet, units),
                     })
                 })
                 .collect();
@@ -327,6 +355,8 @@ impl Engine {
                 Decision::TieBreak => {
                     if let Some(job) = self.jobs.get_mut(&id) {
                         job.redundancy += 1;
+                        // The dispatcher tries its own run again once the tie-breaker answers.
+                        job.audit = None;
                         info!(job = %id, redundancy = job.redundancy, "no verdict here; asking one more node");
                     }
                     self.touch(id);
@@ -410,24 +440,29 @@ impl Engine {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
+        // A job taken back and accepted again earns its members no second helping of trust.
+        let again = job.reverify;
         let mut credits = Vec::new();
         let mut accepted_nodes = Vec::new();
+        let mut settled = Vec::new();
         for a in &mut job.attempts {
             if a.state != AttemptState::Submitted {
                 continue;
             }
+            settled.push(a.node);
             if members.contains(&a.n) {
                 let Some(r) = &a.result else {
                     continue;
                 };
                 a.state = AttemptState::Accepted;
-                accepted_nodes.push(a.node);
+                let units = credited_units(&job.spec, &r.metering);
+                accepted_nodes.push((a.node, units));
                 credits.push(Credit {
                     job: id,
                     node: a.node,
                     peer: a.peer.clone(),
                     wallet: a.wallet,
-                    units: credited_units(&job.spec, &r.metering),
+                    units,
                     result_hash: r.result_hash,
                 });
             } else {
@@ -459,8 +494,14 @@ impl Engine {
         }
         job.credits = outbox_credits.clone();
         job.quarantined.extend(quarantined.iter().cloned());
-        for node in accepted_nodes {
-            self.registry.record_accepted(node, checked, audited);
+        for node in settled {
+            self.claim_settled(node);
+        }
+        if !again {
+            for (node, units) in accepted_nodes {
+                self.registry
+                    .record_accepted(node, checked, audited, units, now);
+            }
         }
         self.release_held(id);
         for q in quarantined {
@@ -504,18 +545,34 @@ impl Engine {
         self.changes.quarantine.push(q);
     }
 
-    /// Ends a job without a verdict: nobody is blamed, nobody credited.
-    fn reject_job(&mut self, id: JobId, reason: String) {
-        warn!(job = %id, %reason, "job rejected");
+    /// Sets aside, without blame or credit, the submitted results of these attempts.
+    pub(crate) fn discard_claims(&mut self, id: JobId, attempts: &[u32], reason: &str) {
+        let mut settled = Vec::new();
         if let Some(job) = self.jobs.get_mut(&id) {
             for a in &mut job.attempts {
-                if a.state == AttemptState::Submitted {
+                if a.state == AttemptState::Submitted && attempts.contains(&a.n) {
                     a.state = AttemptState::NotCredited {
-                        reason: reason.clone(),
+                        reason: reason.to_string(),
                     };
+                    settled.push(a.node);
                 }
             }
         }
+        for node in settled {
+            self.claim_settled(node);
+        }
+        self.touch(id);
+    }
+
+    /// Ends a job without a verdict: nobody is blamed, nobody credited.
+    fn reject_job(&mut self, id: JobId, reason: String) {
+        warn!(job = %id, %reason, "job rejected");
+        let open: Vec<u32> = self
+            .jobs
+            .get(&id)
+            .map(|j| j.attempts.iter().map(|a| a.n).collect())
+            .unwrap_or_default();
+        self.discard_claims(id, &open, &reason);
         self.metrics.jobs_rejected.inc();
         self.release_held(id);
         self.set_state(id, JobState::Rejected { reason });

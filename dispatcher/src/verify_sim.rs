@@ -640,7 +640,11 @@ fn trial(config: &SimConfig, scenario: &Scenario, seed: u64, tally: &mut Tally) 
                     Claim {
                         member: member(n, a.n),
                         key: a.key,
-                        audit_rate: w.registry.audit_rate(&n.address, &n.wallet),
+                        audit_rate: w.registry.audit_rate(
+                            &n.address,
+                            &n.wallet,
+                            units_of(&spec, &a.key),
+                        ),
                     }
                 })
                 .collect();
@@ -695,15 +699,9 @@ fn trial(config: &SimConfig, scenario: &Scenario, seed: u64, tally: &mut Tally) 
                     tally.credited_jobs += 1;
                     for a in run.attempts.iter().filter(|a| members.contains(&a.n)) {
                         let n = &w.nodes[a.node];
-                        w.registry.record_accepted(n.address, checked, audited);
-                        let units = credited_units(
-                            &spec,
-                            &Metering {
-                                fuel: a.key.fuel,
-                                ms: 0,
-                                bytes: a.key.bytes,
-                            },
-                        );
+                        let units = units_of(&spec, &a.key);
+                        w.registry
+                            .record_accepted(n.address, checked, audited, units, j);
                         let wrong = a.key != run.right;
                         if wrong {
                             tally.wrong_accepted += 1;
@@ -733,6 +731,18 @@ fn trial(config: &SimConfig, scenario: &Scenario, seed: u64, tally: &mut Tally) 
     }
     record(&mut pending, tally, &mut w.nodes);
     w.nodes
+}
+
+/// The units a claim would be credited, by the units rule.
+fn units_of(spec: &JobSpec, key: &ResultKey) -> u64 {
+    credited_units(
+        spec,
+        &Metering {
+            fuel: key.fuel,
+            ms: 0,
+            bytes: key.bytes,
+        },
+    )
 }
 
 /// Cuts a batch: what waits becomes final.

@@ -42,37 +42,34 @@ impl From<ValidationError> for Rejection {
     }
 }
 
-/// The stateless checks of a message that arrived on `topic`; a heartbeat or opt-out naming
-/// one of `refused_wallets` is rejected (the zero address is refused by the validator itself).
+/// The stateless checks of a message that arrived on `topic`: `Ok` to go on to the replay
+/// check, otherwise the verdict. A heartbeat or opt-out naming one of `refused_wallets` is
+/// ignored, not rejected: it is a policy of this receiver on a validly signed message, and
+/// honest peers that do not know the contract relay it (the zero address, which every receiver
+/// refuses, is rejected by the validator itself).
 pub fn check_envelope(
     validator: &Validator,
     refused_wallets: &[Address],
     topic: Topic,
     bytes: &[u8],
     now_ms: u64,
-) -> Result<Verified, Rejection> {
-    let verified = validator.validate(bytes, now_ms)?;
-    let wallet = match &verified.message.body {
-        Body::Heartbeat(h) => Some(h.wallet),
-        Body::OptOut(o) => Some(o.wallet),
-        _ => None,
-    };
-    if let Some(w) = wallet.filter(|w| refused_wallets.contains(w)) {
-        return Err(Rejection {
-            label: "refused_wallet",
-            detail: format!("wallet {w} can never be credited (it is the contract's address)"),
-        });
-    }
+) -> Result<Verified, Verdict> {
+    let reject = |e: Rejection| Verdict::Reject(e);
+    let verified = validator
+        .validate(bytes, now_ms)
+        .map_err(|e| reject(e.into()))?;
     let allowed = matches!(
         (&verified.message.body, topic),
         (Body::Heartbeat(_) | Body::OptOut(_), Topic::Heartbeat)
             | (Body::Dispatcher(_), Topic::Dispatcher)
     );
     if !allowed {
-        return Err(ValidationError::UnexpectedKind {
-            kind: verified.message.kind(),
-        }
-        .into());
+        return Err(reject(
+            ValidationError::UnexpectedKind {
+                kind: verified.message.kind(),
+            }
+            .into(),
+        ));
     }
     let claimed_peer = match &verified.message.body {
         Body::Heartbeat(h) => Some(&h.peer),
@@ -85,14 +82,25 @@ pub fn check_envelope(
             .ok()
             .and_then(|p| peer_address(&p));
         if owner != Some(verified.signer) {
-            return Err(Rejection {
+            return Err(reject(Rejection {
                 label: "peer_mismatch",
                 detail: format!(
                     "peer {text:?} is not the libp2p identity of {}",
                     verified.signer
                 ),
-            });
+            }));
         }
+    }
+    let wallet = match &verified.message.body {
+        Body::Heartbeat(h) => Some(h.wallet),
+        Body::OptOut(o) => Some(o.wallet),
+        _ => None,
+    };
+    if let Some(w) = wallet.filter(|w| refused_wallets.contains(w)) {
+        return Err(Verdict::Ignore(Rejection {
+            label: "refused_wallet",
+            detail: format!("wallet {w} can never be credited (it is the contract's address)"),
+        }));
     }
     Ok(verified)
 }

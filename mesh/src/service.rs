@@ -349,7 +349,7 @@ struct Checked {
     id: MessageId,
     via: PeerId,
     topic: Topic,
-    result: Result<Verified, Rejection>,
+    result: Result<Verified, Verdict>,
 }
 
 /// Starts the network task for `key` on `config`; it runs until `shutdown` is cancelled or every
@@ -791,7 +791,7 @@ impl EventLoop {
         } = checked;
         let verdict = match result {
             Ok(verified) => self.replay.check(verified, unix_ms_now()),
-            Err(reason) => Verdict::Reject(reason),
+            Err(verdict) => verdict,
         };
         match verdict {
             Verdict::Accept(message) => {

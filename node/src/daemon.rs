@@ -152,13 +152,16 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
             "receipts waiting for their check stay unchecked: pass --rpc and --contract to confirm them"
         );
     }
-    let mesh_config = config
-        .network
-        .to_mesh_config()
-        .map_err(|reason| ConfigError::Invalid {
-            field: "network",
-            reason,
-        })?;
+    let mut mesh_config =
+        config
+            .network
+            .to_mesh_config()
+            .map_err(|reason| ConfigError::Invalid {
+                field: "network",
+                reason,
+            })?;
+    // Heartbeats naming the contract as their wallet are not relayed.
+    mesh_config.refused_wallets = config.trust.contract.into_iter().collect();
     let net = mesh_config.net.clone();
     let max_skew_ms = mesh_config.max_skew_ms;
     let mesh_stop = CancellationToken::new();

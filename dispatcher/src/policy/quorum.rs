@@ -272,7 +272,8 @@ pub fn decide(f: &JobFacts<'_>, rule: &IndependenceRule, key: &AuditKey) -> Deci
                     .filter(|c| c.key != right)
                     .map(|c| c.member.attempt)
                     .collect();
-                return accept(right, &members, &indep, rule, true, false, &outvoted);
+                // Not checked: a vote builds no trust.
+                return accept(right, &members, &indep, rule, false, false, &outvoted);
             }
             if f.outstanding > 0 {
                 Decision::Wait
@@ -677,10 +678,13 @@ mod tests {
         ];
         match decide(&facts(2, 0, AuditState::Unavailable, &two), &STRICT, &key()) {
             Decision::Accept {
-                members, audited, ..
+                members,
+                audited,
+                checked,
+                ..
             } => {
                 assert_eq!(members, vec![1, 2]);
-                assert!(!audited);
+                assert!(!audited && !checked, "a vote builds no trust");
             }
             other => panic!("{other:?}"),
         }

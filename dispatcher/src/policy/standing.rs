@@ -26,6 +26,9 @@ use serde::{Deserialize, Serialize};
 
 /// Weight of the newest outcome in the reliability average.
 const RELIABILITY_ALPHA: f64 = 0.1;
+/// How much larger than the largest job it was checked on a trusted node's job may be before
+/// it is checked again: trust earned on small jobs does not cover big ones.
+pub const TRUST_SIZE_FACTOR: u64 = 4;
 /// Where a new node's reliability starts.
 pub const INITIAL_RELIABILITY: f64 = 0.75;
 
@@ -35,6 +38,9 @@ pub const INITIAL_RELIABILITY: f64 = 0.75;
 pub struct VerifySettings {
     /// Checked valid results in a row before a node's results are only sampled.
     pub probation_results: u32,
+    /// Most jobs a node on probation may hold or have waiting for a verdict at once, so one
+    /// fresh key cannot fill the re-execution queue.
+    pub probation_outstanding: u32,
     /// Lowest share of a trusted node's results that is still re-executed (0 to 1).
     pub audit_floor: f64,
     /// Results proven wrong after which a node is excluded for good.
@@ -56,6 +62,7 @@ impl Default for VerifySettings {
     fn default() -> Self {
         VerifySettings {
             probation_results: 50,
+            probation_outstanding: 2,
             audit_floor: 0.05,
             exclude_after_wrong: 1,
             cooldown_ms: 60_000,
@@ -78,6 +85,9 @@ impl VerifySettings {
                 "verify.audit_floor must be above 0 and at most 1 (a floor of 0 would stop checking trusted nodes), got {}",
                 self.audit_floor
             ));
+        }
+        if self.probation_outstanding == 0 {
+            return Err("verify.probation_outstanding must be at least 1".into());
         }
         if self.exclude_after_wrong == 0 {
             return Err("verify.exclude_after_wrong must be at least 1".into());
@@ -170,6 +180,11 @@ pub struct Standing {
     pub last_fault_ms: u64,
     /// All-time counts.
     pub counters: Counters,
+    /// The most units of one job checked valid (trust covers jobs up to
+    /// [`TRUST_SIZE_FACTOR`] times this).
+    pub max_checked_units: u64,
+    /// When this standing began, unix ms (0: before this was recorded).
+    pub since_ms: u64,
 }
 
 impl Default for Standing {
@@ -182,6 +197,8 @@ impl Default for Standing {
             reliability: INITIAL_RELIABILITY,
             last_fault_ms: 0,
             counters: Counters::default(),
+            max_checked_units: 0,
+            since_ms: 0,
         }
     }
 }
@@ -200,10 +217,19 @@ impl Standing {
         }
     }
 
-    /// The share of this node's results the dispatcher re-executes: 1 on probation (and when
-    /// excluded: whatever it still returns is checked), then `(probation / run)²`, at least the
-    /// floor.
-    pub fn audit_rate(&self, s: &VerifySettings) -> f64 {
+    /// The share of this node's results worth `units` each that the dispatcher re-executes: 1 on
+    /// probation (and when excluded: whatever it still returns is checked) and for a job more
+    /// than [`TRUST_SIZE_FACTOR`] times larger than any it was checked on, otherwise
+    /// `(probation / run)²`, at least the floor.
+    pub fn audit_rate(&self, units: u64, s: &VerifySettings) -> f64 {
+        if units
+            > self
+                .max_checked_units
+                .max(1)
+                .saturating_mul(TRUST_SIZE_FACTOR)
+        {
+            return 1.0;
+        }
         match self.trust(s) {
             Trust::Probation { .. } | Trust::Excluded => 1.0,
             Trust::Trusted => {
@@ -214,12 +240,14 @@ impl Standing {
         }
     }
 
-    /// One of its results was accepted; `checked` when the dispatcher re-executed it or
-    /// independent nodes agreed with it. (Its delivery counted when it arrived.)
-    pub fn on_accepted(&mut self, checked: bool) {
+    /// One of its results, worth `units`, was accepted; `checked` when the dispatcher
+    /// re-executed it or independent nodes agreed with it. (Its delivery counted when it
+    /// arrived.)
+    pub fn on_accepted(&mut self, checked: bool, units: u64) {
         self.valid_run = self.valid_run.saturating_add(1);
         if checked {
             self.checked_valid = self.checked_valid.saturating_add(1);
+            self.max_checked_units = self.max_checked_units.max(units);
         }
         self.counters.successes = self.counters.successes.saturating_add(1);
     }
@@ -294,17 +322,17 @@ mod tests {
     fn a_new_node_is_checked_until_its_probation_is_done() {
         let (mut n, s) = (Standing::default(), s());
         assert_eq!(n.trust(&s), Trust::Probation { remaining: 50 });
-        assert_eq!(n.audit_rate(&s), 1.0);
+        assert_eq!(n.audit_rate(10, &s), 1.0);
         // Unchecked acceptances do not shorten probation.
         for _ in 0..100 {
-            n.on_accepted(false);
+            n.on_accepted(false, 1);
         }
         assert_eq!(n.trust(&s), Trust::Probation { remaining: 50 });
         for _ in 0..49 {
-            n.on_accepted(true);
+            n.on_accepted(true, 1);
         }
         assert_eq!(n.trust(&s), Trust::Probation { remaining: 1 });
-        n.on_accepted(true);
+        n.on_accepted(true, 1);
         assert_eq!(n.trust(&s), Trust::Trusted);
     }
 
@@ -314,16 +342,36 @@ mod tests {
         let at = |run: u64| Standing {
             checked_valid: 50,
             valid_run: run,
+            max_checked_units: 10,
             ..Standing::default()
         };
-        assert_eq!(at(50).audit_rate(&s), 1.0);
-        assert!((at(100).audit_rate(&s) - 0.25).abs() < 1e-12);
+        assert_eq!(at(50).audit_rate(10, &s), 1.0);
+        assert!((at(100).audit_rate(10, &s) - 0.25).abs() < 1e-12);
         assert!(
-            at(130).audit_rate(&s) < 0.15,
+            at(130).audit_rate(10, &s) < 0.15,
             "overhead under 1.15 after ~130 jobs"
         );
-        assert_eq!(at(224).audit_rate(&s), 0.05, "at the floor after ~225");
-        assert_eq!(at(1_000_000).audit_rate(&s), 0.05);
+        assert_eq!(at(224).audit_rate(10, &s), 0.05, "at the floor after ~225");
+        assert_eq!(at(1_000_000).audit_rate(10, &s), 0.05);
+    }
+
+    #[test]
+    fn trust_earned_on_small_jobs_does_not_cover_big_ones() {
+        let s = s();
+        let mut n = Standing::default();
+        for _ in 0..50 {
+            n.on_accepted(true, 2);
+        }
+        n.valid_run = 10_000;
+        assert_eq!(
+            n.audit_rate(8, &s),
+            0.05,
+            "up to four times the largest checked job"
+        );
+        assert_eq!(n.audit_rate(9, &s), 1.0, "a bigger job is checked again");
+        n.on_accepted(true, 9);
+        assert_eq!(n.audit_rate(36, &s), 0.05);
+        assert_eq!(Standing::default().audit_rate(1, &s), 1.0);
     }
 
     #[test]
@@ -336,7 +384,7 @@ mod tests {
         };
         assert!(n.on_wrong("output differs from the re-execution", 7, &s));
         assert_eq!(n.trust(&s), Trust::Excluded);
-        assert_eq!(n.audit_rate(&s), 1.0);
+        assert_eq!(n.audit_rate(10, &s), 1.0);
         assert_eq!((n.checked_valid, n.valid_run, n.wrong), (0, 0, 1));
         assert_eq!(n.excluded.as_ref().map(|e| e.at_ms), Some(7));
         assert!(!n.on_wrong("again", 8, &s), "excluded once, reported once");
@@ -376,7 +424,7 @@ mod tests {
         let low = n.reliability;
         for t in 0..10 {
             n.on_delivery(Delivery::Success, 80_000 + t);
-            n.on_accepted(true);
+            n.on_accepted(true, 1);
         }
         assert!(
             n.reliability > low && n.reliability >= 0.5,

@@ -47,8 +47,8 @@ impl HashExecutor {
             done += batch;
             let ms = elapsed_ms(start);
             if done < iterations && ms > limits.max_ms {
-                return Execution::failed(
-                    format!("wall-clock limit of {} ms reached", limits.max_ms),
+                return Execution::timed_out(
+                    limits,
                     Metering {
                         fuel: done,
                         ms,

@@ -34,6 +34,11 @@ pub struct Execution {
     pub metering: Metering,
     /// Why it failed, when it did; lower case, meant for the operator and the dispatcher.
     pub error: Option<String>,
+    /// Whether the failure came from this machine rather than from the job — the wall clock ran
+    /// out, the engine could not be set up — so another machine may well succeed. Every other
+    /// failure (a trap, fuel or memory exhausted, an invalid module, output over its limit) is
+    /// deterministic: any machine running the job fails the same way.
+    pub local_cause: bool,
 }
 
 impl Execution {
@@ -56,6 +61,7 @@ impl Execution {
             output,
             metering,
             error: None,
+            local_cause: false,
         }
     }
 
@@ -69,7 +75,24 @@ impl Execution {
                 ..metering
             },
             error: Some(reason.into()),
+            local_cause: false,
         }
+    }
+
+    /// A failure caused by this machine, not the job (see [`Execution::local_cause`]).
+    pub fn failed_locally(reason: impl Into<String>, metering: Metering) -> Self {
+        Execution {
+            local_cause: true,
+            ..Execution::failed(reason, metering)
+        }
+    }
+
+    /// Stopped by the wall-clock limit in `limits` (a local cause).
+    pub fn timed_out(limits: &Limits, metering: Metering) -> Self {
+        Execution::failed_locally(
+            format!("wall-clock limit of {} ms reached", limits.max_ms),
+            metering,
+        )
     }
 
     /// Whether it ran to completion.

@@ -120,7 +120,7 @@ impl WasmExecutor {
         };
         // Compiling counts against the wall clock; what is left becomes the epoch deadline.
         let Some(remaining_ms) = limits.max_ms.checked_sub(elapsed_ms(start)) else {
-            return Execution::failed(wall_clock_error(limits), metering(0));
+            return Execution::timed_out(limits, metering(0));
         };
         let fuel = limits.max_fuel.unwrap_or(self.default_fuel);
         let mem_bytes = limits.max_mem_mb.saturating_mul(1024 * 1024);
@@ -136,7 +136,7 @@ impl WasmExecutor {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
         if let Err(e) = store.set_fuel(fuel) {
-            return Execution::failed(format!("could not set fuel: {e:#}"), metering(0));
+            return Execution::failed_locally(format!("could not set fuel: {e:#}"), metering(0));
         }
         store.set_epoch_deadline(remaining_ms.div_ceil(tick_ms()).saturating_add(1));
 
@@ -153,6 +153,9 @@ impl WasmExecutor {
                 metering(used),
             ),
             Ok(code) => Execution::failed(format!("module returned code {code}"), metering(used)),
+            Err(e) if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) => {
+                Execution::timed_out(limits, metering(used))
+            }
             Err(e) => Execution::failed(describe_failure(&e, &state, limits, fuel), metering(used)),
         }
     }
