@@ -145,6 +145,7 @@ fn reason_name(reason: DeclineReason) -> &'static str {
         DeclineReason::OptedOut => "opted_out",
         DeclineReason::ShuttingDown => "shutting_down",
         DeclineReason::InvalidOffer => "invalid_offer",
+        DeclineReason::TargetRefused => "target_refused",
         DeclineReason::Other => "other",
     }
 }

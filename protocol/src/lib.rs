@@ -14,6 +14,7 @@
 //! - [`BatchPlan`]: a batch's root, per-wallet units and content-derived id.
 //! - [`UnitsRule`], [`check_metering`], [`credited_units`]: the units rule — what a result may
 //!   claim and what it earns.
+//! - [`http_check`]: what HTTP check jobs report and what independent checks compare.
 //! - [`Topic`], [`JOB_PROTOCOL`]: names on the wire.
 //! - [`inspect()`]: decode-and-explain for operators (`pocmesh inspect`).
 
@@ -22,6 +23,7 @@ pub mod batch;
 pub mod bytes;
 pub mod envelope;
 pub mod hash;
+pub mod http_check;
 pub mod ids;
 pub mod inspect;
 pub mod keys;

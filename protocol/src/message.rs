@@ -270,15 +270,21 @@ pub enum JobParams {
         /// The input handed to the module.
         input: Bytes,
     },
-    /// Health of one allow-listed URL.
+    /// Health of one allow-listed URL: one bounded GET.
     LinkHealth {
-        /// The URL to fetch.
+        /// The URL to fetch (`http` or `https`).
         url: String,
+        /// The status the submitter expects (any 2xx when absent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected_status: Option<u16>,
     },
-    /// Re-fetch of one allow-listed site's robots.txt.
+    /// Re-fetch of one allow-listed site's `https://<domain>/robots.txt`.
     RobotsRecheck {
-        /// The site's URL.
-        url: String,
+        /// The site's domain (a host name, no scheme or path).
+        domain: String,
+        /// Paths to ask about: may pocmesh's user agent fetch them?
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        paths: Vec<String>,
     },
 }
 
@@ -335,6 +341,9 @@ pub enum DeclineReason {
     ShuttingDown,
     /// The offer itself was malformed.
     InvalidOffer,
+    /// The job's target (a URL or domain) is refused by the node: its own deny-list, an address
+    /// literal, or a scheme other than http/https.
+    TargetRefused,
     /// A reason this version does not know.
     #[serde(other)]
     Other,

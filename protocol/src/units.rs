@@ -280,6 +280,7 @@ mod tests {
         let spec = JobSpec {
             params: JobParams::LinkHealth {
                 url: "https://example.org/".into(),
+                expected_status: None,
             },
             limits: limits(None),
         };

@@ -64,8 +64,14 @@ fn params() -> impl Strategy<Value = JobParams> {
             module: Bytes(m),
             input: Bytes(i)
         }),
-        text().prop_map(|url| JobParams::LinkHealth { url }),
-        text().prop_map(|url| JobParams::RobotsRecheck { url }),
+        (text(), proptest::option::of(100u16..600)).prop_map(|(url, expected_status)| {
+            JobParams::LinkHealth {
+                url,
+                expected_status,
+            }
+        }),
+        (text(), proptest::collection::vec(text(), 0..3))
+            .prop_map(|(domain, paths)| JobParams::RobotsRecheck { domain, paths }),
     ]
 }
 
