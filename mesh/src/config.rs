@@ -23,8 +23,11 @@ pub struct MeshConfig {
     /// Discover peers on the local network with mDNS.
     pub mdns: bool,
     /// Wallets a heartbeat or opt-out may not name (besides the zero address, which every
-    /// receiver refuses): the contract's own address. Such messages are rejected like forgeries.
+    /// receiver refuses): the contract's own address. Such messages are dropped, not relayed.
     pub refused_wallets: Vec<pocmesh_protocol::Address>,
+    /// Least time between two heartbeats of one sender that are accepted and relayed, ms
+    /// (nodes beat every 5 s ± 20 % by default and never faster than every 500 ms).
+    pub min_heartbeat_gap_ms: u64,
 }
 
 impl MeshConfig {
@@ -39,6 +42,7 @@ impl MeshConfig {
             replay: ReplayConfig::default(),
             mdns: true,
             refused_wallets: Vec::new(),
+            min_heartbeat_gap_ms: DEFAULT_MIN_HEARTBEAT_GAP_MS,
         }
     }
 
@@ -55,6 +59,9 @@ impl MeshConfig {
         Ok(())
     }
 }
+
+/// Default least time between two accepted heartbeats of one sender, ms.
+pub const DEFAULT_MIN_HEARTBEAT_GAP_MS: u64 = 250;
 
 /// The network section of a daemon's config file (`[network]`), shared by node and dispatcher.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]

@@ -105,23 +105,37 @@ pub fn check_envelope(
     Ok(verified)
 }
 
+/// Most senders whose last heartbeat time is remembered.
+const PACE_ENTRIES: usize = 100_000;
+
 /// Per-sender freshness of gossiped messages. Heartbeats and opt-outs carry a `seq`;
-/// dispatcher announcements use their timestamp as their sequence.
+/// dispatcher announcements use their timestamp as their sequence. Heartbeats are also paced:
+/// one sender's heartbeats closer together than `min_heartbeat_gap_ms` are dropped (ignored,
+/// not forwarded), whatever their sequence numbers.
 #[derive(Debug)]
 pub struct ReplayFilter {
     guard: ReplayGuard,
+    min_heartbeat_gap_ms: u64,
+    last_heartbeat: std::collections::HashMap<Address, u64>,
 }
 
 impl ReplayFilter {
-    /// A filter for messages validated with a clock window of `max_skew_ms`.
-    pub fn new(config: ReplayConfig, max_skew_ms: u64) -> Result<Self, String> {
+    /// A filter for messages validated with a clock window of `max_skew_ms`, taking one
+    /// heartbeat per sender per `min_heartbeat_gap_ms` at most.
+    pub fn new(
+        config: ReplayConfig,
+        max_skew_ms: u64,
+        min_heartbeat_gap_ms: u64,
+    ) -> Result<Self, String> {
         Ok(ReplayFilter {
             guard: ReplayGuard::new(config, max_skew_ms)?,
+            min_heartbeat_gap_ms,
+            last_heartbeat: std::collections::HashMap::new(),
         })
     }
 
     /// Accepts a fresh message (and remembers it), rejects a replay of an older one, ignores an
-    /// exact repeat of the newest.
+    /// exact repeat of the newest and a heartbeat that comes too soon after the last.
     pub fn check(&mut self, verified: Verified, now_ms: u64) -> Verdict {
         let m = &verified.message;
         let seq = m.body.seq().unwrap_or(m.ts);
@@ -129,7 +143,30 @@ impl ReplayFilter {
             .guard
             .check_and_record(&verified.signer, seq, m.ts, now_ms)
         {
-            Ok(()) => Verdict::Accept(Box::new(verified)),
+            Ok(()) => {
+                // Fresh by its sequence, but too soon after the sender's last one.
+                if matches!(m.body, Body::Heartbeat(_))
+                    && let Some(last) = self.last_heartbeat.get(&verified.signer)
+                    && now_ms.saturating_sub(*last) < self.min_heartbeat_gap_ms
+                {
+                    return Verdict::Ignore(Rejection {
+                        label: "rate_limited",
+                        detail: format!(
+                            "heartbeats from {} come faster than one per {} ms",
+                            verified.signer, self.min_heartbeat_gap_ms
+                        ),
+                    });
+                }
+                if matches!(m.body, Body::Heartbeat(_)) {
+                    if self.last_heartbeat.len() >= PACE_ENTRIES {
+                        let gap = self.min_heartbeat_gap_ms;
+                        self.last_heartbeat
+                            .retain(|_, t| now_ms.saturating_sub(*t) < gap);
+                    }
+                    self.last_heartbeat.insert(verified.signer, now_ms);
+                }
+                Verdict::Accept(Box::new(verified))
+            }
             Err(ReplayError::OldSequence { seq, last, .. }) if seq == last => {
                 Verdict::Ignore(Rejection {
                     label: "duplicate",
@@ -141,5 +178,70 @@ impl ReplayFilter {
                 detail: e.to_string(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pocmesh_protocol::{Capabilities, Envelope, Hash32, Heartbeat, Message, SecretKey};
+
+    const NET: &str = "devnet-1";
+
+    fn heartbeat(key: &SecretKey, seq: u64, ts: u64) -> Verified {
+        let hb = Heartbeat {
+            seq,
+            wallet: Address([7; 20]),
+            peer: String::new(),
+            caps: Capabilities::default(),
+            policy: Hash32::ZERO,
+            sw: "t".into(),
+        };
+        let bytes = Envelope::seal(
+            &Message::new(NET, key.address(), ts, Body::Heartbeat(hb)),
+            key,
+        )
+        .expect("seal")
+        .to_bytes();
+        Validator {
+            net: NET.into(),
+            max_bytes: 4096,
+            max_skew_ms: 30_000,
+        }
+        .validate(&bytes, ts)
+        .expect("valid")
+    }
+
+    #[test]
+    fn heartbeats_faster_than_the_gap_are_dropped_with_a_reason() {
+        let key = SecretKey::from_bytes(&[3; 32]).expect("key");
+        let other = SecretKey::from_bytes(&[4; 32]).expect("key");
+        let mut f = ReplayFilter::new(ReplayConfig::default(), 30_000, 250).expect("filter");
+        let t = 1_000_000;
+        assert!(matches!(
+            f.check(heartbeat(&key, 1, t), t),
+            Verdict::Accept(_)
+        ));
+        match f.check(heartbeat(&key, 2, t + 100), t + 100) {
+            Verdict::Ignore(r) => {
+                assert_eq!(r.label, "rate_limited");
+                assert!(r.detail.contains("250 ms"), "{}", r.detail);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A replay is still a replay (rejected, not merely paced); another sender is not
+        // affected, and the first one is welcome again after the gap.
+        assert!(matches!(
+            f.check(heartbeat(&key, 1, t + 150), t + 150),
+            Verdict::Reject(_)
+        ));
+        assert!(matches!(
+            f.check(heartbeat(&other, 1, t + 100), t + 100),
+            Verdict::Accept(_)
+        ));
+        assert!(matches!(
+            f.check(heartbeat(&key, 3, t + 250), t + 250),
+            Verdict::Accept(_)
+        ));
     }
 }

@@ -473,7 +473,12 @@ pub async fn spawn(
         max_bytes: MAX_GOSSIP_BYTES,
         max_skew_ms: config.max_skew_ms,
     });
-    let replay = ReplayFilter::new(config.replay, config.max_skew_ms).map_err(MeshError::Build)?;
+    let replay = ReplayFilter::new(
+        config.replay,
+        config.max_skew_ms,
+        config.min_heartbeat_gap_ms,
+    )
+    .map_err(MeshError::Build)?;
     let event_loop = EventLoop {
         swarm,
         commands: cmd_rx,
