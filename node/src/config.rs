@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use pocmesh_mesh::NetSettings;
-use pocmesh_protocol::{Address, JobType};
+use pocmesh_protocol::{Address, Hash32, JobType};
 use serde::{Deserialize, Serialize};
 
-use crate::executor::ExecutorCaps;
+use crate::executor::http::target::{DenyList, TargetRules};
+use crate::executor::{ExecutorCaps, ExecutorOptions, HttpPolicy};
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +71,12 @@ pub struct NodeConfig {
     pub delivery: DeliverySettings,
     /// How receipts are checked against the chain (with `trust.rpc` and `trust.contract`).
     pub receipts: ReceiptSettings,
+    /// Limits and refused targets of the HTTP check job types.
+    pub http: HttpSettings,
+    /// The hash of the consent text the volunteer accepts for this run (`--accept-policy`,
+    /// printed by `pocmesh node run --show-consent`); stored in the data directory once
+    /// accepted. Without it, the acceptance stored there must be of the current text.
+    pub accept_policy: Option<Hash32>,
     /// How long running jobs may finish after Ctrl-C before they are handed back, ms.
     pub shutdown_grace_ms: u64,
 }
@@ -137,6 +144,9 @@ impl JobSettings {
     }
 
     /// Job slots: `max_jobs`, or the number of CPU cores when it is 0.
+    ///
+    /// (HTTP checks mostly wait on the network, but a slot per job keeps the node's load on
+    /// sites as predictable as its CPU load.)
     pub fn slots(&self) -> u32 {
         if self.max_jobs > 0 {
             self.max_jobs
@@ -145,6 +155,106 @@ impl JobSettings {
                 .map(|n| n.get() as u32)
                 .unwrap_or(1)
         }
+    }
+}
+
+/// `[http]`: what the node enforces on every HTTP check (`link_health`, `robots_recheck`),
+/// whatever the offer says. Going over the timeout, the redirect cap or a body cap fails the job
+/// naming the limit. The defaults are the most allowed (the consent text promises them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// The whole fetch (connect, redirects, body), ms; never above the job's own `max_ms`.
+    pub timeout_ms: u64,
+    /// Redirects followed at most.
+    pub max_redirects: u32,
+    /// Most body bytes a `link_health` reads.
+    pub max_body_bytes: u64,
+    /// Most body bytes a `robots_recheck` reads.
+    pub max_robots_bytes: u64,
+    /// Domains (with their subdomains) this node never checks: offers for them are declined,
+    /// redirects into them fail the job.
+    pub deny_domains: Vec<String>,
+    /// Devnet only (the network name starts with `devnet-`): let HTTP checks reach loopback
+    /// addresses (127.0.0.0/8, ::1), and fetch robots.txt over plain `http://`, so tests can
+    /// serve on 127.0.0.1. Every other private range stays refused.
+    pub allow_loopback_targets: bool,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        let p = HttpPolicy::default();
+        HttpSettings {
+            timeout_ms: p.timeout_ms,
+            max_redirects: p.max_redirects,
+            max_body_bytes: p.max_body_bytes,
+            max_robots_bytes: p.max_robots_bytes,
+            deny_domains: Vec::new(),
+            allow_loopback_targets: false,
+        }
+    }
+}
+
+impl HttpSettings {
+    /// The executors' policy; an error names a deny-list entry that is not a domain.
+    pub fn policy(&self) -> Result<HttpPolicy, ConfigError> {
+        let deny = DenyList::new(&self.deny_domains)
+            .map_err(|e| invalid("http.deny_domains", e.to_string()))?;
+        Ok(HttpPolicy {
+            timeout_ms: self.timeout_ms,
+            max_redirects: self.max_redirects,
+            max_body_bytes: self.max_body_bytes,
+            max_robots_bytes: self.max_robots_bytes,
+            rules: TargetRules {
+                deny,
+                allow_loopback: self.allow_loopback_targets,
+            },
+        })
+    }
+
+    /// The defaults are also the ceilings: the consent text promises the volunteer (and the
+    /// sites) no more than 10 s, 5 redirects, 1 MiB and 512 KiB; a node may only go lower.
+    fn validate(&self, net: &str) -> Result<(), ConfigError> {
+        let most = HttpPolicy::default();
+        let checks = [
+            ("http.timeout_ms", self.timeout_ms, 1, most.timeout_ms),
+            (
+                "http.max_redirects",
+                u64::from(self.max_redirects),
+                0,
+                u64::from(most.max_redirects),
+            ),
+            (
+                "http.max_body_bytes",
+                self.max_body_bytes,
+                1,
+                most.max_body_bytes,
+            ),
+            (
+                "http.max_robots_bytes",
+                self.max_robots_bytes,
+                1,
+                most.max_robots_bytes,
+            ),
+        ];
+        for (field, value, low, high) in checks {
+            if !(low..=high).contains(&value) {
+                return Err(invalid(
+                    field,
+                    format!("must be between {low} and {high} (the consent text promises no more)"),
+                ));
+            }
+        }
+        if self.allow_loopback_targets && !net.starts_with("devnet-") {
+            return Err(invalid(
+                "http.allow_loopback_targets",
+                format!(
+                    "loopback targets are for devnets only, and this node runs on {net}; drop \
+                     --allow-loopback-targets (or run on a devnet-<chain id> network)"
+                ),
+            ));
+        }
+        self.policy().map(|_| ())
     }
 }
 
@@ -256,6 +366,20 @@ pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Confi
     })
 }
 
+/// Whether the TOML file at `path` names the network itself (`[network] net = …`), as opposed
+/// to leaving it to the default (then a node with an RPC takes it from the chain).
+pub fn file_names_network(path: &Path) -> Result<bool, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(table.get("network").and_then(|n| n.get("net")).is_some())
+}
+
 /// The default data directory of a daemon: `$HOME/.pocmesh/<role>`.
 pub fn default_data_dir(role: &str) -> PathBuf {
     std::env::var_os("HOME")
@@ -277,6 +401,8 @@ impl Default for NodeConfig {
             status: StatusSettings::default(),
             delivery: DeliverySettings::default(),
             receipts: ReceiptSettings::default(),
+            http: HttpSettings::default(),
+            accept_policy: None,
             shutdown_grace_ms: 10_000,
         }
     }
@@ -286,6 +412,14 @@ impl NodeConfig {
     /// Reads a TOML file over the defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         load_toml(path)
+    }
+
+    /// The executors' options these settings describe.
+    pub fn executor_options(&self) -> Result<ExecutorOptions, ConfigError> {
+        Ok(ExecutorOptions {
+            default_fuel: self.jobs.max_fuel,
+            http: self.http.policy()?,
+        })
     }
 
     /// Checks every field; the error names the first bad one and how to fix it.
@@ -336,21 +470,14 @@ impl NodeConfig {
         if self.jobs.job_types.is_empty() {
             return Err(invalid(
                 "jobs.job_types",
-                "enable at least one job type (hash, wasm)",
+                "enable at least one job type (hash, wasm, link_health, robots_recheck)",
             ));
         }
-        if let Some(t) = self
-            .jobs
-            .job_types
-            .iter()
-            .find(|t| !matches!(t, JobType::Hash | JobType::Wasm))
-        {
+        if self.jobs.job_types.contains(&JobType::Unknown) {
             return Err(invalid(
                 "jobs.job_types",
-                format!(
-                    "job type `{}` has no executor in this build; use hash and/or wasm",
-                    t.as_str()
-                ),
+                "job type `unknown` has no executor; use hash, wasm, link_health and/or \
+                 robots_recheck",
             ));
         }
         if self.jobs.max_ms == 0 || self.jobs.max_mem_mb == 0 || self.jobs.max_output_bytes == 0 {
@@ -359,6 +486,7 @@ impl NodeConfig {
                 "max_ms, max_mem_mb and max_output_bytes must be above 0",
             ));
         }
+        self.http.validate(&self.network.net)?;
         let t = &self.trust;
         if t.rpc.is_some() != t.contract.is_some() {
             return Err(invalid(
@@ -532,5 +660,83 @@ mod tests {
                 .to_string()
                 .contains("receipts.not_recorded_tries")
         );
+    }
+
+    #[test]
+    fn http_types_are_runnable_and_the_loopback_flag_is_for_devnets_only() {
+        let mut c = valid_config();
+        c.jobs.job_types = vec![
+            JobType::Hash,
+            JobType::Wasm,
+            JobType::LinkHealth,
+            JobType::RobotsRecheck,
+        ];
+        c.validate().expect("http check types are allowed");
+        c.jobs.job_types.push(JobType::Unknown);
+        assert!(
+            c.validate()
+                .expect_err("unknown")
+                .to_string()
+                .contains("jobs.job_types")
+        );
+        c.jobs.job_types.pop();
+
+        c.http.allow_loopback_targets = true;
+        c.network.net = "xdc-apothem".into();
+        let e = c.validate().expect_err("not a devnet");
+        assert!(
+            matches!(
+                e,
+                ConfigError::Invalid {
+                    field: "http.allow_loopback_targets",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("--allow-loopback-targets"), "{e}");
+        c.network.net = "devnet-551".into();
+        c.validate().expect("devnet");
+        let policy = c.http.policy().expect("policy");
+        assert!(policy.rules.allow_loopback);
+
+        c.http.deny_domains = vec!["ok.example".into(), "http://bad/".into()];
+        let e = c.validate().expect_err("bad deny entry");
+        assert!(e.to_string().contains("http.deny_domains"), "{e}");
+        assert!(e.to_string().contains("http://bad/"), "{e}");
+        c.http.deny_domains.pop();
+        c.http.max_redirects = 21;
+        assert!(
+            c.validate()
+                .expect_err("redirects")
+                .to_string()
+                .contains("http.max_redirects")
+        );
+        c.http.max_redirects = 0;
+        c.http.timeout_ms = 0;
+        assert!(
+            c.validate()
+                .expect_err("timeout")
+                .to_string()
+                .contains("http.timeout_ms")
+        );
+    }
+
+    #[test]
+    fn a_file_that_names_the_network_is_told_apart_from_one_that_does_not() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let named = dir.path().join("named.toml");
+        std::fs::write(&named, "[network]\nnet = \"devnet-551\"\n").expect("write");
+        assert!(file_names_network(&named).expect("read"));
+        let unnamed = dir.path().join("unnamed.toml");
+        std::fs::write(
+            &unnamed,
+            "[network]\nmdns = false\n[http]\ndeny_domains = [\"x.org\"]\n",
+        )
+        .expect("write");
+        assert!(!file_names_network(&unnamed).expect("read"));
+        let c = NodeConfig::load(&unnamed).expect("loads");
+        assert_eq!(c.http.deny_domains, vec!["x.org".to_string()]);
+        assert_eq!(c.http.timeout_ms, 10_000);
     }
 }

@@ -1,7 +1,7 @@
-//! The node daemon: opens the store, joins the mesh, and runs its tasks — heartbeats, the
-//! network event loop (offers, receipts), job execution, result delivery, receipt checks (with
-//! a chain configured) — until shutdown, then lets running jobs finish within a grace period
-//! and hands back the rest.
+//! The node daemon: checks the volunteer's consent, opens the store, joins the mesh, and runs
+//! its tasks — heartbeats, the network event loop (offers, receipts), job execution, result
+//! delivery, receipt checks (with a chain configured), opt-out/opt-in requests — until
+//! shutdown, then lets running jobs finish within a grace period and hands back the rest.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -11,20 +11,23 @@ use std::time::{Duration, Instant};
 
 use pocmesh_mesh::{MeshEvent, MeshHandle};
 use pocmesh_protocol::{
-    Address, Body, Hash32, JobId, MAX_ENVELOPE_BYTES, SecretKey, Topic, Validator, unix_ms_now,
+    Address, Body, JobId, MAX_ENVELOPE_BYTES, SecretKey, Topic, Validator, unix_ms_now,
 };
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::caps::{self, Machine};
 use crate::config::{ConfigError, NodeConfig};
+use crate::consent::{ConsentError, ConsentState};
+use crate::control::CONTROL_QUEUE;
+use crate::executor::http::target::TargetRules;
 use crate::executor::{ExecutorCaps, Executors};
 use crate::receipts::ReceiptChecker;
 use crate::status::{NodeInfo, NodeMetrics, StatusSource};
 use crate::store::{JobState, NodeStore, StoreError};
 use crate::trust::TrustPolicy;
-use crate::{delivery, heartbeat, jobs, receipts};
+use crate::{delivery, heartbeat, jobs, participation, receipts};
 
 /// Why the node stopped or could not start.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,9 @@ pub enum NodeError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The consent text is not accepted, or its record cannot be read or written.
+    #[error(transparent)]
+    Consent(#[from] ConsentError),
     /// The key file could not be read or created.
     #[error("node key {path}: {source}")]
     Key {
@@ -77,6 +83,8 @@ pub(crate) struct NodeCore {
     pub(crate) store: NodeStore,
     pub(crate) executors: Arc<Executors>,
     pub(crate) caps: ExecutorCaps,
+    /// Which HTTP check targets offers may name.
+    pub(crate) targets: TargetRules,
     pub(crate) trust: TrustPolicy,
     /// Checks receipts on chain; `None` without `trust.rpc`/`trust.contract`.
     pub(crate) receipt_checker: Option<Arc<ReceiptChecker>>,
@@ -85,7 +93,13 @@ pub(crate) struct NodeCore {
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) slots_total: u32,
     pub(crate) machine: Machine,
-    pub(crate) policy: Hash32,
+    /// The volunteer's consent and participation; written by the participation task only.
+    pub(crate) consent: watch::Sender<ConsentState>,
+    /// Held from taking a sequence number to publishing it (heartbeat or opt_out), so the
+    /// mesh sees them in sequence order.
+    pub(crate) publishing: tokio::sync::Mutex<()>,
+    /// Opted out, and no peer has heard the `opt_out` yet: the heartbeat task sends one.
+    pub(crate) opt_out_unannounced: AtomicBool,
     pub(crate) shutting_down: AtomicBool,
     /// Wakes the delivery task when a result is ready.
     pub(crate) results_ready: Notify,
@@ -130,6 +144,21 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
         path: data_dir.clone(),
         source,
     })?;
+    let mut consent = ConsentState::load(&data_dir)?;
+    if consent.start(config.accept_policy, unix_ms_now())? {
+        consent.save(&data_dir)?;
+        info!(
+            policy = %crate::consent::consent_hash(),
+            version = crate::consent::CONSENT_VERSION,
+            "consent text accepted"
+        );
+    }
+    if consent.is_opted_out() {
+        warn!(
+            "the volunteer has opted out: no heartbeats, every offer declined; `pocmesh node opt-in` takes part again"
+        );
+    }
+    let executor_options = config.executor_options()?;
     let key_file = key_path(&data_dir);
     let (key, created) = SecretKey::load_or_create(&key_file).map_err(|source| NodeError::Key {
         path: key_file.clone(),
@@ -167,9 +196,9 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
     let mesh_stop = CancellationToken::new();
     let (mesh, events, mesh_task) =
         pocmesh_mesh::spawn(&key, mesh_config, mesh_stop.clone()).await?;
-    let executors = Arc::new(Executors::with_default_fuel(
+    let executors = Arc::new(Executors::with_options(
         &config.jobs.job_types,
-        config.jobs.max_fuel,
+        &executor_options,
     )?);
     let slots_total = config.jobs.slots();
     let metrics = Arc::new(NodeMetrics::new());
@@ -180,6 +209,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
         wallet,
         net: net.clone(),
         caps: config.jobs.caps(),
+        targets: executor_options.http.rules.clone(),
         trust: TrustPolicy::new(&config.trust),
         receipt_checker: receipt_checker.clone(),
         store: store.clone(),
@@ -189,7 +219,9 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
         slots: Arc::new(Semaphore::new(slots_total as usize)),
         slots_total,
         machine: caps::detect(),
-        policy: crate::consent::consent_hash(),
+        opt_out_unannounced: AtomicBool::new(consent.is_opted_out()),
+        consent: watch::Sender::new(consent),
+        publishing: tokio::sync::Mutex::new(()),
         shutting_down: AtomicBool::new(false),
         results_ready: Notify::new(),
         receipts_ready: Notify::new(),
@@ -220,16 +252,22 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
         listen: std::sync::Mutex::new(Vec::new()),
         started: Instant::now(),
         checks_receipts: receipt_checker.is_some(),
+        consent: core.consent.subscribe(),
     });
+    let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let status_stop = CancellationToken::new();
     let status_listen = core.config.status.listen;
-    let (status_addr, status_task) =
-        crate::status::serve(status_listen, status_source.clone(), status_stop.clone())
-            .await
-            .map_err(|source| NodeError::Status {
-                addr: status_listen,
-                source,
-            })?;
+    let (status_addr, status_task) = crate::status::serve(
+        status_listen,
+        status_source.clone(),
+        crate::control::router(control_tx),
+        status_stop.clone(),
+    )
+    .await
+    .map_err(|source| NodeError::Status {
+        addr: status_listen,
+        source,
+    })?;
     write_file(&status_addr_path(&data_dir), &status_addr.to_string());
     info!(
         address = %core.address,
@@ -238,6 +276,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
         status = %status_addr,
         slots = slots_total,
         receipts_checked_on_chain = core.receipt_checker.is_some(),
+        opted_out = core.consent.borrow().is_opted_out(),
         "node started"
     );
 
@@ -254,6 +293,11 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
     let work_stop = CancellationToken::new();
     let heartbeat_task = tokio::spawn(heartbeat::run(core.clone(), work_stop.clone()));
     let delivery_task = tokio::spawn(delivery::run(core.clone(), work_stop.clone()));
+    let participation_task = tokio::spawn(participation::run(
+        core.clone(),
+        control_rx,
+        work_stop.clone(),
+    ));
     let receipts_task = receipt_checker
         .map(|checker| tokio::spawn(receipts::run(core.clone(), checker, work_stop.clone())));
     let events_task = tokio::spawn(event_loop(
@@ -285,6 +329,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
     work_stop.cancel();
     let _ = heartbeat_task.await;
     let _ = delivery_task.await;
+    let _ = participation_task.await;
     if let Some(task) = receipts_task {
         let _ = task.await;
     }

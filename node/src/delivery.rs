@@ -36,7 +36,12 @@ pub(crate) async fn run(core: Arc<NodeCore>, stop: CancellationToken) {
             _ = core.results_ready.notified() => {}
             _ = tokio::time::sleep(POLL) => {}
         }
-        deliver_due(&core, false).await;
+        // A dispatcher that never answers holds a try for the whole request timeout (30 s);
+        // stopping does not wait for it: the result stays in the outbox for the next start.
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = deliver_due(&core, false) => {}
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use crate::executor::Execution;
 use crate::intake::{IntakeState, evaluate};
 use crate::receipts::{ReceiptState, arrival_state};
 use crate::status::NodeMetrics;
-use crate::store::{JobRecord, JobState, PendingResult};
+use crate::store::{JobRecord, JobState, PendingResult, StoreError};
 
 /// Signs `body` as this node.
 pub(crate) fn seal(core: &NodeCore, body: Body) -> Option<Vec<u8>> {
@@ -89,6 +89,8 @@ async fn on_offer(
             caps: &core.caps,
             free_slots: u32::from(permit.is_some()),
             shutting_down: core.is_shutting_down(),
+            opted_out: core.consent.borrow().is_opted_out(),
+            targets: &core.targets,
             trusted,
             repeated,
         },
@@ -96,7 +98,15 @@ async fn on_offer(
     let (Ok(()), Some(permit)) = (decision, permit) else {
         let reason = decision.err().unwrap_or(DeclineReason::Busy);
         NodeMetrics::count(&core.metrics.offers, reason_name(reason));
-        info!(job = %label, dispatcher = %from, ?reason, "offer declined");
+        // The target's refusal says which host and why; the reply can only say "refused".
+        let target = matches!(
+            reason,
+            DeclineReason::TargetRefused | DeclineReason::InvalidOffer
+        )
+        .then(|| core.targets.check_params(&offer.spec.params).err())
+        .flatten()
+        .map(|refusal| refusal.to_string());
+        info!(job = %label, dispatcher = %from, ?reason, target, "offer declined");
         return JobReply::declined(offer.job, offer.attempt, reason);
     };
     let record = JobRecord {
@@ -194,6 +204,11 @@ pub(crate) async fn finish(core: &Arc<NodeCore>, mut record: JobRecord, executio
             );
             core.results_ready.notify_one();
         }
+        // Handed back while it ran (opt-out, shutdown): the failed result already stands.
+        Err(StoreError::WrongState { .. }) => info!(
+            job = %label,
+            "the attempt was handed back while it ran; its late result is dropped"
+        ),
         Err(e) => warn!(job = %label, error = %e, "cannot store the result"),
     }
 }

@@ -7,7 +7,11 @@
 //!
 //! - [`config::NodeConfig`]: the one typed configuration (file + environment + flags).
 //! - [`daemon::run`]: the daemon; everything else is its parts.
-//! - [`executor`]: `hash` and `wasm` behind one [`executor::Executor`] trait.
+//! - [`executor`]: `hash`, `wasm` and the HTTP checks (`link_health`, `robots_recheck`, with
+//!   their limits and refused targets) behind one [`executor::Executor`] trait.
+//! - [`consent`]: the consent text, its acceptance and the opted-out state (in the data dir);
+//!   [`control`]: the local opt-out/opt-in API (loopback only) and its client.
+//! - [`network_name`]: the network name read from the chain (`--rpc` without `--net`).
 //! - [`store::NodeStore`]: sled trees for the sequence, jobs, the result outbox and receipts.
 //! - [`receipts`]: receipts are checked against the batch roots on chain before their units
 //!   count ([`receipts::ReceiptChecker`], [`receipts::ReceiptState`]).
@@ -20,12 +24,15 @@
 pub mod caps;
 pub mod config;
 pub mod consent;
+pub mod control;
 pub mod daemon;
 mod delivery;
 pub mod executor;
 mod heartbeat;
 pub mod intake;
 mod jobs;
+pub mod network_name;
+mod participation;
 pub mod receipts;
 pub mod status;
 pub mod store;

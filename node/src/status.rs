@@ -1,5 +1,6 @@
 //! The operator's view: Prometheus metrics and the local `/status` + `/metrics` endpoint
-//! (127.0.0.1 by default). `pocmesh node status` reads `/status`.
+//! (127.0.0.1 by default), which also serves the control routes of [`crate::control`].
+//! `pocmesh node status` reads `/status`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use pocmesh_protocol::{Address, BatchId, JobId, JobType};
+use pocmesh_protocol::{Address, BatchId, Hash32, JobId, JobType};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::consent::{CONSENT_VERSION, ConsentState, Participation, consent_hash};
 use crate::receipts::FailedReceipt;
 use crate::store::{JobState, NodeStore, Totals};
 
@@ -249,6 +251,47 @@ pub struct StatusReport {
     /// Receipts by state, and the latest failures.
     #[serde(deserialize_with = "receipt_counts_or_total")]
     pub receipts: ReceiptCounts,
+    /// The consent accepted and whether the volunteer opted out (absent from nodes before
+    /// consent version 2).
+    #[serde(default)]
+    pub consent: Option<ConsentView>,
+}
+
+/// The consent part of `/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentView {
+    /// Whether the volunteer has opted out.
+    pub opted_out: bool,
+    /// Since when, unix ms.
+    pub opted_out_since_ms: Option<u64>,
+    /// The hash of the consent text accepted (what heartbeats carry).
+    pub accepted_hash: Option<Hash32>,
+    /// Its version.
+    pub accepted_version: Option<u32>,
+    /// When it was accepted, unix ms.
+    pub accepted_ms: Option<u64>,
+    /// The hash of this build's consent text.
+    pub current_hash: Hash32,
+    /// Its version.
+    pub current_version: u32,
+}
+
+impl From<&ConsentState> for ConsentView {
+    fn from(s: &ConsentState) -> Self {
+        let since = match s.participation {
+            Participation::OptedOut { since_ms, .. } => Some(since_ms),
+            Participation::Active => None,
+        };
+        ConsentView {
+            opted_out: since.is_some(),
+            opted_out_since_ms: since,
+            accepted_hash: s.accepted.map(|a| a.hash),
+            accepted_version: s.accepted.map(|a| a.version),
+            accepted_ms: s.accepted.map(|a| a.accepted_ms),
+            current_hash: consent_hash(),
+            current_version: CONSENT_VERSION,
+        }
+    }
 }
 
 /// Receipts in `/status` (all time, from the store).
@@ -356,6 +399,8 @@ pub struct StatusSource {
     pub started: Instant,
     /// Whether receipts are checked on chain.
     pub checks_receipts: bool,
+    /// The volunteer's consent and participation, as the node holds them now.
+    pub consent: tokio::sync::watch::Receiver<ConsentState>,
 }
 
 impl StatusSource {
@@ -400,6 +445,7 @@ impl StatusSource {
                     .map(FailedReceiptView::from)
                     .collect(),
             },
+            consent: Some(ConsentView::from(&*self.consent.borrow())),
         })
     }
 }
@@ -426,10 +472,12 @@ async fn metrics(State(src): State<Arc<StatusSource>>) -> Response {
         .into_response()
 }
 
-/// Binds the status endpoint on `addr`; returns the bound address and the serving task.
+/// Binds the status endpoint on `addr` with the `control` routes beside it; returns the bound
+/// address and the serving task.
 pub async fn serve(
     addr: SocketAddr,
     source: Arc<StatusSource>,
+    control: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -437,11 +485,16 @@ pub async fn serve(
     let app = Router::new()
         .route("/status", get(status))
         .route("/metrics", get(metrics))
-        .with_state(source);
+        .with_state(source)
+        .merge(control);
     let task = tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
+        // The peer's address is needed by the control routes (loopback only).
+        let result = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
         if let Err(e) = result {
             warn!(error = %e, "status endpoint stopped");
         }
@@ -472,6 +525,7 @@ mod tests {
             listen: std::sync::Mutex::new(Vec::new()),
             started: Instant::now(),
             checks_receipts,
+            consent: tokio::sync::watch::channel(ConsentState::default()).1,
         }
     }
 

@@ -1,17 +1,20 @@
 //! The volunteer node as a process: a peer built from the protocol and mesh crates plays the
 //! dispatcher, offers it a job, receives the signed result without acknowledging it, kills the
 //! node with SIGKILL and restarts it — the result comes again, and the heartbeat sequence goes
-//! on above the last one published.
+//! on above the last one published. Then consent and opt-out: a node without an accepted
+//! consent text does not start unattended, and an opted-out node hands its job back, declines
+//! offers and sends no heartbeats — across a restart — until it opts in again.
 
 use std::time::Duration;
 
 use libp2p::PeerId;
 use pocmesh_mesh::identity::peer_address;
 use pocmesh_mesh::{MeshConfig, MeshEvent, ReplyToken};
+use pocmesh_node::consent::consent_hash;
 use pocmesh_protocol::{
-    Address, Body, Envelope, Hash32, JobId, JobOffer, JobParams, JobReply, JobResult, JobSpec,
-    Limits, MAX_ENVELOPE_BYTES, Message, ResultStatus, SecretKey, Topic, Validator, keccak256,
-    unix_ms_now,
+    Address, Body, DeclineReason, Envelope, Hash32, JobId, JobOffer, JobParams, JobReply,
+    JobResult, JobSpec, Limits, MAX_ENVELOPE_BYTES, Message, ResultStatus, SecretKey, Topic,
+    Validator, keccak256, unix_ms_now,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -114,6 +117,8 @@ fn node_args(data_dir: &str, bootstrap: &str, dispatcher: Address) -> Vec<String
         &dispatcher.to_string(),
         "--heartbeat-ms",
         "500",
+        "--accept-policy",
+        &consent_hash().to_string(),
     ])
 }
 
@@ -304,5 +309,367 @@ async fn a_killed_node_redelivers_its_result_and_its_seq_keeps_growing() {
         String::from_utf8_lossy(&out.stderr).contains("is `pocmesh node run` running"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn hash_offer(n: u8, iterations: u64) -> JobOffer {
+    JobOffer {
+        job: JobId::from([n; 32]),
+        spec: JobSpec {
+            params: JobParams::Hash {
+                seed: Hash32([n; 32]),
+                iterations,
+            },
+            limits: Limits {
+                max_ms: 60_000,
+                max_mem_mb: 16,
+                max_output_bytes: 64,
+                max_fuel: None,
+            },
+        },
+        lease_ms: 120_000,
+        attempt: 1,
+    }
+}
+
+impl Peer {
+    /// Listens for `window` and fails on any heartbeat from `node`: proving an absence takes
+    /// a window, here a few of the node's heartbeat intervals.
+    async fn expect_no_heartbeat(&mut self, node: Address, window: Duration) {
+        let end = tokio::time::Instant::now() + window;
+        while let Ok(Some(e)) = tokio::time::timeout_at(end, self.events.recv()).await {
+            let _ = opt_out_from(node, &e);
+        }
+    }
+
+    /// Offers `offer` to `node` and returns its signed reply.
+    async fn offer(&self, node: PeerId, offer: &JobOffer) -> JobReply {
+        let answer = self
+            .mesh
+            .request(node, None, self.seal(Body::JobOffer(offer.clone())))
+            .await
+            .expect("the node answers the offer");
+        let reply = Validator {
+            net: NET.into(),
+            max_bytes: MAX_ENVELOPE_BYTES,
+            max_skew_ms: 30_000,
+        }
+        .validate(&answer, unix_ms_now())
+        .expect("a signed reply");
+        match reply.message.body {
+            Body::JobReply(r) => r,
+            other => panic!("not a job reply: {other:?}"),
+        }
+    }
+}
+
+/// Runs the CLI off the async runtime (it blocks until the command ends).
+async fn cli(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        crate::pocmesh(&args, None)
+    })
+    .await
+    .expect("cli worker")
+}
+
+/// The `opt_out` `node` gossips, if `e` is one; panics on a heartbeat from it (an opted-out
+/// node sends none).
+fn opt_out_from(node: Address, e: &MeshEvent) -> Option<u64> {
+    let MeshEvent::Gossip { message, .. } = e else {
+        return None;
+    };
+    if message.message.from != node {
+        return None;
+    }
+    match &message.message.body {
+        Body::OptOut(o) => Some(o.seq),
+        Body::Heartbeat(hb) => panic!("an opted-out node sent heartbeat {}", hb.seq),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_node_without_accepted_consent_does_not_start_unattended() {
+    let hash = consent_hash().to_string();
+    let show = crate::pocmesh(&["node", "run", "--show-consent"], None);
+    assert!(show.status.success());
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        text.starts_with(pocmesh_node::consent::CONSENT_TEXT),
+        "{text}"
+    );
+    assert!(text.contains(&format!("--accept-policy {hash}")), "{text}");
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("node").display().to_string();
+    let base = |extra: &[&str]| -> Vec<String> {
+        let mut a = args(&[
+            "node",
+            "run",
+            "--wallet",
+            "xdc5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+            "--data-dir",
+            &data,
+            "--no-mdns",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--status",
+            "127.0.0.1:0",
+            "--trust-dispatcher",
+            "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        ]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |extra: &[&str]| {
+        let a = base(extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let out = crate::pocmesh(&a, None);
+        assert!(!out.status.success(), "{extra:?} must not start");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    // No terminal to ask on, no --accept-policy: refused, naming the flag and the hash.
+    let err = run(&["--net", NET]);
+    assert!(err.contains(&format!("--accept-policy {hash}")), "{err}");
+    assert!(err.contains("--show-consent"), "{err}");
+    // Another hash than this build's text.
+    let wrong = Hash32::keccak(b"another text").to_string();
+    let err = run(&["--net", NET, "--accept-policy", &wrong]);
+    assert!(
+        err.contains("is not the hash of this node's consent text"),
+        "{err}"
+    );
+    // The loopback flag is for devnets only.
+    let err = run(&[
+        "--net",
+        "xdc-apothem",
+        "--allow-loopback-targets",
+        "--accept-policy",
+        &hash,
+    ]);
+    assert!(err.contains("http.allow_loopback_targets"), "{err}");
+    // The network comes from the RPC: an unreachable one stops the start, naming it.
+    let rpc = format!("http://127.0.0.1:{}/", crate::support::free_port());
+    let err = run(&[
+        "--rpc",
+        &rpc,
+        "--contract",
+        "0x00000000000000000000000000000000000000c0",
+    ]);
+    assert!(err.contains("cannot read the chain id from --rpc"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opted_out_node_hands_back_declines_and_stays_out_until_it_opts_in() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("node");
+    let data_arg = data.display().to_string();
+    let mut peer = Peer::start().await;
+    let node_args = node_args(&data_arg, &peer.bootstrap, peer.key.address());
+    let mut node = Daemon::start("node", &node_args, dir.path());
+
+    let (node_peer, policy): (PeerId, Hash32) = peer
+        .wait("a heartbeat from the node", None, |_, e| match e {
+            MeshEvent::Gossip {
+                topic: Topic::Heartbeat,
+                message,
+                ..
+            } => match &message.message.body {
+                Body::Heartbeat(hb) => Some((hb.peer.parse().ok()?, hb.policy)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        policy,
+        consent_hash(),
+        "heartbeats carry the accepted text's hash"
+    );
+    let node_address = peer_address(&node_peer).expect("secp256k1 peer");
+
+    // A job long enough to be running when the volunteer opts out.
+    let long = hash_offer(30, 20_000_000_000);
+    assert!(
+        peer.offer(node_peer, &long).await.accept,
+        "the long job is taken"
+    );
+    let last_heartbeat = peer.max_seq;
+
+    let out = cli(args(&[
+        "node",
+        "opt-out",
+        "--data-dir",
+        &data_arg,
+        "--json",
+    ]))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply = crate::json(&out);
+    assert_eq!(reply["changed"], true);
+    assert_eq!(reply["opted_out"], true);
+    assert_eq!(reply["handed_back"], 1, "{reply}");
+    let opt_out_seq = reply["seq"].as_u64().expect("seq");
+    assert!(
+        opt_out_seq > last_heartbeat,
+        "the opt_out outranks every heartbeat"
+    );
+
+    // The mesh hears the signed opt_out, and the running job comes back failed "opted out".
+    let (mut heard, mut handed_back) = (false, false);
+    while !(heard && handed_back) {
+        let (seq, token) = peer
+            .wait("the opt_out and the handed-back job", None, |p, e| {
+                if let Some(seq) = opt_out_from(node_address, &e) {
+                    return Some((Some(seq), None));
+                }
+                match e {
+                    MeshEvent::Request {
+                        envelope, reply, ..
+                    } => match result_of(p, &envelope) {
+                        Some((_, r)) if r.job == long.job => {
+                            assert_eq!(r.status, ResultStatus::Failed);
+                            assert_eq!(r.error.as_deref(), Some("opted out"));
+                            Some((None, Some(reply)))
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                }
+            })
+            .await;
+        if let Some(seq) = seq {
+            assert_eq!(seq, opt_out_seq);
+            heard = true;
+        }
+        if let Some(token) = token {
+            let ack = peer.seal(Body::JobReply(JobReply::accepted(long.job, 1)));
+            peer.mesh.respond(token, ack).await.expect("ack sent");
+            handed_back = true;
+        }
+    }
+
+    // No heartbeat for three heartbeat intervals (a newer one would re-join the node).
+    peer.expect_no_heartbeat(node_address, Duration::from_millis(1_500))
+        .await;
+
+    // New offers are declined; asking again changes nothing.
+    let declined = peer.offer(node_peer, &hash_offer(31, 10)).await;
+    assert_eq!(declined.reason, Some(DeclineReason::OptedOut));
+    let again = cli(args(&[
+        "node",
+        "opt-out",
+        "--data-dir",
+        &data_arg,
+        "--json",
+    ]))
+    .await;
+    assert_eq!(crate::json(&again)["changed"], false);
+
+    // A restart stays out: the node says so again (a fresh seq) and still declines.
+    node.restart();
+    let restarted_seq = peer
+        .wait("the restarted node's opt_out", None, |_, e| {
+            opt_out_from(node_address, &e).filter(|seq| *seq > opt_out_seq)
+        })
+        .await;
+    let declined = peer.offer(node_peer, &hash_offer(32, 10)).await;
+    assert_eq!(declined.reason, Some(DeclineReason::OptedOut));
+    peer.expect_no_heartbeat(node_address, Duration::from_millis(1_500))
+        .await;
+    let status = cli(args(&["node", "status", "--data-dir", &data_arg, "--json"])).await;
+    let status = crate::json(&status);
+    assert_eq!(status["consent"]["opted_out"], true, "{status}");
+    assert_eq!(
+        status["consent"]["accepted_hash"],
+        consent_hash().to_string()
+    );
+
+    // Opting in means accepting the text again; nobody can be asked here.
+    let refused = cli(args(&["node", "opt-in", "--data-dir", &data_arg])).await;
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("--accept-policy") && err.contains(&consent_hash().to_string()),
+        "{err}"
+    );
+    let wrong = cli(args(&[
+        "node",
+        "opt-in",
+        "--data-dir",
+        &data_arg,
+        "--accept-policy",
+        &Hash32::keccak(b"x").to_string(),
+    ]))
+    .await;
+    assert!(!wrong.status.success(), "a hash of another text is refused");
+    let opted_in = cli(args(&[
+        "node",
+        "opt-in",
+        "--data-dir",
+        &data_arg,
+        "--accept-policy",
+        &consent_hash().to_string(),
+        "--json",
+    ]))
+    .await;
+    assert!(
+        opted_in.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opted_in.stderr)
+    );
+    let reply = crate::json(&opted_in);
+    assert_eq!(
+        (reply["changed"].clone(), reply["opted_out"].clone()),
+        (true.into(), false.into())
+    );
+
+    // Heartbeats resume above the opt_out, and offers are taken again.
+    let resumed = peer
+        .wait("a heartbeat after the opt-in", None, |_, e| match e {
+            MeshEvent::Gossip { message, .. } if message.message.from == node_address => {
+                match &message.message.body {
+                    Body::Heartbeat(hb) => Some(hb.clone()),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .await;
+    assert!(
+        resumed.seq > restarted_seq,
+        "{} > {restarted_seq}",
+        resumed.seq
+    );
+    assert_eq!(resumed.policy, consent_hash());
+    let back_in = hash_offer(33, 10);
+    assert!(peer.offer(node_peer, &back_in).await.accept);
+    let (result, token) = peer
+        .wait(
+            "the result of a job taken after the opt-in",
+            Some(node_address),
+            |p, e| match e {
+                MeshEvent::Request {
+                    envelope, reply, ..
+                } => result_of(p, &envelope)
+                    .filter(|(_, r)| r.job == back_in.job)
+                    .map(|(_, r)| (r, reply)),
+                _ => None,
+            },
+        )
+        .await;
+    assert_eq!(result.status, ResultStatus::Ok);
+    // Acknowledged, so the stop below has nothing left to deliver.
+    let ack = peer.seal(Body::JobReply(JobReply::accepted(back_in.job, 1)));
+    peer.mesh.respond(token, ack).await.expect("ack sent");
+    assert!(
+        node.terminate(Duration::from_secs(20)),
+        "SIGTERM stops the node gracefully:\n{}",
+        node.log_text()
     );
 }

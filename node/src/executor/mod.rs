@@ -2,24 +2,29 @@
 //!
 //! Owns the [`Executor`] trait, the per-node registry [`Executors`] (which job types this build
 //! and this node's configuration can run), the node-side caps an offer must stay within
-//! ([`ExecutorCaps`]) and the two built-in executors: iterated keccak ([`HashExecutor`]) and
-//! sandboxed WebAssembly ([`WasmExecutor`], host interface documented in [`wasm`]).
+//! ([`ExecutorCaps`]) and the built-in executors: iterated keccak ([`HashExecutor`]), sandboxed
+//! WebAssembly ([`WasmExecutor`], host interface documented in [`wasm`]) and the bounded HTTP
+//! checks `link_health` and `robots_recheck` ([`HttpExecutor`], limits and target rules in
+//! [`http`]).
 //!
 //! It does not decide whether to accept an offer (trust, slots, opt-out) nor keep results: the
 //! job intake does, calling [`ExecutorCaps::admits`] and then [`Executors::run`] on a blocking
-//! thread (`spawn_blocking`), because every execution here is CPU-bound blocking code.
-//!
-//! HTTP job types (`link_health`, `robots_recheck`) have no executor in this module.
+//! thread (`spawn_blocking`), because every execution here is blocking code (CPU-bound, or an
+//! HTTP check driven to its end on that thread).
 
 pub mod bench;
 pub mod hash;
 mod host;
+pub mod http;
 pub mod kernel;
 pub mod wasm;
 
 use pocmesh_protocol::{Hash32, JobParams, JobSpec, JobType, Limits, Metering, ResultStatus};
 
+use std::sync::Arc;
+
 pub use self::hash::HashExecutor;
+pub use self::http::{HttpExecutor, HttpPolicy};
 pub use self::kernel::{KERNEL_WAT, kernel_input, kernel_native};
 pub use self::wasm::WasmExecutor;
 
@@ -192,6 +197,24 @@ pub enum ExecutorError {
     },
 }
 
+/// How the executors of one node are set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutorOptions {
+    /// The fuel a wasm job gets when its offer names no fuel limit.
+    pub default_fuel: u64,
+    /// The limits and target rules of HTTP checks.
+    pub http: HttpPolicy,
+}
+
+impl Default for ExecutorOptions {
+    fn default() -> Self {
+        ExecutorOptions {
+            default_fuel: ExecutorCaps::default().max_fuel,
+            http: HttpPolicy::default(),
+        }
+    }
+}
+
 /// The executors enabled on this node, one per job type.
 pub struct Executors {
     executors: Vec<Box<dyn Executor>>,
@@ -217,19 +240,38 @@ impl Executors {
         enabled: &[JobType],
         default_fuel: u64,
     ) -> Result<Self, ExecutorError> {
+        Self::with_options(
+            enabled,
+            &ExecutorOptions {
+                default_fuel,
+                ..ExecutorOptions::default()
+            },
+        )
+    }
+
+    /// As [`Executors::new`], set up with `options`.
+    pub fn with_options(
+        enabled: &[JobType],
+        options: &ExecutorOptions,
+    ) -> Result<Self, ExecutorError> {
         let mut types = enabled.to_vec();
         types.sort();
         types.dedup();
+        let http = Arc::new(options.http.clone());
         let mut executors: Vec<Box<dyn Executor>> = Vec::with_capacity(types.len());
         for job_type in types {
             match job_type {
                 JobType::Hash => executors.push(Box::new(HashExecutor)),
-                JobType::Wasm => {
-                    executors.push(Box::new(WasmExecutor::with_default_fuel(default_fuel)?))
+                JobType::Wasm => executors.push(Box::new(WasmExecutor::with_default_fuel(
+                    options.default_fuel,
+                )?)),
+                JobType::LinkHealth => {
+                    executors.push(Box::new(HttpExecutor::link_health(http.clone())))
                 }
-                JobType::LinkHealth | JobType::RobotsRecheck | JobType::Unknown => {
-                    return Err(ExecutorError::NoExecutor { job_type });
+                JobType::RobotsRecheck => {
+                    executors.push(Box::new(HttpExecutor::robots_recheck(http.clone())))
                 }
+                JobType::Unknown => return Err(ExecutorError::NoExecutor { job_type }),
             }
         }
         Ok(Executors { executors })
@@ -279,15 +321,20 @@ mod tests {
     }
 
     #[test]
-    fn http_job_types_are_refused_by_name() {
-        let err = Executors::new(&[JobType::Hash, JobType::LinkHealth]).expect_err("no executor");
+    fn http_job_types_have_executors_and_unknown_types_are_refused_by_name() {
+        let executors =
+            Executors::new(&[JobType::RobotsRecheck, JobType::Hash, JobType::LinkHealth])
+                .expect("http executors");
+        assert_eq!(
+            executors.enabled(),
+            vec![JobType::Hash, JobType::LinkHealth, JobType::RobotsRecheck]
+        );
+        let err = Executors::new(&[JobType::Hash, JobType::Unknown]).expect_err("no executor");
         assert!(
             err.to_string()
-                .starts_with("job type link_health has no executor in this build"),
+                .starts_with("job type unknown has no executor in this build"),
             "{err}"
         );
-        let err = Executors::new(&[JobType::RobotsRecheck]).expect_err("no executor");
-        assert!(err.to_string().contains("robots_recheck"), "{err}");
     }
 
     #[test]
