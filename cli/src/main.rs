@@ -47,6 +47,11 @@ enum Command {
     Job(cmd::job::JobCommand),
     /// List the nodes a dispatcher knows, online or not.
     Nodes(cmd::job::NodesArgs),
+    /// The dispatcher's allow-list of domains HTTP check jobs may touch.
+    #[command(subcommand)]
+    Allowlist(cmd::allowlist::AllowlistCommand),
+    /// Link and robots.txt health of a domain, from verified HTTP checks.
+    Health(cmd::health::HealthArgs),
     /// Benchmarks that write JSON reports.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -90,6 +95,8 @@ fn main() -> ExitCode {
         Command::Dispatcher(c) => cmd::dispatcher::run(c),
         Command::Job(c) => cmd::job::run(c),
         Command::Nodes(a) => cmd::job::nodes(a),
+        Command::Allowlist(c) => cmd::allowlist::run(c),
+        Command::Health(a) => cmd::health::run(a),
     };
     match result {
         Ok(code) => code,

@@ -162,6 +162,13 @@ impl Engine {
         }
         let lease_ms = self.lease_ms(&job.spec.limits);
         let spec = job.spec.clone();
+        if crate::community::target_domain(&spec.params).is_some() {
+            // One request to a domain per crawl delay: one attempt at a time, when its slot is due.
+            picks.truncate(1);
+            if !self.crawl_slot(&spec, now) {
+                return Assigned::NeedsMore;
+            }
+        }
         let mut offers = Vec::new();
         for node in &picks {
             let Some(view) = snapshot.iter_mut().find(|v| v.address == *node) else {
@@ -327,6 +334,7 @@ impl Engine {
     pub(crate) fn fail(&mut self, id: JobId, reason: String) {
         warn!(job = %id, %reason, "job failed");
         self.metrics.jobs_failed.inc();
+        self.record_health_failure(id, &reason);
         let all: Vec<u32> = self
             .jobs
             .get(&id)
@@ -335,6 +343,34 @@ impl Engine {
         self.discard_claims(id, &all, &reason);
         self.release_held(id);
         self.set_state(id, JobState::Failed { reason });
+    }
+
+    /// A node withdrew: the attempts it holds end without blame and their jobs go elsewhere.
+    pub(crate) fn hand_back(&mut self, node: Address) {
+        let held: Vec<(JobId, u32)> = self
+            .jobs
+            .values()
+            .flat_map(|j| j.attempts.iter().map(move |a| (j.id, a)))
+            .filter(|(_, a)| {
+                a.node == node
+                    && matches!(
+                        a.state,
+                        AttemptState::Offered | AttemptState::Running { .. }
+                    )
+            })
+            .map(|(id, a)| (id, a.n))
+            .collect();
+        for (id, n) in held {
+            info!(job = %id, attempt = n, %node, "lease handed back: the node opted out");
+            self.end_attempt(
+                id,
+                n,
+                AttemptState::Failed {
+                    error: "the node opted out".into(),
+                },
+                None,
+            );
+        }
     }
 
     /// Frees the nodes still holding attempts of a job that no longer needs them.

@@ -144,6 +144,7 @@ async fn run_in(
         nc.jobs.max_jobs = config.slots;
         nc.jobs.job_types = vec![JobType::Hash];
         nc.trust.dispatchers = vec![key.address()];
+        nc.accept_policy = Some(pocmesh_node::consent::consent_hash());
         nc.status.listen = "127.0.0.1:0".parse().map_err(|e| err(&e))?;
         nodes.spawn(pocmesh_node::run(nc, nodes_stop.clone()));
     }

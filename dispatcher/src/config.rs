@@ -44,6 +44,10 @@ pub struct DispatcherConfig {
     pub batch: BatchSettings,
     /// How often the dispatcher announces itself on gossip, ms.
     pub announce_ms: u64,
+    /// Take the network name from the chain's id at start (set when no name was given);
+    /// otherwise a name that does not match the chain stops start-up.
+    #[serde(skip)]
+    pub net_from_chain: bool,
 }
 
 /// `[api]`
@@ -55,8 +59,10 @@ pub struct ApiSettings {
     /// Bearer tokens allowed to submit jobs; empty means a token is generated at start and
     /// written to `<data-dir>/api.token`.
     pub tokens: Vec<String>,
-    /// Job submissions per token per minute.
+    /// Write requests (submissions, imports) per token per minute.
     pub rate_limit_per_minute: u32,
+    /// Requests of any kind per client address per minute.
+    pub client_rate_limit_per_minute: u32,
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
     /// The RPC URL shown to browsers (`/v1/info`, the dashboard reads units with it). Default:
@@ -71,6 +77,7 @@ impl Default for ApiSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8645)),
             tokens: Vec::new(),
             rate_limit_per_minute: 6_000,
+            client_rate_limit_per_minute: 12_000,
             max_body_bytes: 4 * 1024 * 1024,
             public_rpc: None,
         }
@@ -141,6 +148,7 @@ impl Default for DispatcherConfig {
             verify: VerifySettings::default(),
             batch: BatchSettings::default(),
             announce_ms: 30_000,
+            net_from_chain: false,
         }
     }
 }
@@ -184,8 +192,15 @@ impl DispatcherConfig {
                 format!("must be between 1 and {}", crate::scheduler::MAX_REDUNDANCY),
             ));
         }
+        // With the name still to come from the chain, devnet-only settings are checked once it
+        // is known (`run` validates again).
+        let net = if self.net_from_chain {
+            "devnet-"
+        } else {
+            self.network.net.as_str()
+        };
         self.verify
-            .validate(&self.network.net)
+            .validate(net)
             .map_err(|e| invalid("verify", e))?;
         if self.jobs.default_limits.max_fuel.is_none() {
             return Err(invalid(
@@ -204,6 +219,12 @@ impl DispatcherConfig {
         }
         if self.api.rate_limit_per_minute == 0 {
             return Err(invalid("api.rate_limit_per_minute", "must be above 0"));
+        }
+        if self.api.client_rate_limit_per_minute == 0 {
+            return Err(invalid(
+                "api.client_rate_limit_per_minute",
+                "must be above 0",
+            ));
         }
         if self.announce_ms < 1_000 {
             return Err(invalid("announce_ms", "must be at least 1000"));

@@ -118,7 +118,7 @@ fn api_tokens(config: &DispatcherConfig) -> Result<Vec<String>, DispatcherError>
 
 /// Runs a dispatcher with the chain's real recorder until `shutdown`.
 pub async fn run(
-    config: DispatcherConfig,
+    mut config: DispatcherConfig,
     shutdown: CancellationToken,
 ) -> Result<(), DispatcherError> {
     config.validate()?;
@@ -136,6 +136,24 @@ pub async fn run(
     // Refuse to start on an unreachable RPC or a key without the role: better now than at the
     // first batch.
     let client = ChainClient::connect(&rpc, &key, policy).await?;
+    let chain_net = pocmesh_protocol::topics::network_for_chain(client.chain_id());
+    if config.network.net != chain_net {
+        if !config.net_from_chain {
+            return Err(ConfigError::Invalid {
+                field: "network.net",
+                reason: format!(
+                    "network `{}` is not the network of the chain at {rpc} (chain id {}, network `{chain_net}`); pass --net {chain_net}, or leave --net out to take it from the chain",
+                    config.network.net,
+                    client.chain_id()
+                ),
+            }
+            .into());
+        }
+        info!(net = %chain_net, chain_id = client.chain_id(), "network name taken from the chain");
+        config.network.net = chain_net;
+    }
+    config.net_from_chain = false;
+    config.validate()?;
     let recorder = Recorder::new(client, contract).await?;
     info!(%rpc, %contract, dispatcher = %key.address(), "chain checked: DISPATCHER_ROLE held");
     run_with(config, key, Arc::new(recorder), shutdown).await
@@ -289,8 +307,10 @@ pub async fn start(
             engine: EngineHandle {
                 inputs: inputs.clone(),
             },
+            store: store.clone(),
             tokens,
             rate_limit_per_minute: config.api.rate_limit_per_minute,
+            client_rate_limit_per_minute: config.api.client_rate_limit_per_minute,
             max_body_bytes: config.api.max_body_bytes,
             default_limits: config.jobs.default_limits,
             metrics: metrics.clone(),

@@ -17,6 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::allowlist::{AllowList, CsvKind, ImportSummary};
+use crate::community::{CrawlSlots, ImportError};
 use crate::config::DispatcherConfig;
 use crate::lifecycle::{Credit, Job, JobState, STATE_NAMES};
 use crate::metrics::DispatcherMetrics;
@@ -131,6 +133,11 @@ pub(crate) enum Input {
         provider: Address,
         reason: String,
     },
+    AllowlistImport {
+        kind: CsvKind,
+        text: String,
+        reply: oneshot::Sender<Result<ImportSummary, ImportError>>,
+    },
     BatchLanded {
         batch: BatchId,
         tx: Hash32,
@@ -157,6 +164,10 @@ pub(crate) enum Input {
 pub(crate) enum Ack {
     Submit(oneshot::Sender<Result<JobId, SubmitError>>, JobId),
     Result(oneshot::Sender<JobReply>, JobReply),
+    Import(
+        oneshot::Sender<Result<ImportSummary, ImportError>>,
+        ImportSummary,
+    ),
 }
 
 /// The engine's state. Methods are spread over `engine.rs`, `assign.rs`, `verify.rs` and
@@ -186,6 +197,10 @@ pub(crate) struct Engine {
     pub(crate) audits: HashSet<JobId>,
     /// Results per node that wait for a verdict (a node on probation may have only a few).
     pub(crate) unverified: HashMap<Address, u32>,
+    /// Domains HTTP checks may touch.
+    pub(crate) allowlist: AllowList,
+    /// When each domain may next be requested (its crawl delay).
+    pub(crate) domain_next_ms: CrawlSlots,
     /// The secret behind audit draws (never logged, never sent).
     pub(crate) audit_key: AuditKey,
     /// When two results count as one operator's.
@@ -265,7 +280,12 @@ impl Engine {
             distinct_origins: config.verify.distinct_origins,
             loopback_quorum: config.verify.loopback_quorum,
         };
-        let mut policy = SchedulerPolicy::from_registry(&config.registry, None, independence);
+        // Nodes must have accepted the consent text this dispatcher announces.
+        let mut policy = SchedulerPolicy::from_registry(
+            &config.registry,
+            Some(pocmesh_node::consent::consent_hash()),
+            independence,
+        );
         policy.probation_outstanding = config.verify.probation_outstanding;
         let mut registry = NodeRegistry::with_policy(
             config.registry.clone(),
@@ -299,6 +319,8 @@ impl Engine {
             per_minute,
             audits: HashSet::new(),
             unverified: HashMap::new(),
+            allowlist: AllowList::default(),
+            domain_next_ms: CrawlSlots::new(),
             dirty: HashSet::new(),
             changes: Changes::default(),
             acks: Vec::new(),
@@ -312,15 +334,16 @@ impl Engine {
             shutdown,
             net,
         };
-        let claims: Vec<Address> = engine
+        engine.load_allowlist();
+        let claims: Vec<(JobId, Address)> = engine
             .jobs
             .values()
-            .flat_map(|j| &j.attempts)
-            .filter(|a| a.state == crate::lifecycle::AttemptState::Submitted)
-            .map(|a| a.node)
+            .flat_map(|j| j.attempts.iter().map(move |a| (j.id, a)))
+            .filter(|(_, a)| a.state == crate::lifecycle::AttemptState::Submitted)
+            .map(|(id, a)| (id, a.node))
             .collect();
-        for node in claims {
-            engine.claim_opened(node);
+        for (id, node) in claims {
+            engine.claim_opened(id, node);
         }
         for (_, id) in open {
             engine.recover_open_job(id);
@@ -393,8 +416,12 @@ impl Engine {
                 if self.registry.on_opt_out(from, &opt_out, unix_ms_now())
                     == RegistryChange::OptedOut
                 {
-                    info!(node = %from, "node opted out; it gets no new work");
+                    info!(node = %from, "node opted out; it gets no new work and its jobs go elsewhere");
+                    self.hand_back(from);
                 }
+            }
+            Input::AllowlistImport { kind, text, reply } => {
+                self.import_allowlist(kind, &text, reply);
             }
             Input::OfferAnswered {
                 job,
@@ -428,7 +455,12 @@ impl Engine {
                 let _ = reply.send(self.list_jobs(state.as_deref(), limit));
             }
             Input::Nodes { reply } => {
-                let _ = reply.send(self.registry.snapshot(unix_ms_now()));
+                let mut nodes = self.registry.snapshot(unix_ms_now());
+                for n in &mut nodes {
+                    n.policy_current = self.policy.required_policy.is_none_or(|p| p == n.policy);
+                    n.unverified = self.unverified.get(&n.address).copied().unwrap_or(0);
+                }
+                let _ = reply.send(nodes);
             }
             Input::Status { reply } => {
                 let _ = reply.send(self.status());
@@ -475,13 +507,27 @@ impl Engine {
         }
     }
 
-    /// One more result of `node` waits for a verdict.
-    pub(crate) fn claim_opened(&mut self, node: Address) {
-        *self.unverified.entry(node).or_default() += 1;
+    /// Whether a result of job `id` waiting for a verdict counts against its node's probation
+    /// limit: those that wait for the dispatcher's own run do. (A result waiting for a second
+    /// node does not: two new nodes checking each other must not block each other.)
+    fn counts_on_probation(&self, id: &JobId) -> bool {
+        self.jobs
+            .get(id)
+            .is_some_and(|j| pocmesh_protocol::http_check::reexecutable(j.spec.params.job_type()))
     }
 
-    /// One result of `node` got its verdict.
-    pub(crate) fn claim_settled(&mut self, node: Address) {
+    /// One more result of `node` (for job `id`) waits for a verdict.
+    pub(crate) fn claim_opened(&mut self, id: JobId, node: Address) {
+        if self.counts_on_probation(&id) {
+            *self.unverified.entry(node).or_default() += 1;
+        }
+    }
+
+    /// One result of `node` (for job `id`) got its verdict.
+    pub(crate) fn claim_settled(&mut self, id: JobId, node: Address) {
+        if !self.counts_on_probation(&id) {
+            return;
+        }
         if let Some(n) = self.unverified.get_mut(&node) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -585,11 +631,9 @@ impl Engine {
                     );
                 }
             }
-            other => {
-                return Err(format!(
-                    "job type `{}` is not dispatched by this dispatcher (hash, wasm)",
-                    other.job_type().as_str()
-                ));
+            pocmesh_protocol::JobParams::LinkHealth { .. }
+            | pocmesh_protocol::JobParams::RobotsRecheck { .. } => {
+                crate::community::check_http_spec(spec, &self.allowlist)?;
             }
         }
         Ok(())
@@ -674,8 +718,14 @@ impl Engine {
         }
         if let Err(e) = result {
             for ack in self.acks.drain(..) {
-                if let Ack::Submit(reply, _) = ack {
-                    let _ = reply.send(Err(SubmitError::Store(e.to_string())));
+                match ack {
+                    Ack::Submit(reply, _) => {
+                        let _ = reply.send(Err(SubmitError::Store(e.to_string())));
+                    }
+                    Ack::Import(reply, _) => {
+                        let _ = reply.send(Err(ImportError::Store(e.to_string())));
+                    }
+                    Ack::Result(..) => {}
                 }
             }
             self.outgoing.clear();
@@ -688,6 +738,9 @@ impl Engine {
                 }
                 Ack::Result(reply, answer) => {
                     let _ = reply.send(answer);
+                }
+                Ack::Import(reply, summary) => {
+                    let _ = reply.send(Ok(summary));
                 }
             }
         }

@@ -17,13 +17,16 @@
 //! - [`api`]: the HTTP API and its JSON types; [`api::EngineHandle`] for in-process callers.
 //! - [`metrics`]: Prometheus metrics.
 
+pub mod allowlist;
 pub mod api;
 mod assign;
 mod batcher;
 pub mod bench;
+pub mod community;
 pub mod config;
 pub mod daemon;
 mod engine;
+pub mod health;
 pub mod lifecycle;
 pub mod metrics;
 mod net;

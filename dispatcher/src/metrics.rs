@@ -58,6 +58,8 @@ pub struct DispatcherMetrics {
     pub credits_quarantined: Counter,
     /// Re-executions waiting for a worker.
     pub audit_queue: Gauge,
+    /// API requests refused by a rate limit (`client_rate_limited`, `token_rate_limited`).
+    pub api_refused: Family<EventLabel, Counter>,
 }
 
 impl DispatcherMetrics {
@@ -86,6 +88,7 @@ impl DispatcherMetrics {
             credits_reopened: Counter::default(),
             credits_quarantined: Counter::default(),
             audit_queue: Gauge::default(),
+            api_refused: Family::default(),
         };
         registry.register(
             "jobs_created",
@@ -162,6 +165,11 @@ impl DispatcherMetrics {
             "audit_queue",
             "Re-executions waiting for a worker",
             m.audit_queue.clone(),
+        );
+        registry.register(
+            "api_refused",
+            "API requests refused by a rate limit",
+            m.api_refused.clone(),
         );
         DispatcherMetrics { registry, ..m }
     }

@@ -145,6 +145,7 @@ async fn audit(executors: &Arc<Executors>, spec: JobSpec) -> AuditOutcome {
             job_type,
             execution.result_hash(),
             &execution.metering,
+            &execution.output,
         )),
     }
 }

@@ -240,6 +240,9 @@ pub struct NodeView {
     pub caps: Capabilities,
     /// Hash of the consent text it accepted.
     pub policy: Hash32,
+    /// Whether that is the consent text this dispatcher requires (filled in by the engine).
+    #[serde(default)]
+    pub policy_current: bool,
     /// Its software version.
     pub sw: String,
     /// Where its connection comes from (IPv4 /24, IPv6 /48), if known.
@@ -616,6 +619,7 @@ impl NodeRegistry {
             last_seen_ms: e.last_seen_ms,
             caps: e.caps.clone(),
             policy: e.policy,
+            policy_current: false,
             sw: e.sw.clone(),
             origin: self.origin(&e.address),
             opted_out: e.opted_out,

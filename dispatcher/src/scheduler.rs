@@ -288,6 +288,7 @@ mod tests {
                 slots_free: 4,
             },
             policy: consent(),
+            policy_current: true,
             sw: "0.1.0".into(),
             origin: Some(Origin::V4([10, 0, n])),
             opted_out: false,

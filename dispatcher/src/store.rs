@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
+use crate::allowlist::AllowEntry;
+use crate::health::{DomainHealth, UrlHealth};
 use crate::lifecycle::{Credit, Job, QuarantinedCredit};
 use crate::policy::{AuditKey, Exclusion, Standing};
 
@@ -114,6 +116,12 @@ pub struct Changes {
     pub wallets: Vec<(Address, Exclusion)>,
     /// Credits entering quarantine.
     pub quarantine: Vec<QuarantinedCredit>,
+    /// Allow-list entries to write.
+    pub allowlist: Vec<AllowEntry>,
+    /// URL health records to write.
+    pub health_urls: Vec<UrlHealth>,
+    /// Domain health records to write.
+    pub health_domains: Vec<DomainHealth>,
 }
 
 impl Changes {
@@ -127,11 +135,23 @@ impl Changes {
             && self.standings.is_empty()
             && self.wallets.is_empty()
             && self.quarantine.is_empty()
+            && self.allowlist.is_empty()
+            && self.health_urls.is_empty()
+            && self.health_domains.is_empty()
     }
 }
 
 const COUNTERS: &[u8] = b"counters";
 const AUDIT_KEY: &[u8] = b"audit_key";
+
+/// The URL health row key: domain, a zero byte, the URL (so a domain's URLs are one prefix).
+fn url_key(domain: &str, url: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(domain.len() + 1 + url.len());
+    k.extend_from_slice(domain.as_bytes());
+    k.push(0);
+    k.extend_from_slice(url.as_bytes());
+    k
+}
 
 /// The quarantine row key: job id then node address.
 fn quarantine_key(c: &Credit) -> [u8; 52] {
@@ -153,6 +173,9 @@ pub struct DispatcherStore {
     nodes: sled::Tree,
     wallets: sled::Tree,
     quarantine: sled::Tree,
+    allowlist: sled::Tree,
+    health_urls: sled::Tree,
+    health_domains: sled::Tree,
 }
 
 impl std::fmt::Debug for DispatcherStore {
@@ -196,6 +219,9 @@ impl DispatcherStore {
             nodes: db.open_tree("nodes").map_err(err)?,
             wallets: db.open_tree("wallets").map_err(err)?,
             quarantine: db.open_tree("quarantine").map_err(err)?,
+            allowlist: db.open_tree("allowlist").map_err(err)?,
+            health_urls: db.open_tree("health_urls").map_err(err)?,
+            health_domains: db.open_tree("health_domains").map_err(err)?,
             db,
             path,
         })
@@ -221,9 +247,23 @@ impl DispatcherStore {
             &self.nodes,
             &self.wallets,
             &self.quarantine,
+            &self.allowlist,
+            &self.health_urls,
+            &self.health_domains,
         )
             .transaction(
-                |(jobs, outbox, batches, meta, nodes, wallets, quarantine)| {
+                |(
+                    jobs,
+                    outbox,
+                    batches,
+                    meta,
+                    nodes,
+                    wallets,
+                    quarantine,
+                    allowlist,
+                    health_urls,
+                    health_domains,
+                )| {
                     for job in &changes.jobs {
                         jobs.insert(&job.id.as_bytes()[..], encode(job))?;
                     }
@@ -247,6 +287,15 @@ impl DispatcherStore {
                     }
                     for q in &changes.quarantine {
                         quarantine.insert(&quarantine_key(&q.credit)[..], encode(q))?;
+                    }
+                    for e in &changes.allowlist {
+                        allowlist.insert(e.domain.as_bytes(), encode(e))?;
+                    }
+                    for h in &changes.health_urls {
+                        health_urls.insert(url_key(&h.domain, &h.url), encode(h))?;
+                    }
+                    for d in &changes.health_domains {
+                        health_domains.insert(d.domain.as_bytes(), encode(d))?;
                     }
                     Ok::<(), ConflictableTransactionError<StoreError>>(())
                 },
@@ -355,6 +404,52 @@ impl DispatcherStore {
         rows.sort_by_key(|q| std::cmp::Reverse(q.at_ms));
         rows.truncate(limit);
         Ok((rows, total))
+    }
+
+    /// The allow-list.
+    pub fn allowlist(&self) -> Result<Vec<AllowEntry>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.allowlist.iter() {
+            let (_, v) = row.map_err(|e| self.err(e))?;
+            out.push(decode("allowlist", &v)?);
+        }
+        Ok(out)
+    }
+
+    /// One URL's health record.
+    pub fn url_health(&self, domain: &str, url: &str) -> Result<Option<UrlHealth>, StoreError> {
+        match self
+            .health_urls
+            .get(url_key(domain, url))
+            .map_err(|e| self.err(e))?
+        {
+            Some(b) => decode("health_urls", &b).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The health records of a domain's URLs, at most `limit`.
+    pub fn urls_of(&self, domain: &str, limit: usize) -> Result<Vec<UrlHealth>, StoreError> {
+        let mut prefix = domain.as_bytes().to_vec();
+        prefix.push(0);
+        let mut out = Vec::new();
+        for row in self.health_urls.scan_prefix(prefix).take(limit) {
+            let (_, v) = row.map_err(|e| self.err(e))?;
+            out.push(decode("health_urls", &v)?);
+        }
+        Ok(out)
+    }
+
+    /// A domain's health record.
+    pub fn domain_health(&self, domain: &str) -> Result<Option<DomainHealth>, StoreError> {
+        match self
+            .health_domains
+            .get(domain.as_bytes())
+            .map_err(|e| self.err(e))?
+        {
+            Some(b) => decode("health_domains", &b).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Every batch.

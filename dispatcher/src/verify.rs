@@ -11,7 +11,7 @@
 
 use pocmesh_protocol::{
     Address, DeclineReason, Hash32, JobId, JobReply, JobResult, ResultStatus, UnitsRule,
-    check_metering, credited_units, keccak256, unix_ms_now,
+    check_metering, credited_units, http_check, keccak256, unix_ms_now,
 };
 use tokio::sync::oneshot;
 use tracing::{info, warn};
@@ -39,12 +39,22 @@ fn refused(job: JobId, attempt: u32) -> JobReply {
     JobReply::declined(job, attempt, DeclineReason::InvalidOffer)
 }
 
-/// The key a result is compared by, under the units rule of its job type.
+/// The key a result is compared by, under the units rule of its job type: the output hash,
+/// fuel and size for deterministic types; for HTTP checks, what independent fetches can agree
+/// on ([`pocmesh_protocol::http_check::comparable`]).
 pub(crate) fn result_key(
     job_type: pocmesh_protocol::JobType,
     result_hash: Hash32,
     metering: &pocmesh_protocol::Metering,
+    output: &[u8],
 ) -> ResultKey {
+    if !http_check::reexecutable(job_type) {
+        return ResultKey {
+            result_hash: http_check::comparable(job_type, output).unwrap_or(result_hash),
+            fuel: 0,
+            bytes: 0,
+        };
+    }
     let compared = UnitsRule::of(job_type).fuel_is_compared();
     ResultKey {
         result_hash,
@@ -148,6 +158,10 @@ impl Engine {
             Some("result_hash is not the keccak256 of the output".to_string())
         } else if let Err(e) = check_metering(&spec, output_len, &result.metering) {
             Some(format!("metering contradicts the job: {e}"))
+        } else if !http_check::reexecutable(spec.params.job_type())
+            && let Err(e) = http_check::check_report(&spec, &output)
+        {
+            Some(format!("not an answer to this job: {e}"))
         } else {
             None
         };
@@ -178,7 +192,7 @@ impl Engine {
                 received_ms: now,
             });
         }
-        self.claim_opened(from);
+        self.claim_opened(id, from);
         self.touch(id);
         self.refresh_open_state(id);
         self.acks
@@ -199,7 +213,7 @@ impl Engine {
             reason: reason.clone(),
         };
         if was_claim {
-            self.claim_settled(node);
+            self.claim_settled(id, node);
         }
         self.touch(id);
         self.metrics.results_wrong.inc();
@@ -245,7 +259,7 @@ impl Engine {
                 }
             }
             for n in reopened {
-                self.claim_opened(n);
+                self.claim_opened(id, n);
             }
             warn!(job = %id, %node, "credit reopened: its node was proven wrong elsewhere");
             self.metrics.credits_reopened.inc();
@@ -295,7 +309,7 @@ impl Engine {
                             wallet: a.wallet,
                             origin: a.origin,
                         },
-                        key: result_key(job_type, r.result_hash, &r.metering),
+                        key: result_key(job_type, r.result_hash, &r.metering, &r.output),
                         audit_rate: self.registry.audit_rate(&a.node, &a.wallet, units),
                     })
                 })
@@ -326,6 +340,7 @@ impl Engine {
                 outstanding,
                 audit,
                 reverify: job.reverify,
+                reexecutable: http_check::reexecutable(job_type),
                 claims: &claims,
             };
             match decide(&facts, &self.independence, &self.audit_key) {
@@ -405,7 +420,12 @@ impl Engine {
                     .filter(|a| a.state == AttemptState::Submitted)
                     .filter_map(|a| a.result.as_ref())
                     .all(|r| {
-                        result_key(job.spec.params.job_type(), r.result_hash, &r.metering) == key
+                        result_key(
+                            job.spec.params.job_type(),
+                            r.result_hash,
+                            &r.metering,
+                            &r.output,
+                        ) == key
                     });
                 DispatcherMetrics::count(
                     &self.metrics.reexecutions,
@@ -480,6 +500,7 @@ impl Engine {
         }
         job.result_hash = Some(key.result_hash);
         job.reverify = false;
+        let http = !http_check::reexecutable(job.spec.params.job_type());
         let mut outbox_credits = Vec::new();
         let mut quarantined = Vec::new();
         for credit in credits {
@@ -495,13 +516,16 @@ impl Engine {
         job.credits = outbox_credits.clone();
         job.quarantined.extend(quarantined.iter().cloned());
         for node in settled {
-            self.claim_settled(node);
+            self.claim_settled(id, node);
         }
         if !again {
             for (node, units) in accepted_nodes {
                 self.registry
                     .record_accepted(node, checked, audited, units, now);
             }
+        }
+        if http && !again {
+            self.record_health(id);
         }
         self.release_held(id);
         for q in quarantined {
@@ -559,7 +583,7 @@ impl Engine {
             }
         }
         for node in settled {
-            self.claim_settled(node);
+            self.claim_settled(id, node);
         }
         self.touch(id);
     }
@@ -623,13 +647,16 @@ mod tests {
             ms: 5,
             bytes: 3,
         };
-        assert_eq!(result_key(JobType::Wasm, Hash32::ZERO, &m).fuel, 77);
-        assert_eq!(result_key(JobType::Hash, Hash32::ZERO, &m).fuel, 77);
-        assert_eq!(result_key(JobType::LinkHealth, Hash32::ZERO, &m).fuel, 0);
+        assert_eq!(result_key(JobType::Wasm, Hash32::ZERO, &m, &[]).fuel, 77);
+        assert_eq!(result_key(JobType::Hash, Hash32::ZERO, &m, &[]).fuel, 77);
+        assert_eq!(
+            result_key(JobType::LinkHealth, Hash32::ZERO, &m, &[]).fuel,
+            0
+        );
         let other_ms = Metering { ms: 900, ..m };
         assert_eq!(
-            result_key(JobType::Wasm, Hash32::ZERO, &m),
-            result_key(JobType::Wasm, Hash32::ZERO, &other_ms),
+            result_key(JobType::Wasm, Hash32::ZERO, &m, &[]),
+            result_key(JobType::Wasm, Hash32::ZERO, &other_ms, &[]),
             "wall-clock time is never compared"
         );
     }

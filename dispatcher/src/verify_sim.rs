@@ -655,6 +655,7 @@ fn trial(config: &SimConfig, scenario: &Scenario, seed: u64, tally: &mut Tally) 
                 outstanding: 0,
                 audit,
                 reverify: false,
+                reexecutable: true,
                 claims: &claims,
             };
             match decide(&facts, &w.rule, &key) {

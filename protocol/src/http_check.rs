@@ -160,6 +160,20 @@ pub fn host_of(url: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
+/// A robots re-check's `domain` split into its host (lower case) and optional port
+/// (`example.org`, or `localhost:8080` on a devnet); `None` when it is not that shape.
+pub fn split_domain(domain: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = match domain.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, Some(p.parse::<u16>().ok()?)),
+        Some(_) => return None,
+        None => (domain, None),
+    };
+    if host.is_empty() || host.contains(['/', '@', '?', '#', '[', ']']) {
+        return None;
+    }
+    Some((host.to_ascii_lowercase(), port))
+}
+
 /// Checks that `output` is a report answering exactly `spec`'s question.
 pub fn check_report(spec: &JobSpec, output: &[u8]) -> Result<(), ReportError> {
     match &spec.params {
@@ -258,17 +272,38 @@ mod tests {
 
     #[test]
     fn hosts_are_read_from_urls() {
-        assert_eq!(host_of("https://Example.org:8443/a?b#c").as_deref(), Some("example.org"));
-        assert_eq!(host_of("http://user:pw@host.test/").as_deref(), Some("host.test"));
+        assert_eq!(
+            host_of("https://Example.org:8443/a?b#c").as_deref(),
+            Some("example.org")
+        );
+        assert_eq!(
+            host_of("http://user:pw@host.test/").as_deref(),
+            Some("host.test")
+        );
         assert_eq!(host_of("http://[::1]:80/").as_deref(), Some("::1"));
         assert_eq!(host_of("https:///nohost"), None);
     }
 
     #[test]
     fn link_checks_agree_on_class_host_and_expectation_not_on_timing() {
-        let a = encode(&link("https://a.test/x", Some(200), "https://www.a.test/x", 40));
-        let b = encode(&link("https://a.test/x", Some(204), "https://www.a.test/y", 900));
-        let c = encode(&link("https://a.test/x", Some(404), "https://www.a.test/x", 40));
+        let a = encode(&link(
+            "https://a.test/x",
+            Some(200),
+            "https://www.a.test/x",
+            40,
+        ));
+        let b = encode(&link(
+            "https://a.test/x",
+            Some(204),
+            "https://www.a.test/y",
+            900,
+        ));
+        let c = encode(&link(
+            "https://a.test/x",
+            Some(404),
+            "https://www.a.test/x",
+            40,
+        ));
         let d = encode(&link("https://a.test/x", None, "https://a.test/x", 40));
         let key = |o: &[u8]| comparable(JobType::LinkHealth, o).expect("report");
         assert_ne!(a, b, "not byte for byte");
@@ -291,7 +326,10 @@ mod tests {
         let ok = encode(&link("https://a.test/x", Some(200), "https://a.test/x", 1));
         assert_eq!(check_report(&spec, &ok), Ok(()));
         let other = encode(&link("https://b.test/", Some(200), "https://b.test/", 1));
-        assert_eq!(check_report(&spec, &other), Err(ReportError::Mismatch { what: "url" }));
+        assert_eq!(
+            check_report(&spec, &other),
+            Err(ReportError::Mismatch { what: "url" })
+        );
         let mut liar = link("https://a.test/x", Some(200), "https://a.test/x", 1);
         liar.reachable = false;
         assert!(check_report(&spec, &encode(&liar)).is_err());
@@ -336,6 +374,21 @@ mod tests {
         let mut slower = report.clone();
         slower.latency_ms = 500;
         assert_eq!(key(&report), key(&slower));
+    }
+
+    #[test]
+    fn robots_domains_may_carry_a_port() {
+        assert_eq!(
+            split_domain("Example.org"),
+            Some(("example.org".into(), None))
+        );
+        assert_eq!(
+            split_domain("localhost:8080"),
+            Some(("localhost".into(), Some(8080)))
+        );
+        assert_eq!(split_domain("x.org:http"), None);
+        assert_eq!(split_domain("https://x.org"), None);
+        assert_eq!(split_domain(""), None);
     }
 
     #[test]

@@ -452,6 +452,7 @@ async fn up_inner(
     }
     progress(Progress::Step("starting the volunteer nodes"));
     for node in &nodes {
+        let consent = pocmesh_node::consent::consent_hash().to_string();
         let args: Vec<String> = [
             "node",
             "run",
@@ -476,6 +477,10 @@ async fn up_inner(
             &hb,
             "--max-jobs",
             "2",
+            // The developer running a local network is its nodes' volunteer; the text is
+            // `pocmesh node run --show-consent`.
+            "--accept-policy",
+            &consent,
         ]
         .iter()
         .map(|s| s.to_string())

@@ -105,6 +105,9 @@ fn build_config(a: &RunArgs) -> anyhow::Result<DispatcherConfig> {
     if let Some(d) = &a.data_dir {
         c.data_dir = d.clone();
     }
+    // No name given anywhere: the chain's id decides it at start.
+    c.net_from_chain =
+        a.net.net.is_none() && c.network.net == pocmesh_mesh::NetSettings::default().net;
     a.net.apply(&mut c.network);
     if let Some(n) = a.batch_max {
         c.batch.max_credits = n;

@@ -1,5 +1,5 @@
-//! `pocmesh job submit|status|list` and `pocmesh nodes`: the dispatcher's HTTP API from the
-//! command line.
+//! `pocmesh job submit|generate|status|list` and `pocmesh nodes`: the dispatcher's HTTP API from
+//! the command line.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,28 +10,18 @@ use clap::{Args, Subcommand};
 use pocmesh_dispatcher::api::{JobView, SubmitRequest, Submitted};
 use pocmesh_dispatcher::registry::NodeView;
 use pocmesh_protocol::{Bytes, Hash32};
-use serde::de::DeserializeOwned;
 
+use super::api_client::{ApiArgs, TokenArgs, get, read};
 use super::chain_args::runtime;
 use crate::output::print_json;
-
-/// Where the dispatcher's API is.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct ApiArgs {
-    /// The dispatcher's API URL.
-    #[arg(
-        long,
-        env = "POCMESH_API",
-        default_value = "http://127.0.0.1:8645",
-        value_name = "URL"
-    )]
-    api: String,
-}
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum JobCommand {
     /// Submit a job; prints its id (and, with --wait, the transaction that credited it).
     Submit(Box<SubmitArgs>),
+    /// Turn a list of URLs (link-health) or the allow-list (robots-recheck) into HTTP check jobs.
+    #[command(subcommand)]
+    Generate(super::job_generate::GenerateCommand),
     /// Show one job: state, attempts, nodes, result, transaction.
     Status(StatusArgs),
     /// List jobs, newest first.
@@ -42,20 +32,27 @@ pub(crate) enum JobCommand {
 pub(crate) struct SubmitArgs {
     #[command(flatten)]
     api: ApiArgs,
-    /// API bearer token (the dispatcher writes it to <data-dir>/api.token).
-    #[arg(
-        long,
-        env = "POCMESH_API_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
-    token: Option<String>,
-    /// Read the token from this file instead.
-    #[arg(long, value_name = "FILE", conflicts_with = "token")]
-    token_file: Option<PathBuf>,
-    /// Job type: hash or wasm.
+    #[command(flatten)]
+    token: TokenArgs,
+    /// Job type: hash, wasm, link_health or robots_recheck.
     #[arg(long = "type", value_name = "TYPE")]
     job_type: String,
+    /// link_health: the URL to check (its domain must be on the allow-list).
+    #[arg(long, value_name = "URL", required_if_eq("job_type", "link_health"))]
+    url: Option<String>,
+    /// link_health: the status expected [default: any 2xx].
+    #[arg(long, value_name = "CODE")]
+    expected_status: Option<u16>,
+    /// robots_recheck: the domain whose robots.txt to re-check.
+    #[arg(
+        long,
+        value_name = "DOMAIN",
+        required_if_eq("job_type", "robots_recheck")
+    )]
+    domain: Option<String>,
+    /// robots_recheck: paths to ask about (repeat, or comma-separate).
+    #[arg(long = "path", value_name = "PATH", value_delimiter = ',')]
+    paths: Vec<String>,
     /// hash: iterations of keccak256.
     #[arg(long, value_name = "N", required_if_eq("job_type", "hash"))]
     iterations: Option<u64>,
@@ -119,56 +116,25 @@ pub(crate) struct NodesArgs {
     json: bool,
 }
 
-/// Reads an API answer, turning the dispatcher's JSON errors into messages.
-async fn read<T: DeserializeOwned>(resp: reqwest::Response, url: &str) -> anyhow::Result<T> {
-    let status = resp.status();
-    let body = resp
-        .bytes()
-        .await
-        .with_context(|| format!("reading {url}"))?;
-    if !status.is_success() {
-        let msg = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        bail!("{url}: {status}: {msg}");
-    }
-    serde_json::from_slice(&body).with_context(|| format!("{url}: unexpected answer"))
-}
-
-async fn get<T: DeserializeOwned>(client: &reqwest::Client, url: &str) -> anyhow::Result<T> {
-    let resp = client
-        .get(url)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .with_context(|| format!("no dispatcher answers at {url}; is `pocmesh dispatcher run` (or `pocmesh testnet up`) running? Pass --api URL"))?;
-    read(resp, url).await
-}
-
 pub(crate) fn run(command: JobCommand) -> anyhow::Result<ExitCode> {
     match command {
         JobCommand::Submit(a) => submit(*a),
+        JobCommand::Generate(c) => super::job_generate::run(c),
         JobCommand::Status(a) => status(a),
         JobCommand::List(a) => list(a),
     }
 }
 
 fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let token = match (&a.token, &a.token_file) {
-        (Some(t), _) => t.clone(),
-        (None, Some(f)) => std::fs::read_to_string(f)
-            .with_context(|| format!("reading the token file {}", f.display()))?
-            .trim()
-            .to_string(),
-        (None, None) => bail!(
-            "a token is needed: --token TOKEN, --token-file FILE or POCMESH_API_TOKEN (the dispatcher writes it to <data-dir>/api.token)"
-        ),
-    };
+    let token = a.token.resolve()?;
     let read_file =
         |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     let request = SubmitRequest {
         job_type: a.job_type.clone(),
+        url: a.url.clone(),
+        expected_status: a.expected_status,
+        domain: a.domain.clone(),
+        paths: a.paths.clone(),
         iterations: a.iterations,
         seed: a.seed,
         module: a.module.as_ref().map(read_file).transpose()?.map(Bytes),

@@ -1,6 +1,8 @@
 //! Tests of the `pocmesh` binary as a user runs it.
 
 mod chain;
+mod community;
+mod consent;
 mod inspect;
 mod keys;
 mod network;

@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::support::{Chain, Daemon, args, eventually, free_port};
 
 const NET: &str = "devnet-551";
-const TOKEN: &str = "test-token-0123456789";
+pub(crate) const TOKEN: &str = "test-token-0123456789";
 
 /// A dispatcher and its nodes as processes.
 pub(crate) struct Mesh {
@@ -28,7 +28,9 @@ pub(crate) struct Mesh {
     pub(crate) wallets: Vec<Address>,
     pub(crate) api: String,
     pub(crate) bootstrap: String,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
+    /// Extra flags every node started from now on gets.
+    pub(crate) node_args: Vec<String>,
 }
 
 impl Mesh {
@@ -100,6 +102,7 @@ impl Mesh {
             api: format!("http://127.0.0.1:{api_port}"),
             bootstrap,
             http: reqwest::Client::new(),
+            node_args: Vec::new(),
         };
         mesh.add_nodes(n).await;
         mesh
@@ -113,35 +116,35 @@ impl Mesh {
             let wallet = Address::from([0x40 + i as u8; 20]);
             self.wallets.push(wallet);
             let name = format!("node-{}", i + 1);
-            self.nodes.push(Daemon::start(
-                &name,
-                &args(&[
-                    "node",
-                    "run",
-                    "--wallet",
-                    &wallet.to_string(),
-                    "--data-dir",
-                    &self.dir.join(&name).display().to_string(),
-                    "--net",
-                    NET,
-                    "--bootstrap",
-                    &self.bootstrap,
-                    "--listen",
-                    "/ip4/127.0.0.1/tcp/0",
-                    "--no-mdns",
-                    "--status",
-                    "127.0.0.1:0",
-                    "--rpc",
-                    &self.chain.rpc,
-                    "--contract",
-                    &self.chain.contract.to_string(),
-                    "--heartbeat-ms",
-                    "1000",
-                    "--max-jobs",
-                    "4",
-                ]),
-                &self.dir,
-            ));
+            let mut node_args = args(&[
+                "node",
+                "run",
+                "--wallet",
+                &wallet.to_string(),
+                "--data-dir",
+                &self.dir.join(&name).display().to_string(),
+                "--net",
+                NET,
+                "--bootstrap",
+                &self.bootstrap,
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--no-mdns",
+                "--status",
+                "127.0.0.1:0",
+                "--rpc",
+                &self.chain.rpc,
+                "--contract",
+                &self.chain.contract.to_string(),
+                "--heartbeat-ms",
+                "1000",
+                "--max-jobs",
+                "4",
+                "--accept-policy",
+                &pocmesh_node::consent::consent_hash().to_string(),
+            ]);
+            node_args.extend(self.node_args.iter().cloned());
+            self.nodes.push(Daemon::start(&name, &node_args, &self.dir));
         }
         self.wait_online(self.nodes.len()).await;
     }

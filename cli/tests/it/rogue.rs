@@ -80,12 +80,46 @@ pub(crate) async fn spawn(wallet: Address, bootstrap: &str, lie: Lie) -> Rogue {
     spawn_with_key(SecretKey::generate().expect("key"), wallet, bootstrap, lie).await
 }
 
+/// As [`spawn`], announcing `policy` as the consent text its volunteer accepted.
+pub(crate) async fn spawn_with_policy(
+    wallet: Address,
+    bootstrap: &str,
+    lie: Lie,
+    policy: Hash32,
+) -> Rogue {
+    start(
+        SecretKey::generate().expect("key"),
+        wallet,
+        bootstrap,
+        lie,
+        policy,
+    )
+    .await
+}
+
 /// As [`spawn`], with a given key.
 pub(crate) async fn spawn_with_key(
     key: SecretKey,
     wallet: Address,
     bootstrap: &str,
     lie: Lie,
+) -> Rogue {
+    start(
+        key,
+        wallet,
+        bootstrap,
+        lie,
+        pocmesh_node::consent::consent_hash(),
+    )
+    .await
+}
+
+async fn start(
+    key: SecretKey,
+    wallet: Address,
+    bootstrap: &str,
+    lie: Lie,
+    policy: Hash32,
 ) -> Rogue {
     let stop = CancellationToken::new();
     let mut config = MeshConfig::new(NET);
@@ -103,7 +137,13 @@ pub(crate) async fn spawn_with_key(
         answers: Arc::new(Mutex::new(Vec::new())),
         stop: stop.clone(),
     };
-    tokio::spawn(heartbeats(mesh.clone(), key.clone(), wallet, stop.clone()));
+    tokio::spawn(heartbeats(
+        mesh.clone(),
+        key.clone(),
+        wallet,
+        policy,
+        stop.clone(),
+    ));
     tokio::spawn(serve(
         mesh,
         events,
@@ -116,7 +156,13 @@ pub(crate) async fn spawn_with_key(
     rogue
 }
 
-async fn heartbeats(mesh: MeshHandle, key: SecretKey, wallet: Address, stop: CancellationToken) {
+async fn heartbeats(
+    mesh: MeshHandle,
+    key: SecretKey,
+    wallet: Address,
+    policy: Hash32,
+    stop: CancellationToken,
+) {
     let mut seq = 0;
     while !stop.is_cancelled() {
         seq += 1;
@@ -132,7 +178,7 @@ async fn heartbeats(mesh: MeshHandle, key: SecretKey, wallet: Address, stop: Can
                 slots_total: 8,
                 slots_free: 8,
             },
-            policy: pocmesh_node::consent::consent_hash(),
+            policy,
             sw: "rogue/0".into(),
         };
         let _ = mesh
@@ -143,6 +189,16 @@ async fn heartbeats(mesh: MeshHandle, key: SecretKey, wallet: Address, stop: Can
             _ = tokio::time::sleep(Duration::from_millis(700)) => {}
         }
     }
+}
+
+/// The replaying rogue's first job, as it goes.
+enum FirstJob {
+    /// No offer yet.
+    Unclaimed,
+    /// Being run honestly.
+    Running,
+    /// Its result.
+    Done(First),
 }
 
 /// What the rogue remembers of its first, honest job.
@@ -167,7 +223,7 @@ async fn serve(
         max_skew_ms: 30_000,
     };
     let executors = Arc::new(Executors::new(&[JobType::Hash, JobType::Wasm]).expect("executors"));
-    let first: Arc<Mutex<Option<First>>> = Arc::new(Mutex::new(None));
+    let first: Arc<Mutex<FirstJob>> = Arc::new(Mutex::new(FirstJob::Unclaimed));
     loop {
         let event = tokio::select! {
             _ = stop.cancelled() => return,
@@ -271,7 +327,7 @@ async fn act(
     offer: JobOffer,
     lie: Lie,
     executors: Arc<Executors>,
-    first: Arc<Mutex<Option<First>>>,
+    first: Arc<Mutex<FirstJob>>,
 ) {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let spec = offer.spec.clone();
@@ -295,11 +351,16 @@ async fn act(
             ctx.send("wrong", env).await;
         }
         Lie::Replay => {
-            let previous = first.lock().ok().and_then(|f| {
-                f.as_ref()
-                    .map(|f| (f.envelope.clone(), f.output.clone(), f.metering))
+            // Exactly one offer is the honest first job, even when two arrive together: the
+            // first to look claims it; the others wait until its result exists.
+            let claimed = first.lock().is_ok_and(|mut f| match *f {
+                FirstJob::Unclaimed => {
+                    *f = FirstJob::Running;
+                    true
+                }
+                _ => false,
             });
-            let Some((envelope, output, metering)) = previous else {
+            if claimed {
                 let env = ctx.result(
                     &offer,
                     offer.attempt,
@@ -307,13 +368,27 @@ async fn act(
                     honest.metering,
                 );
                 if let Ok(mut f) = first.lock() {
-                    *f = Some(First {
+                    *f = FirstJob::Done(First {
                         envelope: env.clone(),
                         output: honest.output,
                         metering: honest.metering,
                     });
                 }
                 ctx.send("honest", env).await;
+                return;
+            }
+            let mut previous = None;
+            for _ in 0..100 {
+                previous = first.lock().ok().and_then(|f| match &*f {
+                    FirstJob::Done(f) => Some((f.envelope.clone(), f.output.clone(), f.metering)),
+                    _ => None,
+                });
+                if previous.is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let Some((envelope, output, metering)) = previous else {
                 return;
             };
             // An attempt it was never offered.

@@ -1,6 +1,9 @@
 //! The HTTP API (axum), 127.0.0.1 by default: submit jobs (bearer token, per-token rate limit),
-//! read jobs, nodes and network status, Prometheus metrics. Errors are JSON
-//! `{"error": "...", "code": "..."}` with a status code that says whose fault it was.
+//! read jobs, nodes and network status, Prometheus metrics; the allow-list and link health live
+//! in [`community`]. Every request counts against a per-client-address rate limit. Errors are
+//! JSON `{"error": "...", "code": "..."}` with a status code that says whose fault it was.
+
+pub mod community;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -8,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -25,14 +29,27 @@ use crate::engine::{Input, StatusView, SubmitError};
 use crate::lifecycle::{AttemptState, AuditRecord, Job, JobState};
 use crate::metrics::DispatcherMetrics;
 use crate::registry::NodeView;
+use crate::store::DispatcherStore;
 
 /// A job submission (`POST /v1/jobs`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
-    /// `hash` or `wasm`.
+    /// `hash`, `wasm`, `link_health` or `robots_recheck`.
     #[serde(rename = "type")]
     pub job_type: String,
+    /// link_health: the URL (its domain must be on the allow-list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// link_health: the status expected (any 2xx when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_status: Option<u16>,
+    /// robots_recheck: the domain (on the allow-list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// robots_recheck: paths to ask about.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
     /// hash: iterations of keccak256.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iterations: Option<u64>,
@@ -45,7 +62,8 @@ pub struct SubmitRequest {
     /// wasm: the input, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<Bytes>,
-    /// Nodes that must agree (default: 2 when enough nodes are online, else 1).
+    /// Independent nodes that must agree (default 1; the dispatcher checks by re-execution or,
+    /// for HTTP checks, by asking another node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redundancy: Option<u32>,
     /// Limits (default: the dispatcher's `[jobs] default_limits`).
@@ -65,9 +83,20 @@ impl SubmitRequest {
                 module: self.module.clone().ok_or("wasm jobs need `module` (hex)")?,
                 input: self.input.clone().unwrap_or_default(),
             },
+            "link_health" => JobParams::LinkHealth {
+                url: self.url.clone().ok_or("link_health jobs need `url`")?,
+                expected_status: self.expected_status,
+            },
+            "robots_recheck" => JobParams::RobotsRecheck {
+                domain: self
+                    .domain
+                    .clone()
+                    .ok_or("robots_recheck jobs need `domain`")?,
+                paths: self.paths.clone(),
+            },
             other => {
                 return Err(format!(
-                    "unknown job type `{other}`; this dispatcher runs hash and wasm"
+                    "unknown job type `{other}`; one of hash, wasm, link_health, robots_recheck"
                 ));
             }
         };
@@ -358,20 +387,39 @@ impl EngineHandle {
     }
 }
 
-/// A per-token token bucket.
+/// Token buckets per key (a token, a client address), bounded in number.
 #[derive(Debug)]
 struct RateLimiter {
     per_minute: f64,
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
 }
 
+/// Most keys a limiter remembers; when full, keys whose bucket has refilled are forgotten.
+const LIMITER_KEYS: usize = 100_000;
+
 impl RateLimiter {
+    fn new(per_minute: u32) -> Self {
+        RateLimiter {
+            per_minute: f64::from(per_minute),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
     fn allow(&self, token: &str) -> bool {
         let Ok(mut buckets) = self.buckets.lock() else {
             return false;
         };
         let now = Instant::now();
         let capacity = self.per_minute.max(1.0);
+        if buckets.len() >= LIMITER_KEYS && !buckets.contains_key(token) {
+            let per_s = self.per_minute / 60.0;
+            buckets.retain(|_, (level, at)| {
+                *level + now.duration_since(*at).as_secs_f64() * per_s < capacity
+            });
+            if buckets.len() >= LIMITER_KEYS {
+                return false;
+            }
+        }
         let entry = buckets.entry(token.to_string()).or_insert((capacity, now));
         let refill = now.duration_since(entry.1).as_secs_f64() * self.per_minute / 60.0;
         entry.0 = (entry.0 + refill).min(capacity);
@@ -387,11 +435,62 @@ impl RateLimiter {
 
 struct ApiState {
     engine: EngineHandle,
+    store: DispatcherStore,
     tokens: Vec<String>,
     limiter: RateLimiter,
+    clients: RateLimiter,
     default_limits: Limits,
     metrics: Arc<DispatcherMetrics>,
     info: serde_json::Value,
+}
+
+/// Every request counts against its client address's bucket.
+async fn per_client(
+    State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !s.clients.allow(&peer.ip().to_string()) {
+        DispatcherMetrics::count(&s.metrics.api_refused, "client_rate_limited");
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "too many requests from {}; at most {:.0} a minute per client address, slow down",
+                peer.ip(),
+                s.clients.per_minute
+            ),
+        );
+    }
+    next.run(request).await
+}
+
+/// The answer refusing a write request without one of our tokens (or over its rate), if any.
+fn refusal(s: &ApiState, headers: &HeaderMap) -> Option<Response> {
+    let Some(token) = bearer(headers) else {
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            "missing_token",
+            "send `Authorization: Bearer <token>` (the token is in the dispatcher's data dir, api.token)",
+        ));
+    };
+    if !s.tokens.iter().any(|t| same(t, token)) {
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            "bad_token",
+            "the bearer token is not valid",
+        ));
+    }
+    if !s.limiter.allow(token) {
+        DispatcherMetrics::count(&s.metrics.api_refused, "token_rate_limited");
+        return Some(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests for this token; slow down and retry",
+        ));
+    }
+    None
 }
 
 /// A JSON error.
@@ -426,26 +525,8 @@ async fn submit(
     headers: HeaderMap,
     body: Result<Json<SubmitRequest>, JsonRejection>,
 ) -> Response {
-    let Some(token) = bearer(&headers) else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "missing_token",
-            "send `Authorization: Bearer <token>` (the token is in the dispatcher's data dir, api.token)",
-        );
-    };
-    if !s.tokens.iter().any(|t| same(t, token)) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "bad_token",
-            "the bearer token is not valid",
-        );
-    }
-    if !s.limiter.allow(token) {
-        return error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many submissions for this token; slow down and retry",
-        );
+    if let Some(refused) = refusal(&s, &headers) {
+        return refused;
     }
     let req = match body {
         Ok(Json(r)) => r,
@@ -542,7 +623,7 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
 }
 
 /// The Provider Hub: one static page over this API and the chain's RPC.
-const DASHBOARD: &str = include_str!("../assets/dashboard.html");
+const DASHBOARD: &str = include_str!("../../assets/dashboard.html");
 
 async fn dashboard() -> Response {
     (
@@ -563,8 +644,10 @@ async fn not_found() -> Response {
 /// What the API serves with.
 pub(crate) struct ApiParts {
     pub(crate) engine: EngineHandle,
+    pub(crate) store: DispatcherStore,
     pub(crate) tokens: Vec<String>,
     pub(crate) rate_limit_per_minute: u32,
+    pub(crate) client_rate_limit_per_minute: u32,
     pub(crate) max_body_bytes: usize,
     pub(crate) default_limits: Limits,
     pub(crate) metrics: Arc<DispatcherMetrics>,
@@ -579,11 +662,10 @@ pub(crate) async fn serve(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let state = Arc::new(ApiState {
         engine: parts.engine,
+        store: parts.store,
         tokens: parts.tokens,
-        limiter: RateLimiter {
-            per_minute: f64::from(parts.rate_limit_per_minute),
-            buckets: Mutex::new(HashMap::new()),
-        },
+        limiter: RateLimiter::new(parts.rate_limit_per_minute),
+        clients: RateLimiter::new(parts.client_rate_limit_per_minute),
         default_limits: parts.default_limits,
         metrics: parts.metrics,
         info: parts.info,
@@ -596,15 +678,23 @@ pub(crate) async fn serve(
         .route("/v1/status", get(status))
         .route("/v1/info", get(info))
         .route("/metrics", get(metrics))
+        .merge(community::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(parts.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            per_client,
+        ))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
+        if let Err(e) = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
         {
             warn!(error = %e, "API stopped");
         }

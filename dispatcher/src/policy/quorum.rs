@@ -176,6 +176,9 @@ pub struct JobFacts<'a> {
     pub audit: AuditState,
     /// Reopened after a member was caught elsewhere: accepted only after a re-execution.
     pub reverify: bool,
+    /// Whether the dispatcher can run the job itself (deterministic types); the others are
+    /// checked by replication only.
+    pub reexecutable: bool,
     /// The submitted results.
     pub claims: &'a [Claim],
 }
@@ -231,6 +234,9 @@ pub enum Decision {
 
 /// The next step for one job (rules in the module header).
 pub fn decide(f: &JobFacts<'_>, rule: &IndependenceRule, key: &AuditKey) -> Decision {
+    if !f.reexecutable {
+        return decide_by_replication(f, rule, key);
+    }
     let quorum = (f.redundancy / 2 + 1) as usize;
     match f.audit {
         AuditState::Running => Decision::Wait,
@@ -327,6 +333,95 @@ pub fn decide(f: &JobFacts<'_>, rule: &IndependenceRule, key: &AuditKey) -> Deci
                 accept(right, &members, &indep, rule, indep.len() >= 2, false, &[])
             }
         }
+    }
+}
+
+/// For job types the dispatcher cannot run (HTTP checks): a check is another independent node.
+/// Agreement of two independent nodes is a checked result; a single node's result is checked
+/// (replicated) at its audit rate; a disagreement goes to one more node and the independent
+/// majority wins — outvoted results are not credited, but nobody is proven wrong, because two
+/// honest fetches can differ (a site changed, a network failed).
+fn decide_by_replication(f: &JobFacts<'_>, rule: &IndependenceRule, key: &AuditKey) -> Decision {
+    let quorum = (f.redundancy / 2 + 1) as usize;
+    let Some((right, members, indep)) = best_group(f.claims, rule) else {
+        return if f.outstanding == 0 {
+            Decision::Reassign
+        } else {
+            Decision::Wait
+        };
+    };
+    let more = |f: &JobFacts<'_>| {
+        if f.redundancy < f.max_redundancy {
+            Decision::TieBreak
+        } else {
+            Decision::GiveUp {
+                reason: format!(
+                    "{} independent checks did not agree on the answer",
+                    f.claims.len()
+                ),
+            }
+        }
+    };
+    let dissent: Vec<u32> = f
+        .claims
+        .iter()
+        .filter(|c| c.key != right)
+        .map(|c| c.member.attempt)
+        .collect();
+    if !dissent.is_empty() {
+        if f.outstanding > 0 {
+            return Decision::Wait;
+        }
+        // A clear independent majority of at least two decides; otherwise ask another node.
+        let runner_up = f
+            .claims
+            .iter()
+            .filter(|c| c.key != right)
+            .map(|c| c.key)
+            .map(|k| {
+                let m: Vec<Member> = f
+                    .claims
+                    .iter()
+                    .filter(|c| c.key == k)
+                    .map(|c| c.member)
+                    .collect();
+                rule.independent(&m).len()
+            })
+            .max()
+            .unwrap_or(0);
+        if indep.len() >= quorum.max(2) && indep.len() > runner_up {
+            return accept(right, &members, &indep, rule, true, false, &dissent);
+        }
+        return more(f);
+    }
+    if indep.len() >= 2 {
+        return accept(right, &members, &indep, rule, true, false, &[]);
+    }
+    if indep.len() < quorum {
+        return if f.outstanding == 0 {
+            more(f)
+        } else {
+            Decision::Wait
+        };
+    }
+    // One result: checked by a second node at its audit rate.
+    let rate = if f.reverify {
+        1.0
+    } else {
+        indep
+            .iter()
+            .map(|m| rate_of(f.claims, m))
+            .fold(0.0, f64::max)
+    };
+    let first = indep.iter().map(|m| m.attempt).min().unwrap_or(0);
+    if key.selects(&f.job, first, rate) {
+        if f.outstanding > 0 {
+            Decision::Wait
+        } else {
+            more(f)
+        }
+    } else {
+        accept(right, &members, &indep, rule, false, false, &[])
     }
 }
 
@@ -455,6 +550,7 @@ mod tests {
             outstanding,
             audit,
             reverify: false,
+            reexecutable: true,
             claims,
         }
     }
@@ -724,6 +820,76 @@ mod tests {
             decide(&facts(1, 0, AuditState::Running, &one), &STRICT, &key()),
             Decision::Wait
         );
+    }
+
+    #[test]
+    fn http_checks_are_checked_by_replication_and_never_proven_wrong() {
+        let http = |redundancy, outstanding, claims: &[Claim]| {
+            let mut f = facts(redundancy, outstanding, AuditState::NotRun, claims);
+            f.reexecutable = false;
+            decide(&f, &STRICT, &key())
+        };
+        // A node on probation: its single result goes to a second node, never to an audit.
+        let one = [claim(member(1, 1, 1), 0xaa, 1.0)];
+        assert_eq!(http(1, 0, &one), Decision::TieBreak);
+        // Two independent agreeing checks are a checked result.
+        let two = [
+            claim(member(1, 1, 1), 0xaa, 1.0),
+            claim(member(2, 2, 2), 0xaa, 1.0),
+        ];
+        match http(2, 0, &two) {
+            Decision::Accept {
+                checked,
+                audited,
+                members,
+                ..
+            } => {
+                assert!(checked && !audited);
+                assert_eq!(members, vec![1, 2]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Disagreement: another node; then the independent majority wins, nobody blamed.
+        let split = [
+            claim(member(1, 1, 1), 0xaa, 1.0),
+            claim(member(2, 2, 2), 0xbb, 1.0),
+        ];
+        assert_eq!(http(2, 0, &split), Decision::TieBreak);
+        let three = [split[0], split[1], claim(member(3, 3, 3), 0xaa, 1.0)];
+        match http(3, 0, &three) {
+            Decision::Accept {
+                members, set_aside, ..
+            } => {
+                assert_eq!(members, vec![1, 3]);
+                assert_eq!(set_aside, vec![(2, SetAside::Outvoted)]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Same operator twice is one voice.
+        let sybil = [
+            claim(member(1, 7, 1), 0xaa, 1.0),
+            claim(member(2, 7, 2), 0xaa, 1.0),
+        ];
+        assert_eq!(http(2, 0, &sybil), Decision::TieBreak);
+        let mut capped = facts(5, 0, AuditState::NotRun, &split);
+        capped.reexecutable = false;
+        assert!(matches!(
+            decide(&capped, &STRICT, &key()),
+            Decision::GiveUp { .. }
+        ));
+        // A trusted node's single result is mostly accepted as is.
+        let accepted = (0..1000u32)
+            .filter(|j| {
+                let c = [claim(member(1, 1, 1), 0xaa, 0.05)];
+                let mut f = facts(1, 0, AuditState::NotRun, &c);
+                f.reexecutable = false;
+                let mut id = [0u8; 32];
+                id[..4].copy_from_slice(&j.to_be_bytes());
+                f.job = JobId::from(id);
+                matches!(decide(&f, &STRICT, &key()), Decision::Accept { .. })
+            })
+            .count();
+        assert!((900..990).contains(&accepted), "{accepted}");
     }
 
     #[test]
