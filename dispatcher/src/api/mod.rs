@@ -706,6 +706,63 @@ pub(crate) async fn serve(
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn each_client_address_has_a_request_budget_and_hears_why_when_over_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (inputs, _engine) = mpsc::channel(8);
+        let metrics = Arc::new(DispatcherMetrics::new());
+        let stop = CancellationToken::new();
+        let (addr, task) = serve(
+            "127.0.0.1:0".parse().expect("addr"),
+            ApiParts {
+                engine: EngineHandle { inputs },
+                store: DispatcherStore::open(dir.path()).expect("store"),
+                tokens: vec!["t".into()],
+                rate_limit_per_minute: 100,
+                client_rate_limit_per_minute: 3,
+                max_body_bytes: 4096,
+                default_limits: Limits {
+                    max_ms: 1_000,
+                    max_mem_mb: 16,
+                    max_output_bytes: 64,
+                    max_fuel: Some(1_000),
+                },
+                metrics: metrics.clone(),
+                info: serde_json::json!({"net": "devnet-1"}),
+            },
+            stop.clone(),
+        )
+        .await
+        .expect("serve");
+        let client = reqwest::Client::new();
+        let url = format!("http://{addr}/v1/info");
+        let mut codes = Vec::new();
+        for _ in 0..5 {
+            codes.push(
+                client
+                    .get(&url)
+                    .send()
+                    .await
+                    .expect("answer")
+                    .status()
+                    .as_u16(),
+            );
+        }
+        assert_eq!(codes, vec![200, 200, 200, 429, 429]);
+        let refused = client.get(&url).send().await.expect("answer");
+        let body: serde_json::Value = refused.json().await.expect("json");
+        assert_eq!(body["code"], "rate_limited");
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("127.0.0.1")),
+            "{body}"
+        );
+        assert!(metrics.encode().contains("client_rate_limited"));
+        stop.cancel();
+        let _ = task.await;
+    }
+
     #[test]
     fn each_token_gets_its_own_bucket_and_it_refills() {
         let limiter = RateLimiter {
