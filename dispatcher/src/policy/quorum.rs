@@ -318,16 +318,7 @@ pub fn decide(f: &JobFacts<'_>, rule: &IndependenceRule, key: &AuditKey) -> Deci
                     Decision::Wait
                 };
             }
-            let rate = if f.reverify {
-                1.0
-            } else {
-                indep
-                    .iter()
-                    .map(|m| rate_of(f.claims, m))
-                    .fold(0.0, f64::max)
-            };
-            let first = indep.iter().map(|m| m.attempt).min().unwrap_or(0);
-            if key.selects(&f.job, first, rate) {
+            if drawn_for_check(f, &indep, key) {
                 Decision::Audit
             } else {
                 accept(right, &members, &indep, rule, indep.len() >= 2, false, &[])
@@ -405,6 +396,20 @@ fn decide_by_replication(f: &JobFacts<'_>, rule: &IndependenceRule, key: &AuditK
         };
     }
     // One result: checked by a second node at its audit rate.
+    if drawn_for_check(f, &indep, key) {
+        if f.outstanding > 0 {
+            Decision::Wait
+        } else {
+            more(f)
+        }
+    } else {
+        accept(right, &members, &indep, rule, false, false, &[])
+    }
+}
+
+/// Whether the keyed draw picks these agreeing members' result for a check, at the highest
+/// audit rate among them (always, for a reopened job).
+fn drawn_for_check(f: &JobFacts<'_>, indep: &[Member], key: &AuditKey) -> bool {
     let rate = if f.reverify {
         1.0
     } else {
@@ -414,15 +419,7 @@ fn decide_by_replication(f: &JobFacts<'_>, rule: &IndependenceRule, key: &AuditK
             .fold(0.0, f64::max)
     };
     let first = indep.iter().map(|m| m.attempt).min().unwrap_or(0);
-    if key.selects(&f.job, first, rate) {
-        if f.outstanding > 0 {
-            Decision::Wait
-        } else {
-            more(f)
-        }
-    } else {
-        accept(right, &members, &indep, rule, false, false, &[])
-    }
+    key.selects(&f.job, first, rate)
 }
 
 fn rate_of(claims: &[Claim], m: &Member) -> f64 {
