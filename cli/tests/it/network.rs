@@ -218,6 +218,13 @@ impl Mesh {
             &format!("all {} jobs recorded", ids.len()),
             timeout,
             || async {
+                // One cheap status read per poll; each job is read only once the counts say
+                // they can all be recorded (reading 200 jobs every 200 ms would exceed the
+                // API's per-client request budget and be refused with 429).
+                let s = self.get("/v1/status").await?;
+                if s["jobs"]["recorded"].as_u64()? < ids.len() as u64 {
+                    return None;
+                }
                 let mut out = Vec::new();
                 for id in ids {
                     let j = self.job(id).await?;
