@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::policy::VerifySettings;
 use crate::registry::RegistryConfig;
 
-pub use pocmesh_node::config::ConfigError;
-use pocmesh_node::config::{invalid, load_toml};
+pub use pocmesh_config::ConfigError;
+use pocmesh_config::{invalid, load_toml};
 
 /// Everything a dispatcher runs with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,7 +136,7 @@ impl Default for BatchSettings {
 impl Default for DispatcherConfig {
     fn default() -> Self {
         DispatcherConfig {
-            data_dir: pocmesh_node::config::default_data_dir("dispatcher"),
+            data_dir: pocmesh_config::default_data_dir("dispatcher"),
             key_file: None,
             rpc: None,
             contract: None,

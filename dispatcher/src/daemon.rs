@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pocmesh_chain::{ChainClient, ChainError, Recorder, TxPolicy};
-use pocmesh_node::executor::Executors;
+use pocmesh_executor::Executors;
 use pocmesh_protocol::{JobType, MAX_ENVELOPE_BYTES, SecretKey, Validator};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -46,7 +46,7 @@ pub enum DispatcherError {
     Mesh(#[from] pocmesh_mesh::MeshError),
     /// The re-execution sandbox could not start.
     #[error(transparent)]
-    Executor(#[from] pocmesh_node::executor::ExecutorError),
+    Executor(#[from] pocmesh_executor::ExecutorError),
     /// The API could not bind.
     #[error("API on {addr}: {source}; choose another with --api 127.0.0.1:PORT")]
     Api {

@@ -283,7 +283,7 @@ impl Engine {
         // Nodes must have accepted the consent text this dispatcher announces.
         let mut policy = SchedulerPolicy::from_registry(
             &config.registry,
-            Some(pocmesh_node::consent::consent_hash()),
+            Some(pocmesh_protocol::consent::consent_hash()),
             independence,
         );
         policy.probation_outstanding = config.verify.probation_outstanding;

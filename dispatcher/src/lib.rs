@@ -21,7 +21,6 @@ pub mod allowlist;
 pub mod api;
 mod assign;
 mod batcher;
-pub mod bench;
 pub mod community;
 pub mod config;
 pub mod daemon;

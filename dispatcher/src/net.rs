@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use libp2p::PeerId;
 use libp2p::multiaddr::Protocol;
+use pocmesh_executor::Executors;
 use pocmesh_mesh::identity::peer_address;
 use pocmesh_mesh::{MeshEvent, MeshHandle, ReplyToken};
-use pocmesh_node::executor::Executors;
 use pocmesh_protocol::{
     Address, BatchPlan, Body, DeclineReason, DispatcherAnnounce, Envelope, JobId, JobOffer,
     JobReply, JobSpec, JobType, Message, PolicyRef, Receipt, ReceiptLeaf, SecretKey, Topic,
@@ -480,8 +480,8 @@ pub(crate) async fn announce(net: Arc<NetCtx>, contract: Address, every: Duratio
         peer: net.mesh.local_peer().to_string(),
         contract,
         policy: PolicyRef {
-            hash: pocmesh_node::consent::consent_hash(),
-            version: pocmesh_node::consent::CONSENT_VERSION,
+            hash: pocmesh_protocol::consent::consent_hash(),
+            version: pocmesh_protocol::consent::CONSENT_VERSION,
             url: "https://github.com/pocmesh/pocmesh/blob/main/docs/run-a-node.md#consent".into(),
         },
         job_types: vec![JobType::Hash, JobType::Wasm],

@@ -9,45 +9,10 @@ use pocmesh_mesh::NetSettings;
 use pocmesh_protocol::{Address, Hash32, JobType};
 use serde::{Deserialize, Serialize};
 
-use crate::executor::http::target::{DenyList, TargetRules};
-use crate::executor::{ExecutorCaps, ExecutorOptions, HttpPolicy};
+use pocmesh_executor::http::target::{DenyList, TargetRules};
+use pocmesh_executor::{ExecutorCaps, ExecutorOptions, HttpPolicy};
 
-/// Why the configuration cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("reading config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this config.
-    #[error("config file {path}: {reason}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong, with the field.
-        reason: String,
-    },
-    /// A field has a value the daemon cannot run with.
-    #[error("config: {field}: {reason}")]
-    Invalid {
-        /// The field, dotted (`jobs.max_jobs`).
-        field: &'static str,
-        /// Why, and what to do.
-        reason: String,
-    },
-}
-
-/// The error for a bad field.
-pub fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field,
-        reason: reason.into(),
-    }
-}
+pub use pocmesh_config::{ConfigError, default_data_dir, invalid, load_toml};
 
 /// Everything a node runs with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -354,39 +319,11 @@ impl Default for ReceiptSettings {
     }
 }
 
-/// Reads a daemon's TOML config file over its defaults (the type's `#[serde(default)]`).
-pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
-}
-
 /// Whether the TOML file at `path` names the network itself (`[network] net = …`), as opposed
 /// to leaving it to the default (then a node with an RPC takes it from the chain).
 pub fn file_names_network(path: &Path) -> Result<bool, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let table = pocmesh_config::load_table(path)?;
     Ok(table.get("network").and_then(|n| n.get("net")).is_some())
-}
-
-/// The default data directory of a daemon: `$HOME/.pocmesh/<role>`.
-pub fn default_data_dir(role: &str) -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join(".pocmesh")
-        .join(role)
 }
 
 impl Default for NodeConfig {

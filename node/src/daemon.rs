@@ -21,13 +21,13 @@ use crate::caps::{self, Machine};
 use crate::config::{ConfigError, NodeConfig};
 use crate::consent::{ConsentError, ConsentState};
 use crate::control::CONTROL_QUEUE;
-use crate::executor::http::target::TargetRules;
-use crate::executor::{ExecutorCaps, Executors};
 use crate::receipts::ReceiptChecker;
 use crate::status::{NodeInfo, NodeMetrics, StatusSource};
 use crate::store::{JobState, NodeStore, StoreError};
 use crate::trust::TrustPolicy;
 use crate::{delivery, heartbeat, jobs, participation, receipts};
+use pocmesh_executor::http::target::TargetRules;
+use pocmesh_executor::{ExecutorCaps, Executors};
 
 /// Why the node stopped or could not start.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +54,7 @@ pub enum NodeError {
     Mesh(#[from] pocmesh_mesh::MeshError),
     /// The executors could not be set up.
     #[error(transparent)]
-    Executor(#[from] crate::executor::ExecutorError),
+    Executor(#[from] pocmesh_executor::ExecutorError),
     /// The status endpoint could not bind.
     #[error("status endpoint on {addr}: {source}; choose another with --status 127.0.0.1:PORT")]
     Status {

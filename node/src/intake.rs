@@ -1,12 +1,12 @@
 //! The pure decision on an offer: accepted only from a trusted dispatcher, for an enabled job
 //! type, for a target this node accepts (HTTP checks: see
-//! [`TargetRules`](crate::executor::http::target::TargetRules)), with limits inside this node's
+//! [`TargetRules`](pocmesh_executor::http::target::TargetRules)), with limits inside this node's
 //! caps, while a slot is free, the volunteer has not opted out and the node is not stopping.
 
 use pocmesh_protocol::{DeclineReason, JobOffer, JobType};
 
-use crate::executor::ExecutorCaps;
-use crate::executor::http::target::TargetRules;
+use pocmesh_executor::ExecutorCaps;
+use pocmesh_executor::http::target::TargetRules;
 
 /// What the decision needs to know about the node right now.
 #[derive(Debug, Clone)]
@@ -62,7 +62,7 @@ pub fn evaluate(offer: &JobOffer, state: &IntakeState<'_>) -> Result<(), Decline
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::executor::http::target::DenyList;
+    use pocmesh_executor::http::target::DenyList;
     use pocmesh_protocol::http_check::{MAX_ROBOTS_PATHS, MAX_URL_LEN};
     use pocmesh_protocol::{Hash32, JobId, JobParams, JobSpec, Limits};
 

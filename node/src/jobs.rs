@@ -13,11 +13,11 @@ use pocmesh_protocol::{
 use tracing::{info, warn};
 
 use crate::daemon::{NodeCore, job_label, remember_dispatcher};
-use crate::executor::Execution;
 use crate::intake::{IntakeState, evaluate};
 use crate::receipts::{ReceiptState, arrival_state};
 use crate::status::NodeMetrics;
 use crate::store::{JobRecord, JobState, PendingResult, StoreError};
+use pocmesh_executor::Execution;
 
 /// Signs `body` as this node.
 pub(crate) fn seal(core: &NodeCore, body: Body) -> Option<Vec<u8>> {

@@ -7,8 +7,8 @@
 //!
 //! - [`config::NodeConfig`]: the one typed configuration (file + environment + flags).
 //! - [`daemon::run`]: the daemon; everything else is its parts.
-//! - [`executor`]: `hash`, `wasm` and the HTTP checks (`link_health`, `robots_recheck`, with
-//!   their limits and refused targets) behind one [`executor::Executor`] trait.
+//! - The executors (`hash`, `wasm`, the HTTP checks) live in `pocmesh-executor`, shared with
+//!   the dispatcher's re-execution; this crate configures and drives them.
 //! - [`consent`]: the consent text, its acceptance and the opted-out state (in the data dir);
 //!   [`control`]: the local opt-out/opt-in API (loopback only) and its client.
 //! - [`network_name`]: the network name read from the chain (`--rpc` without `--net`).
@@ -19,7 +19,8 @@
 //!   offers count (listed addresses, holders of DISPATCHER_ROLE on chain).
 //! - [`status`]: Prometheus metrics and the local `/status` + `/metrics` endpoint.
 //!
-//! Not here: the libp2p swarm (`pocmesh-mesh`), wire types (`pocmesh-protocol`).
+//! Not here: the libp2p swarm (`pocmesh-mesh`), wire types and the consent text
+//! (`pocmesh-protocol`), the executors (`pocmesh-executor`).
 
 pub mod caps;
 pub mod config;
@@ -27,7 +28,6 @@ pub mod consent;
 pub mod control;
 pub mod daemon;
 mod delivery;
-pub mod executor;
 mod heartbeat;
 pub mod intake;
 mod jobs;

@@ -21,6 +21,7 @@
 pub mod address;
 pub mod batch;
 pub mod bytes;
+pub mod consent;
 pub mod envelope;
 pub mod hash;
 pub mod http_check;

@@ -7,12 +7,16 @@
 //! processes ([`procs`]: detached, logged, stopped by PID), and demo jobs followed until their
 //! credits are on chain.
 //!
+//! [`bench`] is `pocmesh bench dispatch`: a chain, a dispatcher and nodes, measured end to end
+//! (it lives here because it starts both daemons).
+//!
 //! [`start_chain`] is the in-process chain part alone (anvil + contract + a demo batch), for
 //! tests and tools that need a chain without the mesh.
 //!
 //! It owns no chain or mesh logic: everything goes through `pocmesh-chain`, and the dispatcher
 //! and nodes are the `pocmesh` binary's own daemons.
 
+pub mod bench;
 pub mod install;
 pub mod network;
 pub mod procs;

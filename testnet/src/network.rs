@@ -452,7 +452,7 @@ async fn up_inner(
     }
     progress(Progress::Step("starting the volunteer nodes"));
     for node in &nodes {
-        let consent = pocmesh_node::consent::consent_hash().to_string();
+        let consent = pocmesh_protocol::consent::consent_hash().to_string();
         let args: Vec<String> = [
             "node",
             "run",
@@ -601,7 +601,7 @@ async fn up_inner(
 /// The demo jobs of round `i`: one `hash` and one `wasm` (the bundled kernel).
 pub fn demo_requests(i: u64) -> Vec<SubmitRequest> {
     let input =
-        pocmesh_node::executor::kernel_input(20_000, format!("pocmesh demo input {i}").as_bytes());
+        pocmesh_executor::kernel_input(20_000, format!("pocmesh demo input {i}").as_bytes());
     vec![
         SubmitRequest {
             job_type: "hash".into(),
@@ -610,9 +610,7 @@ pub fn demo_requests(i: u64) -> Vec<SubmitRequest> {
         },
         SubmitRequest {
             job_type: "wasm".into(),
-            module: Some(Bytes(
-                pocmesh_node::executor::KERNEL_WAT.as_bytes().to_vec(),
-            )),
+            module: Some(Bytes(pocmesh_executor::KERNEL_WAT.as_bytes().to_vec())),
             input: Some(Bytes(input)),
             ..SubmitRequest::default()
         },

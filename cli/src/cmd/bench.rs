@@ -225,9 +225,9 @@ fn node_bench(a: NodeBenchArgs) -> anyhow::Result<ExitCode> {
     )?);
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     bar.set_message("k256 signature checks");
-    let verify_per_s = pocmesh_node::executor::bench::k256_verify_per_sec(2_000)?;
+    let verify_per_s = pocmesh_executor::bench::k256_verify_per_sec(2_000)?;
     bar.set_message("wasm kernel vs native");
-    let kernel = pocmesh_node::executor::bench::wasm_vs_native(a.rounds, a.data_len, a.samples)?;
+    let kernel = pocmesh_executor::bench::wasm_vs_native(a.rounds, a.data_len, a.samples)?;
     bar.finish_and_clear();
     let report = serde_json::json!({
         "k256_verify_per_s": verify_per_s,
@@ -257,7 +257,7 @@ fn node_bench(a: NodeBenchArgs) -> anyhow::Result<ExitCode> {
 
 fn dispatch_bench(a: DispatchBenchArgs) -> anyhow::Result<ExitCode> {
     let bin = locate_anvil(a.anvil.as_deref(), &default_tool_dirs())?;
-    let config = pocmesh_dispatcher::bench::DispatchBenchConfig {
+    let config = pocmesh_testnet::bench::DispatchBenchConfig {
         anvil: bin,
         nodes: a.nodes,
         jobs: a.jobs,
@@ -273,7 +273,7 @@ fn dispatch_bench(a: DispatchBenchArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let report = rt
-        .block_on(pocmesh_dispatcher::bench::run(&config, &mut |m| {
+        .block_on(pocmesh_testnet::bench::run(&config, &mut |m| {
             bar.set_message(m)
         }))
         .map_err(|e| anyhow::anyhow!(e))?;

@@ -146,7 +146,7 @@ async fn consent_is_required_and_an_opted_out_node_hands_its_work_back() {
     );
 
     // Opting in again takes the policy again; then the node is back.
-    let hash = pocmesh_node::consent::consent_hash().to_string();
+    let hash = pocmesh_protocol::consent::consent_hash().to_string();
     let out = crate::pocmesh(
         &[
             "node",

@@ -141,7 +141,7 @@ impl Mesh {
                 "--max-jobs",
                 "4",
                 "--accept-policy",
-                &pocmesh_node::consent::consent_hash().to_string(),
+                &pocmesh_protocol::consent::consent_hash().to_string(),
             ]);
             node_args.extend(self.node_args.iter().cloned());
             self.nodes.push(Daemon::start(&name, &node_args, &self.dir));
@@ -304,10 +304,8 @@ pub(crate) fn hash_job(i: u64) -> SubmitRequest {
 fn wasm_job(i: u64) -> SubmitRequest {
     SubmitRequest {
         job_type: "wasm".into(),
-        module: Some(Bytes(
-            pocmesh_node::executor::KERNEL_WAT.as_bytes().to_vec(),
-        )),
-        input: Some(Bytes(pocmesh_node::executor::kernel_input(
+        module: Some(Bytes(pocmesh_executor::KERNEL_WAT.as_bytes().to_vec())),
+        input: Some(Bytes(pocmesh_executor::kernel_input(
             2,
             format!("input {i}").as_bytes(),
         ))),

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use libp2p::PeerId;
+use pocmesh_executor::Executors;
 use pocmesh_mesh::{MeshConfig, MeshEvent, MeshHandle};
-use pocmesh_node::executor::Executors;
 use pocmesh_protocol::{
     Address, Body, Bytes, Capabilities, DeclineReason, Envelope, Hash32, Heartbeat, JobOffer,
     JobReply, JobResult, JobType, MAX_ENVELOPE_BYTES, Message, Metering, ResultStatus, SecretKey,
@@ -109,7 +109,7 @@ pub(crate) async fn spawn_with_key(
         wallet,
         bootstrap,
         lie,
-        pocmesh_node::consent::consent_hash(),
+        pocmesh_protocol::consent::consent_hash(),
     )
     .await
 }

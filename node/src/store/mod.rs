@@ -461,6 +461,23 @@ impl NodeStore {
     }
 }
 
+/// Opens the store at `dir` again in the same process: sled's flusher thread may hold the file
+/// lock for a moment after the previous handle is dropped (a restarted node is a new process and
+/// never sees this).
+#[cfg(test)]
+pub(crate) fn reopen(dir: &Path) -> NodeStore {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match NodeStore::open(dir) {
+            Ok(s) => return s,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("reopen: {e}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,7 +505,7 @@ mod tests {
             assert_eq!(s.next_seq().expect("seq"), 1);
             assert_eq!(s.next_seq().expect("seq"), 2);
         }
-        let s = NodeStore::open(dir.path()).expect("reopen");
+        let s = reopen(dir.path());
         assert_eq!(s.last_seq().expect("last"), 2);
         assert_eq!(s.next_seq().expect("seq"), 3);
     }

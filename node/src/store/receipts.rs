@@ -510,7 +510,7 @@ mod tests {
 
         // And it all survives a restart.
         drop(s);
-        let s = NodeStore::open(dir.path()).expect("reopen");
+        let s = crate::store::reopen(dir.path());
         assert_eq!(s.totals().expect("totals"), t);
         assert_eq!(
             s.stored_receipt(&good.job).expect("get").map(|r| r.state),
@@ -592,7 +592,7 @@ mod tests {
             s.meta.insert(TOTALS, encode(&totals)).expect("totals");
             s.flush().expect("flush");
         }
-        let s = NodeStore::open(dir.path()).expect("reopen");
+        let s = crate::store::reopen(dir.path());
         let t = s.totals().expect("old totals read");
         assert_eq!((t.jobs_done, t.jobs_failed, t.receipts), (2, 1, 1));
         assert_eq!(t.units_earned, 0, "not earned until checked");
@@ -602,7 +602,7 @@ mod tests {
         assert_eq!(row.state.name(), "pending");
         drop(s);
         // Once only.
-        let s = NodeStore::open(dir.path()).expect("reopen");
+        let s = crate::store::reopen(dir.path());
         assert_eq!(s.totals().expect("totals"), t);
     }
 }

@@ -13,9 +13,9 @@ use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Redirect;
 use axum::routing::get;
-use pocmesh_node::executor::http::target::{DenyList, TargetRules};
-use pocmesh_node::executor::http::{HttpExecutor, HttpPolicy, StaticLookup};
-use pocmesh_node::executor::{Execution, Executor, Executors};
+use pocmesh_executor::http::target::{DenyList, TargetRules};
+use pocmesh_executor::http::{HttpExecutor, HttpPolicy, StaticLookup};
+use pocmesh_executor::{Execution, Executor, Executors};
 use pocmesh_protocol::http_check::{LinkHealthReport, RobotsReport, USER_AGENT};
 use pocmesh_protocol::{Hash32, JobParams, JobSpec, JobType, Limits, ResultStatus};
 use tokio_util::sync::CancellationToken;
@@ -520,7 +520,7 @@ fn checks_run_on_the_daemons_blocking_threads_through_the_registry() {
     let executors = Arc::new(
         Executors::with_options(
             &[JobType::LinkHealth],
-            &pocmesh_node::executor::ExecutorOptions {
+            &pocmesh_executor::ExecutorOptions {
                 http: devnet(),
                 ..Default::default()
             },

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use pocmesh_node::executor::{
+use pocmesh_executor::{
     Execution, Executor, HashExecutor, KERNEL_WAT, WasmExecutor, kernel_input, kernel_native,
 };
 use pocmesh_protocol::{Hash32, JobParams, Limits, ResultStatus, keccak256};

@@ -1,6 +1,8 @@
 //! The local chain comes up with the contract deployed, the dispatcher granted and demo units
 //! credited — checked by reading the chain, not the launcher's own report.
 
+mod refused_batch;
+
 use pocmesh_chain::ProofOfCompute;
 use pocmesh_testnet::{ChainConfig, demo_wallets, start_chain};
 

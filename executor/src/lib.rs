@@ -1,4 +1,7 @@
-//! Job executors: the code that actually runs an accepted job, under its limits.
+//! # pocmesh-executor
+//!
+//! Job executors: the code that actually runs a job, under its limits. The node runs accepted
+//! offers with it; the dispatcher re-executes results with the same code for its audits.
 //!
 //! Owns the [`Executor`] trait, the per-node registry [`Executors`] (which job types this build
 //! and this node's configuration can run), the node-side caps an offer must stay within
@@ -8,7 +11,7 @@
 //! [`http`]).
 //!
 //! It does not decide whether to accept an offer (trust, slots, opt-out) nor keep results: the
-//! job intake does, calling [`ExecutorCaps::admits`] and then [`Executors::run`] on a blocking
+//! node's job intake does, calling [`ExecutorCaps::admits`] and then [`Executors::run`] on a blocking
 //! thread (`spawn_blocking`), because every execution here is blocking code (CPU-bound, or an
 //! HTTP check driven to its end on that thread).
 

@@ -113,7 +113,7 @@ async fn a_wallet_the_contract_refuses_is_quarantined_and_the_rest_recorded() {
         nc.heartbeat.interval_ms = 1_000;
         nc.jobs.job_types = vec![JobType::Hash];
         nc.trust.dispatchers = vec![key.address()];
-        nc.accept_policy = Some(pocmesh_node::consent::consent_hash());
+        nc.accept_policy = Some(pocmesh_protocol::consent::consent_hash());
         nc.status.listen = "127.0.0.1:0".parse().expect("addr");
         nodes.spawn(pocmesh_node::run(nc, stop.clone()));
     }

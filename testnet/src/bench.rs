@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::DispatcherConfig;
+use pocmesh_dispatcher::DispatcherConfig;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -120,7 +120,7 @@ async fn run_in(
     dc.batch.max_credits = config.batch_max;
     dc.batch.max_age_ms = 500;
     progress("starting the dispatcher and nodes".into());
-    let dispatcher = crate::daemon::start(dc, key.clone(), Arc::new(recorder))
+    let dispatcher = pocmesh_dispatcher::start(dc, key.clone(), Arc::new(recorder))
         .await
         .map_err(|e| err(&e))?;
     let bootstrap = dispatcher
@@ -144,7 +144,7 @@ async fn run_in(
         nc.jobs.max_jobs = config.slots;
         nc.jobs.job_types = vec![JobType::Hash];
         nc.trust.dispatchers = vec![key.address()];
-        nc.accept_policy = Some(pocmesh_node::consent::consent_hash());
+        nc.accept_policy = Some(pocmesh_protocol::consent::consent_hash());
         nc.status.listen = "127.0.0.1:0".parse().map_err(|e| err(&e))?;
         nodes.spawn(pocmesh_node::run(nc, nodes_stop.clone()));
     }
@@ -198,7 +198,7 @@ async fn run_in(
     }
     let submit_s = start.elapsed().as_secs_f64();
     let total = config.jobs as u64;
-    let count = |s: &crate::engine::StatusView, names: &[&str]| -> u64 {
+    let count = |s: &pocmesh_dispatcher::StatusView, names: &[&str]| -> u64 {
         names
             .iter()
             .map(|n| s.jobs.get(*n).copied().unwrap_or(0))

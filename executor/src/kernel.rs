@@ -7,7 +7,7 @@
 //! 32 bytes, four 64-bit lanes little-endian.
 
 /// The kernel's WebAssembly text, using only the pocmesh host interface.
-pub const KERNEL_WAT: &str = include_str!("../../modules/kernel.wat");
+pub const KERNEL_WAT: &str = include_str!("../modules/kernel.wat");
 
 /// Rounds run when the input is too short to carry a round count.
 pub const DEFAULT_ROUNDS: u64 = 64;
