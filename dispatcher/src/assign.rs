@@ -2,12 +2,12 @@
 //! the attempts, answers to offers, and takes leases back when they run out or the node goes
 //! offline.
 
-use pocmesh_protocol::{Address, JobId, JobOffer, unix_ms_now};
+use pocmesh_protocol::{Address, JobId, JobOffer};
 use tracing::{debug, info, warn};
 
+use crate::engine::Outgoing;
 use crate::engine::{Engine, OfferAnswer};
 use crate::lifecycle::{Attempt, AttemptState, JobState};
-use crate::net::Outgoing;
 use crate::policy::{Delivery, Member};
 use crate::registry::NodeView;
 use crate::scheduler::pick;
@@ -50,7 +50,7 @@ impl Engine {
         if self.runnable.is_empty() || self.shutdown.is_cancelled() {
             return;
         }
-        let now = unix_ms_now();
+        let now = self.now();
         let mut snapshot = self.registry.snapshot(now);
         for view in &mut snapshot {
             view.unverified = self.unverified.get(&view.address).copied().unwrap_or(0);
@@ -251,7 +251,7 @@ impl Engine {
             let _ = self.registry.release(node);
         }
         if let Some(d) = delivery {
-            self.registry.record_delivery(node, d, unix_ms_now());
+            self.registry.record_delivery(node, d, self.now());
         }
         self.touch(id);
         self.refresh_open_state(id);
@@ -260,7 +260,7 @@ impl Engine {
 
     /// A node answered (or did not answer) an offer.
     pub(crate) fn on_offer_answered(&mut self, id: JobId, n: u32, answer: OfferAnswer) {
-        let now = unix_ms_now();
+        let now = self.now();
         let Some(job) = self.jobs.get(&id) else {
             return;
         };

@@ -10,12 +10,13 @@
 
 use std::collections::HashSet;
 
-use pocmesh_protocol::{Address, BatchId, BatchPlan, Hash32, JobId, Receipt, unix_ms_now};
+use pocmesh_protocol::{Address, BatchId, BatchPlan, Hash32, JobId, Receipt};
 use tracing::{info, warn};
 
 use crate::engine::Engine;
+use crate::engine::Outgoing;
 use crate::lifecycle::{Credit, JobState, QuarantinedCredit};
-use crate::net::{Outgoing, leaf_of};
+use crate::net::leaf_of;
 use crate::store::{BatchRow, BatchStatus};
 use crate::verify::unrecordable;
 
@@ -50,7 +51,7 @@ impl Engine {
         if self.batch_in_flight.is_some() || self.outbox.is_empty() {
             return;
         }
-        let now = unix_ms_now();
+        let now = self.now();
         let settings = &self.config.batch;
         let old = self
             .outbox_since_ms
@@ -121,7 +122,7 @@ impl Engine {
         let q = QuarantinedCredit {
             credit,
             reason,
-            at_ms: unix_ms_now(),
+            at_ms: self.now(),
         };
         if let Some(job) = self.jobs.get_mut(&id) {
             job.credits

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use pocmesh_protocol::http_check::{
     self, LinkHealthReport, MAX_ROBOTS_PATHS, MAX_URL_LEN, RobotsReport,
 };
-use pocmesh_protocol::{JobId, JobParams, JobSpec, unix_ms_now};
+use pocmesh_protocol::{JobId, JobParams, JobSpec};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
@@ -100,7 +100,7 @@ impl Engine {
                 return;
             }
         };
-        let (summary, changed) = self.allowlist.apply(kind, &rows, unix_ms_now());
+        let (summary, changed) = self.allowlist.apply(kind, &rows, self.now());
         info!(
             ?kind,
             rows = summary.rows,
@@ -149,7 +149,7 @@ impl Engine {
         else {
             return;
         };
-        let now = unix_ms_now();
+        let now = self.now();
         match &job.spec.params {
             JobParams::LinkHealth { url, .. } => {
                 let Ok(report) = serde_json::from_slice::<LinkHealthReport>(&output) else {
@@ -195,7 +195,7 @@ impl Engine {
         let domain = http_check::host_of(&url).unwrap_or_default();
         let prev = self.store.url_health(&domain, &url).ok().flatten();
         let prev = self.pending_url_health(&domain, &url).or(prev);
-        let h = health::record_link_failure(prev, &url, &domain, reason, id, unix_ms_now());
+        let h = health::record_link_failure(prev, &url, &domain, reason, id, self.now());
         self.changes.health_urls.push(h);
     }
 

@@ -279,12 +279,15 @@ pub async fn start(
         config: config.clone(),
         address: key.address(),
         store: store.clone(),
-        submitter,
         metrics: metrics.clone(),
         shutdown: engine_stop.clone(),
-        net: net.clone(),
+        clock: Arc::new(crate::clock::SystemClock),
     })?;
-    let engine_task = tokio::spawn(engine.run(input_rx));
+    let io = net::EngineIo {
+        net: net.clone(),
+        submitter,
+    };
+    let engine_task = tokio::spawn(engine.run(input_rx, io));
     let events_task = tokio::spawn(net::event_loop(net.clone(), events));
     let announce_task = tokio::spawn(net::announce(
         net.clone(),

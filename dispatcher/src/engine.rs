@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pocmesh_protocol::{
     Address, BatchId, Hash32, Heartbeat, JobId, JobReply, JobResult, JobSpec, OptOut, keccak256,
-    max_units, unix_ms_now,
+    max_units,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -18,16 +18,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::allowlist::{AllowList, CsvKind, ImportSummary};
+use crate::clock::Clock;
 use crate::community::{CrawlSlots, ImportError};
 use crate::config::DispatcherConfig;
 use crate::lifecycle::{Credit, Job, JobState, STATE_NAMES};
 use crate::metrics::DispatcherMetrics;
-use crate::net::Outgoing;
 use crate::policy::{AuditKey, IndependenceRule, Origin};
 use crate::registry::{NodeRegistry, NodeView, RegistryChange};
 use crate::scheduler::SchedulerPolicy;
 use crate::store::{BatchRow, BatchStatus, Changes, Counters, DispatcherStore, StoreError};
-use crate::submitter::ProofSubmitter;
 use crate::verify::AuditOutcome;
 
 /// Inputs queued to the engine.
@@ -160,6 +159,26 @@ pub(crate) enum Input {
     },
 }
 
+/// Work the engine decided on, carried out by [`crate::net::EngineIo`] after its commit (the
+/// engine itself does no I/O but its store commit).
+pub(crate) enum Outgoing {
+    /// Offer one attempt to one node.
+    Offer {
+        peer: String,
+        node: Address,
+        offer: pocmesh_protocol::JobOffer,
+    },
+    /// Tell a node its credit is on chain.
+    Receipt {
+        peer: String,
+        receipt: pocmesh_protocol::Receipt,
+    },
+    /// Put a batch on chain (until it lands).
+    Record(BatchRow),
+    /// Re-execute a job here to check its results.
+    Audit { job: JobId, spec: JobSpec },
+}
+
 /// An answer held back until the changes it reports are on disk.
 pub(crate) enum Ack {
     Submit(oneshot::Sender<Result<JobId, SubmitError>>, JobId),
@@ -205,10 +224,9 @@ pub(crate) struct Engine {
     pub(crate) audit_key: AuditKey,
     /// When two results count as one operator's.
     pub(crate) independence: IndependenceRule,
-    pub(crate) submitter: Arc<dyn ProofSubmitter>,
     pub(crate) metrics: Arc<DispatcherMetrics>,
     pub(crate) shutdown: CancellationToken,
-    pub(crate) net: Arc<crate::net::NetCtx>,
+    pub(crate) clock: Arc<dyn Clock>,
     // Per-burst work, flushed by `commit`.
     pub(crate) dirty: HashSet<JobId>,
     pub(crate) changes: Changes,
@@ -221,10 +239,9 @@ pub(crate) struct EngineParts {
     pub(crate) config: Arc<DispatcherConfig>,
     pub(crate) address: Address,
     pub(crate) store: DispatcherStore,
-    pub(crate) submitter: Arc<dyn ProofSubmitter>,
     pub(crate) metrics: Arc<DispatcherMetrics>,
     pub(crate) shutdown: CancellationToken,
-    pub(crate) net: Arc<crate::net::NetCtx>,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl Engine {
@@ -234,17 +251,16 @@ impl Engine {
             config,
             address,
             store,
-            submitter,
             metrics,
             shutdown,
-            net,
+            clock,
         } = parts;
         let counters = store.counters()?;
         let audit_key = store.audit_key()?;
         let mut jobs = HashMap::new();
         let mut state_counts: HashMap<&'static str, u64> = HashMap::new();
         let mut per_minute = vec![(0u64, 0u64); 1440];
-        let now_minute = unix_ms_now() / 60_000;
+        let now_minute = clock.now_ms() / 60_000;
         let mut open: Vec<(u64, JobId)> = Vec::new();
         for job in store.jobs() {
             let job = job?;
@@ -310,7 +326,7 @@ impl Engine {
             outbox_since_ms: if outbox.is_empty() {
                 None
             } else {
-                Some(unix_ms_now())
+                Some(clock.now_ms())
             },
             outbox,
             batch_in_flight,
@@ -329,10 +345,9 @@ impl Engine {
             config,
             address,
             store,
-            submitter,
             metrics,
             shutdown,
-            net,
+            clock,
         };
         engine.load_allowlist();
         let claims: Vec<(JobId, Address)> = engine
@@ -356,11 +371,11 @@ impl Engine {
     }
 
     /// Runs until shutdown.
-    pub(crate) async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
+    pub(crate) async fn run(mut self, mut inputs: mpsc::Receiver<Input>, io: crate::net::EngineIo) {
         if let Some(batch) = self.batch_in_flight.clone() {
             self.outgoing.push(Outgoing::Record(batch));
         }
-        self.flush_outgoing();
+        io.flush(self.outgoing.drain(..));
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -380,19 +395,20 @@ impl Engine {
                 }
                 n += 1;
             }
-            self.schedule();
-            self.maybe_batch();
-            if let Err(e) = self.commit() {
-                // Nothing of this burst was acknowledged; stop rather than run ahead of the disk.
-                warn!(error = %e, "cannot write the job store; stopping the dispatcher");
-                self.shutdown.cancel();
-                break;
+            match self.finish_burst() {
+                Ok(work) => io.flush(work.into_iter()),
+                Err(e) => {
+                    // Nothing of this burst was acknowledged; stop rather than run ahead of the disk.
+                    warn!(error = %e, "cannot write the job store; stopping the dispatcher");
+                    self.shutdown.cancel();
+                    break;
+                }
             }
         }
         info!("engine stopped");
     }
 
-    fn handle(&mut self, input: Input) {
+    pub(crate) fn handle(&mut self, input: Input) {
         match input {
             Input::Submit {
                 spec,
@@ -401,7 +417,7 @@ impl Engine {
             } => self.submit(spec, redundancy, reply),
             Input::Heartbeat { from, heartbeat } => {
                 self.metrics.heartbeats.inc();
-                match self.registry.on_heartbeat(from, &heartbeat, unix_ms_now()) {
+                match self.registry.on_heartbeat(from, &heartbeat, self.now()) {
                     RegistryChange::Registered | RegistryChange::Rejoined => {
                         info!(node = %from, wallet = %heartbeat.wallet, slots = heartbeat.caps.slots_total, "node joined");
                     }
@@ -413,8 +429,7 @@ impl Engine {
             }
             Input::PeerOrigin { node, origin } => self.registry.on_origin(node, origin),
             Input::OptOut { from, opt_out } => {
-                if self.registry.on_opt_out(from, &opt_out, unix_ms_now())
-                    == RegistryChange::OptedOut
+                if self.registry.on_opt_out(from, &opt_out, self.now()) == RegistryChange::OptedOut
                 {
                     info!(node = %from, "node opted out; it gets no new work and its jobs go elsewhere");
                     self.hand_back(from);
@@ -455,7 +470,7 @@ impl Engine {
                 let _ = reply.send(self.list_jobs(state.as_deref(), limit));
             }
             Input::Nodes { reply } => {
-                let mut nodes = self.registry.snapshot(unix_ms_now());
+                let mut nodes = self.registry.snapshot(self.now());
                 for n in &mut nodes {
                     n.policy_current = self.policy.required_policy.is_none_or(|p| p == n.policy);
                     n.unverified = self.unverified.get(&n.address).copied().unwrap_or(0);
@@ -468,8 +483,8 @@ impl Engine {
         }
     }
 
-    fn on_tick(&mut self) {
-        let now = unix_ms_now();
+    pub(crate) fn on_tick(&mut self) {
+        let now = self.now();
         self.metrics
             .nodes_online
             .set(self.registry.online_count(now) as i64);
@@ -480,8 +495,9 @@ impl Engine {
 
     /// Marks a job changed in this burst.
     pub(crate) fn touch(&mut self, id: JobId) {
+        let now = self.now();
         if let Some(job) = self.jobs.get_mut(&id) {
-            job.updated_ms = unix_ms_now();
+            job.updated_ms = now;
         }
         self.dirty.insert(id);
     }
@@ -557,7 +573,7 @@ impl Engine {
             let _ = reply.send(Err(SubmitError::Invalid(e)));
             return;
         }
-        let now = unix_ms_now();
+        let now = self.now();
         self.counters.job_seq += 1;
         let mut seed = Vec::with_capacity(64);
         seed.extend_from_slice(b"pocmesh/job/1");
@@ -662,8 +678,8 @@ impl Engine {
         Ok(out)
     }
 
-    fn status(&self) -> StatusView {
-        let now = unix_ms_now();
+    pub(crate) fn status(&self) -> StatusView {
+        let now = self.now();
         let minute = now / 60_000;
         let jobs_last_24h = self
             .per_minute
@@ -744,7 +760,21 @@ impl Engine {
                 }
             }
         }
-        self.flush_outgoing();
         Ok(())
+    }
+
+    /// Ends a burst of inputs: offers what can be offered, cuts a batch when one is due, writes
+    /// every change, then releases the held answers. Returns the work for the I/O layers;
+    /// nothing of it exists before the changes are on disk.
+    pub(crate) fn finish_burst(&mut self) -> Result<Vec<Outgoing>, StoreError> {
+        self.schedule();
+        self.maybe_batch();
+        self.commit()?;
+        Ok(std::mem::take(&mut self.outgoing))
+    }
+
+    /// Now, by the engine's clock.
+    pub(crate) fn now(&self) -> u64 {
+        self.clock.now_ms()
     }
 }

@@ -21,10 +21,13 @@ pub mod allowlist;
 pub mod api;
 mod assign;
 mod batcher;
+pub mod clock;
 pub mod community;
 pub mod config;
 pub mod daemon;
 mod engine;
+#[cfg(test)]
+mod engine_tests;
 pub mod health;
 pub mod lifecycle;
 pub mod metrics;

@@ -19,30 +19,15 @@ use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::engine::{Engine, Input, OfferAnswer};
+use crate::engine::{Input, OfferAnswer, Outgoing};
 use crate::metrics::DispatcherMetrics;
 use crate::policy::Origin;
 use crate::store::BatchRow;
+use crate::submitter::ProofSubmitter;
 use crate::verify::{AuditOutcome, result_key};
 
 /// Signature checks of job-protocol messages in flight at once.
 const VERIFY_WORKERS: usize = 64;
-
-/// Network work the engine decided on, carried out after its commit.
-pub(crate) enum Outgoing {
-    /// Offer one attempt to one node.
-    Offer {
-        peer: String,
-        node: Address,
-        offer: JobOffer,
-    },
-    /// Tell a node its credit is on chain.
-    Receipt { peer: String, receipt: Receipt },
-    /// Put a batch on chain (until it lands).
-    Record(BatchRow),
-    /// Re-execute a job here to check its results.
-    Audit { job: JobId, spec: JobSpec },
-}
 
 /// Runs the dispatcher's own re-executions: at most `workers` at once on the blocking pool, at
 /// most `queue` waiting; beyond that a request is shed at once (reported unavailable, so the
@@ -228,10 +213,17 @@ impl NetCtx {
     }
 }
 
-impl Engine {
-    /// Starts the tasks for this burst's outgoing work.
-    pub(crate) fn flush_outgoing(&mut self) {
-        for out in self.outgoing.drain(..) {
+/// What carries out the engine's effects: the mesh (offers, receipts), the recorder (batches)
+/// and the audit runner.
+pub(crate) struct EngineIo {
+    pub(crate) net: Arc<NetCtx>,
+    pub(crate) submitter: Arc<dyn ProofSubmitter>,
+}
+
+impl EngineIo {
+    /// Starts the work in `outgoing` (each on its own task; answers come back as inputs).
+    pub(crate) fn flush(&self, outgoing: impl Iterator<Item = Outgoing>) {
+        for out in outgoing {
             let net = self.net.clone();
             match out {
                 Outgoing::Offer { peer, node, offer } => {

@@ -11,17 +11,17 @@
 
 use pocmesh_protocol::{
     Address, DeclineReason, Hash32, JobId, JobReply, JobResult, ResultStatus, UnitsRule,
-    check_metering, credited_units, http_check, keccak256, unix_ms_now,
+    check_metering, credited_units, http_check, keccak256,
 };
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+use crate::engine::Outgoing;
 use crate::engine::{Ack, Engine};
 use crate::lifecycle::{
     AttemptState, AuditRecord, Credit, JobState, QuarantinedCredit, SubmittedResult,
 };
 use crate::metrics::DispatcherMetrics;
-use crate::net::Outgoing;
 use crate::policy::{
     AuditState, Claim, Decision, Delivery, JobFacts, Member, ResultKey, SetAside, decide,
 };
@@ -87,7 +87,7 @@ impl Engine {
         reply: oneshot::Sender<JobReply>,
     ) {
         let (id, n) = (result.job, result.attempt);
-        let now = unix_ms_now();
+        let now = self.now();
         let Some(job) = self.jobs.get(&id) else {
             // Finished or unknown: a repeat of a result we hold is acknowledged again.
             let known = self
@@ -203,7 +203,7 @@ impl Engine {
     /// Ends attempt `n` of job `id` as proven wrong: its node loses its trust (and is excluded
     /// when the policy says so), and its credits not on chain yet are reopened.
     pub(crate) fn prove_wrong(&mut self, id: JobId, n: u32, reason: String) {
-        let now = unix_ms_now();
+        let now = self.now();
         let Some(a) = self.jobs.get_mut(&id).and_then(|j| j.attempt_mut(n)) else {
             return;
         };
@@ -408,7 +408,7 @@ impl Engine {
     /// The dispatcher's own run of a job finished (or could not run).
     pub(crate) fn on_audited(&mut self, id: JobId, outcome: AuditOutcome) {
         self.audits.remove(&id);
-        let now = unix_ms_now();
+        let now = self.now();
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
@@ -455,7 +455,7 @@ impl Engine {
         audited: bool,
         set_aside: &[(u32, SetAside)],
     ) {
-        let now = unix_ms_now();
+        let now = self.now();
         let contract = self.config.contract;
         let Some(job) = self.jobs.get_mut(&id) else {
             return;

@@ -1,0 +1,598 @@
+//! Engine unit tests: the engine driven by hand with a [`ManualClock`] and a real (temporary)
+//! sled store, without sockets, chain or audit threads. Each test feeds the inputs the network
+//! layer would deliver and reads the effects the engine hands to its I/O layers; results and
+//! the dispatcher's own runs are real executions of the `hash` job.
+
+use std::sync::Arc;
+
+use pocmesh_executor::HashExecutor;
+use pocmesh_protocol::consent::consent_hash;
+use pocmesh_protocol::{
+    Address, BatchId, Bytes, Capabilities, Hash32, Heartbeat, JobId, JobParams, JobReply,
+    JobResult, JobSpec, JobType, Limits, ResultStatus,
+};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::ManualClock;
+use crate::config::DispatcherConfig;
+use crate::engine::{Engine, EngineParts, Input, OfferAnswer, Outgoing};
+use crate::lifecycle::{AttemptState, Job, JobState};
+use crate::metrics::DispatcherMetrics;
+use crate::store::{BatchRow, DispatcherStore};
+use crate::verify::{AuditOutcome, result_key};
+
+const T0: u64 = 1_800_000_000_000;
+const MAX_MS: u64 = 10_000;
+
+/// An engine, its clock, its store's folder and the effects it has emitted so far.
+struct Rig {
+    engine: Engine,
+    clock: ManualClock,
+    config: Arc<DispatcherConfig>,
+    dir: tempfile::TempDir,
+    effects: Vec<Outgoing>,
+    seq: u64,
+    nodes: Vec<Address>,
+}
+
+fn config() -> DispatcherConfig {
+    let mut c = DispatcherConfig::default();
+    c.verify.probation_results = 1;
+    // Trusted nodes are (almost) never audited: the tests say when the dispatcher runs a job.
+    c.verify.audit_floor = 1e-9;
+    c.batch.max_credits = 3;
+    c.batch.max_age_ms = 3_000;
+    c
+}
+
+fn load(dir: &std::path::Path, config: Arc<DispatcherConfig>, clock: &ManualClock) -> Engine {
+    let store = DispatcherStore::open(dir).expect("store");
+    Engine::load(EngineParts {
+        config,
+        address: Address::from([0xd1; 20]),
+        store,
+        metrics: Arc::new(DispatcherMetrics::new()),
+        shutdown: CancellationToken::new(),
+        clock: Arc::new(clock.clone()),
+    })
+    .expect("engine loads")
+}
+
+fn node(i: u8) -> Address {
+    Address::from([i; 20])
+}
+
+fn wallet(i: u8) -> Address {
+    Address::from([0x40 + i; 20])
+}
+
+impl Rig {
+    fn new(config: DispatcherConfig, nodes: u8) -> Rig {
+        let dir = tempfile::tempdir().expect("tmp");
+        let clock = ManualClock::new(T0);
+        let config = Arc::new(config);
+        let engine = load(dir.path(), config.clone(), &clock);
+        let mut rig = Rig {
+            engine,
+            clock,
+            config,
+            dir,
+            effects: Vec::new(),
+            seq: 0,
+            nodes: (1..=nodes).map(node).collect(),
+        };
+        rig.heartbeats();
+        rig
+    }
+
+    /// Stops the engine (dropping it, as a crash would lose its memory) and loads it again
+    /// from the store.
+    fn restart(self) -> Rig {
+        let Rig {
+            engine,
+            clock,
+            config,
+            dir,
+            seq,
+            nodes,
+            ..
+        } = self;
+        drop(engine);
+        let engine = reopen(dir.path(), config.clone(), &clock);
+        let mut rig = Rig {
+            engine,
+            clock,
+            config,
+            dir,
+            effects: Vec::new(),
+            seq,
+            nodes,
+        };
+        rig.heartbeats();
+        rig
+    }
+
+    /// One burst: the inputs, then what the engine does at the end of every burst.
+    fn burst(&mut self, inputs: Vec<Input>) {
+        for i in inputs {
+            self.engine.handle(i);
+        }
+        let work = self.engine.finish_burst().expect("commit");
+        self.effects.extend(work);
+    }
+
+    /// Every node says it is alive, with all slots free.
+    fn heartbeats(&mut self) {
+        self.seq += 1;
+        let inputs = self
+            .nodes
+            .clone()
+            .into_iter()
+            .enumerate()
+            .map(|(k, from)| Input::Heartbeat {
+                from,
+                heartbeat: Box::new(Heartbeat {
+                    seq: self.seq,
+                    wallet: wallet(k as u8 + 1),
+                    peer: format!("peer-{k}"),
+                    caps: Capabilities {
+                        cores: 2,
+                        mem_mb: 1024,
+                        gpu: None,
+                        job_types: vec![JobType::Hash],
+                        slots_total: 4,
+                        slots_free: 4,
+                    },
+                    policy: consent_hash(),
+                    sw: "test".into(),
+                }),
+            })
+            .collect();
+        self.burst(inputs);
+    }
+
+    /// Time passes (nodes keep sending heartbeats), then the engine's tick runs.
+    fn advance(&mut self, ms: u64) {
+        let step = 4_000;
+        let mut left = ms;
+        while left > 0 {
+            let d = left.min(step);
+            self.clock.advance(d);
+            left -= d;
+            self.heartbeats();
+        }
+        self.engine.on_tick();
+        self.burst(Vec::new());
+    }
+
+    fn submit(&mut self, iterations: u64, redundancy: u32) -> JobId {
+        let (reply, mut rx) = oneshot::channel();
+        let spec = JobSpec {
+            params: JobParams::Hash {
+                seed: Hash32([iterations as u8; 32]),
+                iterations,
+            },
+            limits: Limits {
+                max_ms: MAX_MS,
+                max_mem_mb: 16,
+                max_output_bytes: 64,
+                max_fuel: None,
+            },
+        };
+        self.burst(vec![Input::Submit {
+            spec,
+            redundancy: Some(redundancy),
+            reply,
+        }]);
+        rx.try_recv()
+            .expect("answered after commit")
+            .expect("accepted")
+    }
+
+    /// The offers emitted so far (taken out of the effects).
+    fn offers(&mut self) -> Vec<(JobId, u32, Address)> {
+        let mut out = Vec::new();
+        self.effects.retain(|e| match e {
+            Outgoing::Offer { node, offer, .. } => {
+                out.push((offer.job, offer.attempt, *node));
+                false
+            }
+            _ => true,
+        });
+        out
+    }
+
+    fn audits(&mut self) -> Vec<JobId> {
+        let mut out = Vec::new();
+        self.effects.retain(|e| match e {
+            Outgoing::Audit { job, .. } => {
+                out.push(*job);
+                false
+            }
+            _ => true,
+        });
+        out
+    }
+
+    fn records(&mut self) -> Vec<BatchRow> {
+        let mut out = Vec::new();
+        self.effects.retain(|e| match e {
+            Outgoing::Record(b) => {
+                out.push(b.clone());
+                false
+            }
+            _ => true,
+        });
+        out
+    }
+
+    fn receipts(&mut self) -> usize {
+        let before = self.effects.len();
+        self.effects
+            .retain(|e| !matches!(e, Outgoing::Receipt { .. }));
+        before - self.effects.len()
+    }
+
+    fn accept(&mut self, job: JobId, attempt: u32) {
+        self.burst(vec![Input::OfferAnswered {
+            job,
+            attempt,
+            answer: OfferAnswer::Accepted,
+        }]);
+    }
+
+    /// `from` delivers its result for attempt `attempt` of `job`: the real one, or a wrong one
+    /// (right metering, wrong output).
+    fn deliver(&mut self, from: Address, job: JobId, attempt: u32, honest: bool) -> JobReply {
+        let spec = self.job(job).spec;
+        let mut exec = run(&spec);
+        if !honest {
+            exec.output[0] ^= 0xff;
+        }
+        let (reply, mut rx) = oneshot::channel();
+        self.burst(vec![Input::Result {
+            from,
+            result: Box::new(JobResult {
+                job,
+                attempt,
+                status: ResultStatus::Ok,
+                result_hash: exec.result_hash(),
+                output: Some(Bytes(exec.output.clone())),
+                metering: exec.metering,
+                error: None,
+            }),
+            reply,
+        }]);
+        rx.try_recv().expect("result answered after commit")
+    }
+
+    /// The dispatcher's own run of `job` finishes (for real).
+    fn audited(&mut self, job: JobId) {
+        let spec = self.job(job).spec;
+        let exec = run(&spec);
+        let key = result_key(
+            JobType::Hash,
+            exec.result_hash(),
+            &exec.metering,
+            &exec.output,
+        );
+        self.burst(vec![Input::Audited {
+            job,
+            outcome: AuditOutcome::Ran(key),
+        }]);
+    }
+
+    /// Runs every re-execution the engine asked for (as the audit runner would), until it asks
+    /// for no more.
+    fn settle(&mut self) {
+        for _ in 0..8 {
+            let asked = self.audits();
+            if asked.is_empty() {
+                return;
+            }
+            for job in asked {
+                self.audited(job);
+            }
+        }
+    }
+
+    fn landed(&mut self, batch: BatchId) {
+        self.burst(vec![Input::BatchLanded {
+            batch,
+            tx: Hash32([0x77; 32]),
+            block: 9,
+        }]);
+    }
+
+    fn job(&self, id: JobId) -> Job {
+        match self.engine.jobs.get(&id) {
+            Some(j) => j.clone(),
+            None => self.engine.store.job(&id).expect("read").expect("stored"),
+        }
+    }
+
+    /// Runs one job through a node until the node is trusted (its first result is re-executed).
+    fn trust_all(&mut self) {
+        for _ in 0..self.nodes.len() * 4 {
+            let untrusted = self
+                .engine
+                .registry
+                .snapshot(self.clock.now())
+                .into_iter()
+                .filter(|v| !matches!(v.trust, crate::policy::Trust::Trusted))
+                .count();
+            if untrusted == 0 {
+                self.effects.clear();
+                return;
+            }
+            let id = self.submit(100, 1);
+            for (job, attempt, node) in self.offers() {
+                self.accept(job, attempt);
+                self.deliver(node, job, attempt, true);
+            }
+            self.settle();
+            assert!(
+                ["verified", "recording"].contains(&self.job(id).state.name()),
+                "warm-up job verified"
+            );
+        }
+        panic!("nodes did not become trusted");
+    }
+}
+
+fn reopen(dir: &std::path::Path, config: Arc<DispatcherConfig>, clock: &ManualClock) -> Engine {
+    // sled's flusher may hold the file lock for a moment after the old handle is dropped.
+    for _ in 0..250 {
+        if let Ok(store) = DispatcherStore::open(dir) {
+            drop(store);
+            return load(dir, config, clock);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("store at {} never unlocked", dir.display());
+}
+
+trait AttemptOf {
+    fn attempt(&self, n: u32) -> crate::lifecycle::Attempt;
+}
+
+impl AttemptOf for Job {
+    fn attempt(&self, n: u32) -> crate::lifecycle::Attempt {
+        self.attempts
+            .iter()
+            .find(|a| a.n == n)
+            .cloned()
+            .expect("attempt exists")
+    }
+}
+
+fn run(spec: &JobSpec) -> pocmesh_executor::Execution {
+    let JobParams::Hash { seed, iterations } = &spec.params else {
+        panic!("hash jobs only");
+    };
+    HashExecutor.run(seed.0, *iterations, &spec.limits)
+}
+
+impl ManualClock {
+    fn now(&self) -> u64 {
+        crate::clock::Clock::now_ms(self)
+    }
+}
+
+#[test]
+fn a_lease_that_runs_out_is_taken_back_and_the_job_finishes_on_another_node() {
+    let mut rig = Rig::new(config(), 2);
+    rig.trust_all();
+    let id = rig.submit(1_000, 1);
+    let offers = rig.offers();
+    assert_eq!(offers.len(), 1, "one attempt for redundancy 1");
+    let (_, first, holder) = offers[0];
+    rig.accept(id, first);
+
+    // Just inside the lease: nothing moves.
+    let lease = MAX_MS + rig.config.jobs.lease_margin_ms;
+    rig.advance(lease - 1_000);
+    assert!(
+        rig.offers().is_empty(),
+        "no new attempt while the lease runs"
+    );
+    assert!(matches!(
+        rig.job(id).attempt(first).state,
+        AttemptState::Running { .. }
+    ));
+
+    // Past it: the attempt is taken back and offered to the other node.
+    rig.advance(2_000);
+    let again = rig.offers();
+    assert_eq!(again.len(), 1, "{again:?}");
+    let (_, second, other) = again[0];
+    assert_ne!(other, holder, "not the node that let its lease run out");
+    assert!(matches!(
+        rig.job(id).attempt(first).state,
+        AttemptState::TimedOut
+    ));
+
+    // The late result of the first attempt earns nothing; the second one is verified.
+    let late = rig.deliver(holder, id, first, true);
+    assert!(!late.accept, "a result after the lease is refused");
+    rig.accept(id, second);
+    let reply = rig.deliver(other, id, second, true);
+    assert!(reply.accept);
+    rig.settle();
+    let job = rig.job(id);
+    assert_eq!(job.state, JobState::Verified);
+    assert_eq!(job.credits.len(), 1);
+    assert_eq!(job.credits[0].node, other);
+}
+
+#[test]
+fn a_disagreement_is_settled_by_a_run_here_and_a_failed_run_by_a_third_node() {
+    let mut rig = Rig::new(config(), 3);
+    rig.trust_all();
+
+    // Two trusted nodes disagree: the dispatcher runs the job, and the wrong one is proven wrong.
+    let id = rig.submit(2_000, 2);
+    let offers = rig.offers();
+    assert_eq!(offers.len(), 2);
+    for &(_, n, _) in &offers {
+        rig.accept(id, n);
+    }
+    rig.deliver(offers[0].2, id, offers[0].1, true);
+    rig.deliver(offers[1].2, id, offers[1].1, false);
+    assert_eq!(
+        rig.audits(),
+        vec![id],
+        "a disagreement is settled by a run here"
+    );
+    rig.audited(id);
+    let job = rig.job(id);
+    assert_eq!(job.state, JobState::Verified);
+    assert_eq!(job.credits.len(), 1, "only the right answer is credited");
+    assert_eq!(job.credits[0].node, offers[0].2);
+    assert!(matches!(
+        job.attempt(offers[1].1).state,
+        AttemptState::Rejected { .. }
+    ));
+    assert!(
+        rig.engine.registry.is_excluded(&offers[1].2) || {
+            let v = rig.engine.registry.snapshot(rig.clock.now());
+            v.iter().any(|n| {
+                n.address == offers[1].2 && !matches!(n.trust, crate::policy::Trust::Trusted)
+            })
+        }
+    );
+
+    // Two more disagree and the dispatcher's run cannot finish: nobody is blamed, a third
+    // node breaks the tie.
+    let mut rig = Rig::new(config(), 3);
+    rig.trust_all();
+    let id = rig.submit(3_000, 2);
+    let offers = rig.offers();
+    for &(_, n, _) in &offers {
+        rig.accept(id, n);
+    }
+    rig.deliver(offers[0].2, id, offers[0].1, true);
+    rig.deliver(offers[1].2, id, offers[1].1, false);
+    assert_eq!(rig.audits(), vec![id]);
+    rig.burst(vec![Input::Audited {
+        job: id,
+        outcome: AuditOutcome::Unavailable("the dispatcher's run took too long".into()),
+    }]);
+    let third = rig.offers();
+    assert_eq!(third.len(), 1, "a tie-break attempt: {third:?}");
+    let (_, n3, tiebreaker) = third[0];
+    assert!(offers.iter().all(|o| o.2 != tiebreaker), "a third node");
+    assert!(
+        rig.job(id)
+            .attempts
+            .iter()
+            .all(|a| !matches!(a.state, AttemptState::Rejected { .. })),
+        "the dispatcher's failure rejects nobody"
+    );
+    rig.accept(id, n3);
+    rig.deliver(tiebreaker, id, n3, true);
+    rig.settle();
+    let job = rig.job(id);
+    assert_eq!(job.state, JobState::Verified);
+    let mut credited: Vec<Address> = job.credits.iter().map(|c| c.node).collect();
+    credited.sort();
+    let mut want = vec![offers[0].2, tiebreaker];
+    want.sort();
+    assert_eq!(credited, want, "the two agreeing results are credited");
+}
+
+#[test]
+fn batches_are_cut_when_full_or_when_their_oldest_credit_is_old_enough() {
+    let mut rig = Rig::new(config(), 2);
+    rig.trust_all();
+    // Credits of the warm-up jobs wait in the outbox: land whatever was cut, then age the rest.
+    rig.advance(rig.config.batch.max_age_ms);
+    for b in rig.records() {
+        rig.landed(b.id);
+    }
+    rig.advance(rig.config.batch.max_age_ms);
+    for b in rig.records() {
+        rig.landed(b.id);
+    }
+    rig.receipts();
+    assert!(rig.engine.outbox.is_empty(), "warm-up credits recorded");
+
+    let finish = |rig: &mut Rig, id: JobId| {
+        for (job, n, node) in rig.offers() {
+            assert_eq!(job, id);
+            rig.accept(job, n);
+            rig.deliver(node, job, n, true);
+        }
+        rig.settle();
+    };
+    // Two credits: under the size (3) and not old: no batch.
+    let a = rig.submit(10, 1);
+    finish(&mut rig, a);
+    let b = rig.submit(11, 1);
+    finish(&mut rig, b);
+    assert!(rig.records().is_empty(), "two credits wait");
+    // The third fills a batch at once.
+    let c = rig.submit(12, 1);
+    finish(&mut rig, c);
+    let cut = rig.records();
+    assert_eq!(cut.len(), 1, "a full batch is cut at once");
+    assert_eq!(cut[0].credits.len(), 3);
+    // One more while that batch is in flight: nothing until it lands and the credit ages.
+    let d = rig.submit(13, 1);
+    finish(&mut rig, d);
+    rig.advance(rig.config.batch.max_age_ms + 1_000);
+    assert!(rig.records().is_empty(), "one batch in flight at a time");
+    rig.landed(cut[0].id);
+    assert_eq!(rig.receipts(), 3, "each credited node hears of its receipt");
+    for id in [a, b, c] {
+        assert_eq!(rig.job(id).state.name(), "recorded");
+    }
+    // The fourth credit is old by now: cut alone.
+    rig.advance(1);
+    let cut = rig.records();
+    assert_eq!(cut.len(), 1);
+    assert_eq!(cut[0].credits.len(), 1);
+    assert_eq!(cut[0].credits[0].job, d);
+}
+
+#[test]
+fn a_restart_recovers_open_work_from_the_store() {
+    let mut rig = Rig::new(config(), 2);
+    // Fresh nodes (on probation): every result waits for the dispatcher's run.
+    let waiting = rig.submit(500, 1);
+    let offered = rig.submit(600, 1);
+    let offers = rig.offers();
+    assert_eq!(offers.len(), 2);
+    let (_, n_wait, node_wait) = *offers.iter().find(|o| o.0 == waiting).expect("offered");
+    let (_, n_off, _) = *offers.iter().find(|o| o.0 == offered).expect("offered");
+    rig.accept(waiting, n_wait);
+    rig.deliver(node_wait, waiting, n_wait, true);
+    assert_eq!(rig.audits(), vec![waiting]);
+    let before = rig.engine.status();
+
+    // The process dies with the run in progress and the other offer unanswered.
+    let mut rig = rig.restart();
+    let after = rig.engine.status();
+    assert_eq!(after.jobs, before.jobs, "per-state counts survive");
+    // The result that was waiting is decided again: the run is asked for anew.
+    assert_eq!(rig.audits(), vec![waiting], "the lost run is started again");
+    rig.audited(waiting);
+    assert_eq!(rig.job(waiting).state, JobState::Verified);
+    // The unanswered offer is assumed taken; when its lease runs out, it goes out again.
+    assert!(rig.offers().is_empty());
+    rig.advance(MAX_MS + rig.config.jobs.lease_margin_ms + 1_000);
+    let again = rig.offers();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].0, offered);
+    assert!(again[0].1 > n_off, "a new attempt");
+    // Standing survives too: the node whose result was confirmed is one checked result on.
+    let standing = rig
+        .engine
+        .registry
+        .snapshot(rig.clock.now())
+        .into_iter()
+        .find(|v| v.address == node_wait)
+        .expect("known");
+    assert!(matches!(standing.trust, crate::policy::Trust::Trusted));
+}
