@@ -289,6 +289,20 @@ pub async fn start(
     };
     let engine_task = tokio::spawn(engine.run(input_rx, io));
     let events_task = tokio::spawn(net::event_loop(net.clone(), events));
+    // The mesh's refusal counters, copied into the metrics every second.
+    // (It ends with the engine.)
+    {
+        let (mesh, metrics, stop) = (mesh.clone(), metrics.clone(), engine_stop.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = every.tick() => metrics.set_mesh(mesh.counters()),
+                }
+            }
+        });
+    }
     let announce_task = tokio::spawn(net::announce(
         net.clone(),
         config.contract.unwrap_or_default(),

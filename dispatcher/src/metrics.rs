@@ -60,6 +60,9 @@ pub struct DispatcherMetrics {
     pub audit_queue: Gauge,
     /// API requests refused by a rate limit (`client_rate_limited`, `token_rate_limited`).
     pub api_refused: Family<EventLabel, Counter>,
+    /// What the mesh refused since start (`connection`: over a connection bound; `frame`: a
+    /// job-protocol frame over the size cap, malformed or timed out), copied every second.
+    pub mesh_refused: Family<EventLabel, Gauge>,
 }
 
 impl DispatcherMetrics {
@@ -89,7 +92,13 @@ impl DispatcherMetrics {
             credits_quarantined: Counter::default(),
             audit_queue: Gauge::default(),
             api_refused: Family::default(),
+            mesh_refused: Family::default(),
         };
+        registry.register(
+            "mesh_refused",
+            "Inbound connections and job frames the mesh refused since start",
+            m.mesh_refused.clone(),
+        );
         registry.register(
             "jobs_created",
             "Jobs accepted by the API",
@@ -172,6 +181,20 @@ impl DispatcherMetrics {
             m.api_refused.clone(),
         );
         DispatcherMetrics { registry, ..m }
+    }
+
+    /// Copies the mesh's refusal counters into [`Self::mesh_refused`].
+    pub fn set_mesh(&self, c: pocmesh_mesh::CounterSnapshot) {
+        for (event, v) in [
+            ("connection", c.connections_refused),
+            ("frame", c.frames_refused),
+        ] {
+            self.mesh_refused
+                .get_or_create(&EventLabel {
+                    event: event.to_string(),
+                })
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        }
     }
 
     /// Counts an event in a labelled family.

@@ -423,7 +423,9 @@ pub(crate) async fn event_loop(net: Arc<NetCtx>, mut events: mpsc::Receiver<Mesh
 async fn on_request(net: Arc<NetCtx>, peer: PeerId, envelope: Vec<u8>, reply: ReplyToken) {
     let answer = match net.verify(envelope).await {
         Ok(v) if peer_address(&peer) != Some(v.message.from) => {
-            warn!(%peer, "request signed by another key than the peer's");
+            // Counted, logged at debug: a flood of these must not flood the log too.
+            DispatcherMetrics::count(&net.metrics.results, "wrong_signer");
+            debug!(%peer, "request signed by another key than the peer's");
             JobReply::declined(JobId::default(), 0, DeclineReason::InvalidOffer)
         }
         Ok(v) => match v.message.body {
@@ -451,7 +453,8 @@ async fn on_request(net: Arc<NetCtx>, peer: PeerId, envelope: Vec<u8>, reply: Re
             }
         },
         Err(e) => {
-            warn!(%peer, error = %e, "invalid request");
+            DispatcherMetrics::count(&net.metrics.results, "invalid");
+            debug!(%peer, error = %e, "invalid request");
             JobReply::declined(JobId::default(), 0, DeclineReason::InvalidOffer)
         }
     };

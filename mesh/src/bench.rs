@@ -80,6 +80,8 @@ pub async fn run(config: &GossipBenchConfig) -> Result<GossipBenchResult, MeshEr
         let key = SecretKey::generate().map_err(|e| MeshError::Build(e.to_string()))?;
         let mut mc = MeshConfig::new("devnet-bench");
         mc.mdns = false;
+        // Every peer of the bench connects from 127.0.0.1.
+        mc.connections.max_per_ip = mc.connections.max_established;
         mc.listen = vec![
             "/ip4/127.0.0.1/tcp/0"
                 .parse()

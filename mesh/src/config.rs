@@ -28,6 +28,8 @@ pub struct MeshConfig {
     /// Least time between two heartbeats of one sender that are accepted and relayed, ms
     /// (nodes beat every 5 s ± 20 % by default and never faster than every 500 ms).
     pub min_heartbeat_gap_ms: u64,
+    /// Connection bounds (total, per peer, per IP, pending handshakes).
+    pub connections: crate::limits::ConnectionCaps,
 }
 
 impl MeshConfig {
@@ -43,6 +45,7 @@ impl MeshConfig {
             mdns: true,
             refused_wallets: Vec::new(),
             min_heartbeat_gap_ms: DEFAULT_MIN_HEARTBEAT_GAP_MS,
+            connections: crate::limits::ConnectionCaps::default(),
         }
     }
 
@@ -56,6 +59,7 @@ impl MeshConfig {
         if self.max_skew_ms == 0 {
             return Err("max_skew_ms must be above zero".into());
         }
+        self.connections.validate()?;
         Ok(())
     }
 }
@@ -77,6 +81,10 @@ pub struct NetSettings {
     pub mdns: bool,
     /// Allowed clock difference for gossiped messages, milliseconds.
     pub max_skew_ms: u64,
+    /// Established connections in total.
+    pub max_connections: u32,
+    /// Established inbound connections from one IP address.
+    pub max_connections_per_ip: u32,
 }
 
 impl Default for NetSettings {
@@ -90,6 +98,8 @@ impl Default for NetSettings {
             bootstrap: Vec::new(),
             mdns: true,
             max_skew_ms: DEFAULT_MAX_SKEW_MS,
+            max_connections: crate::limits::ConnectionCaps::default().max_established,
+            max_connections_per_ip: crate::limits::ConnectionCaps::default().max_per_ip,
         }
     }
 }
@@ -111,6 +121,8 @@ impl NetSettings {
         config.bootstrap = parse("bootstrap", &self.bootstrap)?;
         config.mdns = self.mdns;
         config.max_skew_ms = self.max_skew_ms;
+        config.connections.max_established = self.max_connections;
+        config.connections.max_per_ip = self.max_connections_per_ip;
         config.validate().map_err(|e| format!("network.{e}"))?;
         Ok(config)
     }

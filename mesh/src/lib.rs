@@ -14,11 +14,14 @@
 //! envelope each way, capped at the protocol's envelope size; the application validates both.
 
 pub mod bench;
+mod codec;
 pub mod config;
 pub mod gossip;
 pub mod identity;
+pub mod limits;
 pub mod scoring;
 pub mod service;
 
 pub use config::{MeshConfig, NetSettings};
+pub use limits::{ConnectionCaps, CounterSnapshot, MeshCounters};
 pub use service::{MeshError, MeshEvent, MeshHandle, ReplyToken, peer_of, spawn};

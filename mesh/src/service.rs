@@ -10,7 +10,7 @@ use std::time::Duration;
 use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash};
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel, cbor};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
@@ -39,8 +39,9 @@ const VALIDATION_WORKERS: usize = 64;
 /// Largest gossip frame the transport accepts; the application cap (4 KiB) is checked after,
 /// so an oversized message is rejected and its sender penalised rather than silently cut.
 const TRANSPORT_MAX_BYTES: usize = 64 * 1024;
-/// Largest job-protocol frame: one envelope plus CBOR framing.
-const JOB_FRAME_MAX_BYTES: u64 = MAX_ENVELOPE_BYTES as u64 + 64;
+/// Largest job-protocol frame payload: one envelope (the frame's header declares its length,
+/// so a bigger one is refused before it is read).
+const JOB_FRAME_MAX_BYTES: u64 = MAX_ENVELOPE_BYTES as u64;
 /// How long a job-protocol request may wait for its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The Kademlia protocol name: pocmesh peers form their own DHT, apart from the public IPFS one.
@@ -196,6 +197,7 @@ enum Command {
 pub struct MeshHandle {
     commands: mpsc::Sender<Command>,
     local_peer: PeerId,
+    counters: Arc<crate::limits::MeshCounters>,
 }
 
 impl std::fmt::Debug for Command {
@@ -216,6 +218,11 @@ impl MeshHandle {
     /// This node's PeerId.
     pub fn local_peer(&self) -> PeerId {
         self.local_peer
+    }
+
+    /// What the mesh has refused so far (connections over a bound, failed job frames).
+    pub fn counters(&self) -> crate::limits::CounterSnapshot {
+        self.counters.snapshot()
     }
 
     async fn ask<T>(
@@ -291,7 +298,7 @@ struct Behaviour {
     /// Heartbeat and dispatcher topics, application-validated, scored.
     gossipsub: gossipsub::Behaviour,
     /// The job protocol: offers, replies, results, receipts as envelopes, size-capped.
-    jobs: cbor::Behaviour<Bytes, Bytes>,
+    jobs: request_response::Behaviour<crate::codec::FrameCodec>,
     /// Exchanges listen addresses and protocols with peers.
     identify: identify::Behaviour,
     /// Liveness of connections.
@@ -300,6 +307,10 @@ struct Behaviour {
     kad: kad::Behaviour<kad::store::MemoryStore>,
     /// LAN discovery; off when the operator says so (`--no-mdns`).
     mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Total, per-peer and pending-handshake connection bounds.
+    limits: libp2p::connection_limits::Behaviour,
+    /// Inbound connections per remote IP.
+    per_ip: crate::limits::PerIp,
 }
 
 #[derive(Debug)]
@@ -336,6 +347,11 @@ impl From<request_response::Event<Bytes, Bytes>> for BehaviourEvent {
 impl From<identify::Event> for BehaviourEvent {
     fn from(e: identify::Event) -> Self {
         BehaviourEvent::Identify(Box::new(e))
+    }
+}
+impl From<std::convert::Infallible> for BehaviourEvent {
+    fn from(e: std::convert::Infallible) -> Self {
+        match e {}
     }
 }
 impl From<ping::Event> for BehaviourEvent {
@@ -375,6 +391,8 @@ pub async fn spawn(
         .collect();
     let gossip_heartbeat = config.gossip_heartbeat;
     let use_mdns = config.mdns;
+    let caps = config.connections;
+    let counters = Arc::new(crate::limits::MeshCounters::default());
     let topic_hashes: Vec<TopicHash> = topics.keys().cloned().collect();
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -403,10 +421,8 @@ pub async fn spawn(
             )?;
             gossipsub
                 .with_peer_score(scoring::score_params(&topic_hashes), scoring::thresholds())?;
-            let codec = cbor::codec::Codec::<Bytes, Bytes>::default()
-                .set_request_size_maximum(JOB_FRAME_MAX_BYTES)
-                .set_response_size_maximum(JOB_FRAME_MAX_BYTES);
-            let jobs = cbor::Behaviour::with_codec(
+            let codec = crate::codec::FrameCodec::new(JOB_FRAME_MAX_BYTES);
+            let jobs = request_response::Behaviour::with_codec(
                 codec,
                 [(StreamProtocol::new(JOB_PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
@@ -430,6 +446,8 @@ pub async fn spawn(
                     key.public(),
                 )),
                 ping: ping::Behaviour::default(),
+                limits: libp2p::connection_limits::Behaviour::new(caps.libp2p()),
+                per_ip: crate::limits::PerIp::new(caps.max_per_ip),
             })
         })
         .map_err(|e| MeshError::Build(e.to_string()))?
@@ -492,12 +510,14 @@ pub async fn spawn(
         workers: Arc::new(Semaphore::new(VALIDATION_WORKERS)),
         pending: HashMap::new(),
         checked: mpsc::channel(VALIDATION_WORKERS * 2),
+        counters: counters.clone(),
     };
     let task = tokio::spawn(event_loop.run(shutdown));
     Ok((
         MeshHandle {
             commands: cmd_tx,
             local_peer,
+            counters,
         },
         event_rx,
         task,
@@ -520,6 +540,7 @@ struct EventLoop {
     workers: Arc<Semaphore>,
     checked: (mpsc::Sender<Checked>, mpsc::Receiver<Checked>),
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, MeshError>>>,
+    counters: Arc<crate::limits::MeshCounters>,
 }
 
 impl EventLoop {
@@ -660,6 +681,14 @@ impl EventLoop {
                 self.send_event(MeshEvent::PeerDisconnected { peer: peer_id })
                     .await;
             }
+            SwarmEvent::IncomingConnectionError {
+                error: libp2p::swarm::ListenError::Denied { cause },
+                send_back_addr,
+                ..
+            } => {
+                crate::limits::MeshCounters::bump(&self.counters.connections_refused);
+                debug!(remote = %send_back_addr, %cause, "inbound connection refused");
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => {
                 self.on_gossipsub_event(*e).await
             }
@@ -747,6 +776,7 @@ impl EventLoop {
                 }
             }
             Event::InboundFailure { peer, error, .. } => {
+                crate::limits::MeshCounters::bump(&self.counters.frames_refused);
                 debug!(%peer, %error, "inbound job request failed");
             }
             Event::ResponseSent { .. } => {}

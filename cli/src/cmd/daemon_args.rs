@@ -40,6 +40,9 @@ pub(crate) struct NetArgs {
     /// Do not look for peers on the local network (mDNS).
     #[arg(long)]
     pub(crate) no_mdns: bool,
+    /// Most inbound connections from one IP address (default 64); more are refused and counted.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_connections_per_ip: Option<u32>,
 }
 
 impl NetArgs {
@@ -56,6 +59,9 @@ impl NetArgs {
         }
         if self.no_mdns {
             settings.mdns = false;
+        }
+        if let Some(n) = self.max_connections_per_ip {
+            settings.max_connections_per_ip = n;
         }
     }
 }

@@ -3,6 +3,7 @@
 mod chain;
 mod community;
 mod consent;
+mod flood;
 mod inspect;
 mod keys;
 mod network;

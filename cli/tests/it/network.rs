@@ -36,14 +36,25 @@ pub(crate) struct Mesh {
 impl Mesh {
     /// A chain, a dispatcher and `n` nodes.
     pub(crate) async fn start(dir: &Path, n: usize) -> Mesh {
+        Mesh::start_with_args(dir, n, &[]).await
+    }
+
+    /// As [`Mesh::start`], with `extra` flags for `dispatcher run`.
+    pub(crate) async fn start_with_args(dir: &Path, n: usize, extra: &[&str]) -> Mesh {
         let chain = Chain::start(dir).await;
         let rpc = chain.rpc.clone();
-        Mesh::start_with_chain(dir, chain, n, rpc).await
+        Mesh::start_with_chain(dir, chain, n, rpc, extra).await
     }
 
     /// A dispatcher recording through `rpc` (the chain's own URL, or a proxy in front) and
     /// `n` nodes, on `chain`.
-    async fn start_with_chain(dir: &Path, chain: Chain, n: usize, rpc: String) -> Mesh {
+    async fn start_with_chain(
+        dir: &Path,
+        chain: Chain,
+        n: usize,
+        rpc: String,
+        extra: &[&str],
+    ) -> Mesh {
         let api_port = free_port();
         // A fixed mesh port: a restarted dispatcher comes back where the nodes look for it.
         let mesh_port = free_port();
@@ -78,7 +89,10 @@ impl Mesh {
                 "64",
                 // Every node of the test runs on this machine.
                 "--loopback-quorum",
-            ]),
+            ])
+            .into_iter()
+            .chain(args(extra))
+            .collect::<Vec<_>>(),
             dir,
         );
         let info = pocmesh_dispatcher::daemon::info_path(&data);
@@ -499,7 +513,7 @@ async fn an_rpc_outage_of_thirty_seconds_delays_recording_and_loses_nothing() {
     let chain = Chain::start(dir.path()).await;
     let proxy = Proxy::start(chain.rpc.clone()).await;
     let url = proxy.url.clone();
-    let mesh = Mesh::start_with_chain(dir.path(), chain, 3, url).await;
+    let mesh = Mesh::start_with_chain(dir.path(), chain, 3, url, &[]).await;
     let mut ids = Vec::new();
     for i in 0..20 {
         ids.push(mesh.submit(&hash_job(i)).await);
