@@ -146,11 +146,6 @@ pub(crate) enum Input {
         id: JobId,
         reply: oneshot::Sender<Result<Option<Job>, String>>,
     },
-    ListJobs {
-        state: Option<String>,
-        limit: usize,
-        reply: oneshot::Sender<Result<Vec<Job>, String>>,
-    },
     Nodes {
         reply: oneshot::Sender<Vec<NodeView>>,
     },
@@ -462,13 +457,6 @@ impl Engine {
                 };
                 let _ = reply.send(found);
             }
-            Input::ListJobs {
-                state,
-                limit,
-                reply,
-            } => {
-                let _ = reply.send(self.list_jobs(state.as_deref(), limit));
-            }
             Input::Nodes { reply } => {
                 let mut nodes = self.registry.snapshot(self.now());
                 for n in &mut nodes {
@@ -653,29 +641,6 @@ impl Engine {
             }
         }
         Ok(())
-    }
-
-    fn list_jobs(&self, state: Option<&str>, limit: usize) -> Result<Vec<Job>, String> {
-        if let Some(s) = state
-            && !STATE_NAMES.contains(&s)
-        {
-            return Err(format!(
-                "unknown state `{s}`; one of: {}",
-                STATE_NAMES.join(", ")
-            ));
-        }
-        let mut out: Vec<Job> = Vec::new();
-        for job in self.store.jobs() {
-            let job = job.map_err(|e| e.to_string())?;
-            // The in-memory copy may be newer than the stored one within a burst.
-            let job = self.jobs.get(&job.id).cloned().unwrap_or(job);
-            if state.is_none_or(|s| job.state.name() == s) {
-                out.push(job);
-            }
-        }
-        out.sort_by_key(|j| std::cmp::Reverse(j.submitted_ms));
-        out.truncate(limit);
-        Ok(out)
     }
 
     pub(crate) fn status(&self) -> StatusView {

@@ -29,6 +29,7 @@ mod engine;
 #[cfg(test)]
 mod engine_tests;
 pub mod health;
+pub mod job_index;
 pub mod lifecycle;
 pub mod metrics;
 mod net;

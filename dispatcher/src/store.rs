@@ -176,6 +176,8 @@ pub struct DispatcherStore {
     allowlist: sled::Tree,
     health_urls: sled::Tree,
     health_domains: sled::Tree,
+    /// Listings by time, state and wallet ([`crate::job_index`]).
+    job_index: sled::Tree,
 }
 
 impl std::fmt::Debug for DispatcherStore {
@@ -211,7 +213,7 @@ impl DispatcherStore {
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(err)?;
-        Ok(DispatcherStore {
+        let store = DispatcherStore {
             jobs: db.open_tree("jobs").map_err(err)?,
             outbox: db.open_tree("outbox").map_err(err)?,
             batches: db.open_tree("batches").map_err(err)?,
@@ -222,9 +224,67 @@ impl DispatcherStore {
             allowlist: db.open_tree("allowlist").map_err(err)?,
             health_urls: db.open_tree("health_urls").map_err(err)?,
             health_domains: db.open_tree("health_domains").map_err(err)?,
+            job_index: db.open_tree("job_index").map_err(err)?,
             db,
             path,
-        })
+        };
+        store.build_index_if_missing()?;
+        Ok(store)
+    }
+
+    /// A store written before the job indexes existed gets them built once, at open.
+    fn build_index_if_missing(&self) -> Result<(), StoreError> {
+        if !self.job_index.is_empty() || self.jobs.is_empty() {
+            return Ok(());
+        }
+        let mut n = 0u64;
+        for job in self.jobs() {
+            crate::job_index::write_direct(&self.job_index, &job?).map_err(|e| self.err(e))?;
+            n += 1;
+        }
+        self.job_index.flush().map_err(|e| self.err(e))?;
+        tracing::info!(jobs = n, "job indexes built");
+        Ok(())
+    }
+
+    /// Forgets the job indexes, as a store from before they existed (tests of the rebuild).
+    #[cfg(test)]
+    pub(crate) fn drop_index_for_test(&self) {
+        self.job_index.clear().expect("clear");
+        self.job_index.flush().expect("flush");
+    }
+
+    /// A page of jobs under `filter`, newest first, after `cursor` (from a previous page); with
+    /// the cursor of the next page when there may be more. Reads only the rows it returns
+    /// (and any stale index entries on the way).
+    pub fn list_jobs(
+        &self,
+        filter: &crate::job_index::JobFilter<'_>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<Job>, Option<String>), crate::job_index::ListError> {
+        use crate::job_index::{cursor_of, id_of, matches, parse_cursor, prefix};
+        let prefix = prefix(filter)?;
+        let mut end = prefix.clone();
+        match cursor {
+            Some(c) => end.extend_from_slice(&parse_cursor(c)?),
+            None => end.extend_from_slice(&[0xff; 41]),
+        }
+        let limit = limit.max(1);
+        let mut out = Vec::new();
+        for row in self.job_index.range(prefix..end).rev() {
+            let (key, _) = row.map_err(|e| self.err(e))?;
+            let Some(id) = id_of(&key) else { continue };
+            let Some(job) = self.job(&id)? else { continue };
+            if !matches(&job, filter) {
+                continue;
+            }
+            out.push(job);
+            if out.len() == limit {
+                return Ok((out, cursor_of(&key)));
+            }
+        }
+        Ok((out, None))
     }
 
     fn err(&self, source: sled::Error) -> StoreError {
@@ -250,6 +310,7 @@ impl DispatcherStore {
             &self.allowlist,
             &self.health_urls,
             &self.health_domains,
+            &self.job_index,
         )
             .transaction(
                 |(
@@ -263,9 +324,11 @@ impl DispatcherStore {
                     allowlist,
                     health_urls,
                     health_domains,
+                    job_index,
                 )| {
                     for job in &changes.jobs {
                         jobs.insert(&job.id.as_bytes()[..], encode(job))?;
+                        crate::job_index::write(job_index, job)?;
                     }
                     for (seq, credit) in &changes.outbox_add {
                         outbox.insert(&seq.to_be_bytes()[..], encode(credit))?;

@@ -97,9 +97,12 @@ pub(crate) struct ListArgs {
     api: ApiArgs,
     /// Only jobs in this state (queued, offered, running, submitted, verified, recording,
     /// recorded, failed, rejected).
-    #[arg(long, value_name = "STATE")]
+    #[arg(long, value_name = "STATE", conflicts_with = "wallet")]
     state: Option<String>,
-    /// At most this many.
+    /// Only jobs that credited this wallet (0x… or xdc…).
+    #[arg(long, value_name = "ADDR")]
+    wallet: Option<pocmesh_protocol::Address>,
+    /// At most this many, newest first (1 to 1000).
     #[arg(long, default_value_t = 50, value_name = "N")]
     limit: usize,
     /// Print JSON.
@@ -281,6 +284,9 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
     );
     if let Some(s) = &a.state {
         url.push_str(&format!("&state={s}"));
+    }
+    if let Some(w) = &a.wallet {
+        url.push_str(&format!("&wallet={w}"));
     }
     let jobs: Vec<JobView> = rt.block_on(get(&reqwest::Client::new(), &url))?;
     if a.json {

@@ -226,6 +226,32 @@ impl Mesh {
         serde_json::from_value(self.get(&format!("/v1/jobs/{id}")).await?).ok()
     }
 
+    /// Every job `GET /v1/jobs?{query}` lists, following `x-next-cursor` page by page (at most
+    /// 1,000 pages).
+    pub(crate) async fn list_all(&self, query: &str) -> Vec<JobView> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..1_000 {
+            let mut url = format!("{}/v1/jobs?{query}", self.api);
+            if let Some(c) = &cursor {
+                url.push_str(&format!("&cursor={c}"));
+            }
+            let resp = self.http.get(url).send().await.expect("list");
+            assert_eq!(resp.status(), 200, "listing answers");
+            cursor = resp
+                .headers()
+                .get("x-next-cursor")
+                .and_then(|v| v.to_str().ok())
+                .map(String::from);
+            let page: Vec<JobView> = resp.json().await.expect("jobs");
+            out.extend(page);
+            if cursor.is_none() {
+                return out;
+            }
+        }
+        panic!("more than 1,000 pages");
+    }
+
     /// Waits until every job in `ids` is `recorded`, and returns them.
     pub(crate) async fn all_recorded(&self, ids: &[String], timeout: Duration) -> Vec<JobView> {
         eventually(
@@ -434,6 +460,26 @@ async fn two_hundred_jobs_survive_dispatcher_and_node_crashes_and_are_credited_o
     let s = mesh.get("/v1/status").await.expect("status");
     assert_eq!(s["jobs"]["recorded"], 200, "{s}");
     assert_eq!(s["jobs_last_24h"], 200, "{s}");
+    // The listing pages through all of them, newest first, from the store's indexes; by
+    // wallet it lists exactly the jobs that credited the wallet.
+    let listed = mesh.list_all("limit=37").await;
+    assert_eq!(listed.len(), 200, "every job once across the pages");
+    assert!(
+        listed
+            .windows(2)
+            .all(|w| w[0].submitted_ms >= w[1].submitted_ms),
+        "newest first"
+    );
+    let recorded = mesh.list_all("state=recorded&limit=64").await;
+    assert_eq!(recorded.len(), 200);
+    for wallet in &mesh.wallets {
+        let credited = jobs
+            .iter()
+            .filter(|j| j.credits.iter().any(|c| c.wallet == *wallet))
+            .count();
+        let by_wallet = mesh.list_all(&format!("wallet={wallet}&limit=50")).await;
+        assert_eq!(by_wallet.len(), credited, "jobs that credited {wallet}");
+    }
     let metrics = mesh
         .http
         .get(format!("{}/metrics", mesh.api))
@@ -731,6 +777,26 @@ async fn the_api_answers_bad_requests_with_clear_json_errors() {
             .expect("answer"),
         400,
         "bad_state",
+    )
+    .await;
+    check(
+        mesh.http
+            .get(format!("{url}?wallet=0x12"))
+            .send()
+            .await
+            .expect("answer"),
+        400,
+        "bad_wallet",
+    )
+    .await;
+    check(
+        mesh.http
+            .get(format!("{url}?cursor=notacursor"))
+            .send()
+            .await
+            .expect("answer"),
+        400,
+        "bad_query",
     )
     .await;
     // Nothing of that became a job.

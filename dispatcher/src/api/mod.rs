@@ -365,17 +365,6 @@ impl EngineHandle {
             .map_err(|e| e.to_string())?
     }
 
-    /// Jobs, newest first, optionally in one state.
-    pub async fn jobs(&self, state: Option<String>, limit: usize) -> Result<Vec<Job>, String> {
-        self.ask(|reply| Input::ListJobs {
-            state,
-            limit,
-            reply,
-        })
-        .await
-        .map_err(|e| e.to_string())?
-    }
-
     /// The node registry.
     pub async fn nodes(&self) -> Result<Vec<NodeView>, EngineStopped> {
         self.ask(|reply| Input::Nodes { reply }).await
@@ -573,15 +562,57 @@ async fn get_job(State(s): State<Arc<ApiState>>, Path(id): Path<String>) -> Resp
 #[derive(Debug, Deserialize)]
 struct ListQuery {
     state: Option<String>,
+    wallet: Option<String>,
     limit: Option<usize>,
+    cursor: Option<String>,
 }
 
+/// The response header naming the cursor of the next page of a job listing.
+pub const NEXT_CURSOR: &str = "x-next-cursor";
+
+/// Newest first, from the store's indexes (never the engine, never a scan): one page of at
+/// most `limit` jobs, with the next page's cursor in [`NEXT_CURSOR`] when there may be more.
 async fn list_jobs(State(s): State<Arc<ApiState>>, Query(q): Query<ListQuery>) -> Response {
-    let limit = q.limit.unwrap_or(100).min(10_000);
-    match s.engine.jobs(q.state, limit).await {
-        Ok(jobs) => Json(jobs.iter().map(JobView::from).collect::<Vec<_>>()).into_response(),
-        Err(e) if e.starts_with("unknown state") => error(StatusCode::BAD_REQUEST, "bad_state", e),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e),
+    use crate::job_index::{JobFilter, ListError};
+    let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
+    let wallet = match q.wallet.as_deref().map(str::parse::<Address>) {
+        None => None,
+        Some(Ok(w)) => Some(w),
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, "bad_wallet", e.to_string()),
+    };
+    let store = s.store.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let filter = JobFilter {
+            state: q.state.as_deref(),
+            wallet,
+        };
+        store.list_jobs(&filter, limit, q.cursor.as_deref())
+    })
+    .await;
+    match read {
+        Ok(Ok((jobs, next))) => {
+            let body = Json(jobs.iter().map(JobView::from).collect::<Vec<_>>());
+            match next {
+                Some(c) => ([(NEXT_CURSOR, c)], body).into_response(),
+                None => body.into_response(),
+            }
+        }
+        Ok(Err(e @ ListError::UnknownState(_))) => {
+            error(StatusCode::BAD_REQUEST, "bad_state", e.to_string())
+        }
+        Ok(Err(e @ (ListError::BadCursor(_) | ListError::TwoFilters))) => {
+            error(StatusCode::BAD_REQUEST, "bad_query", e.to_string())
+        }
+        Ok(Err(e @ ListError::Store(_))) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
     }
 }
 

@@ -1,0 +1,312 @@
+//! Indexes over the job store, kept in one sled tree (`job_index`) written in the same
+//! transaction as the jobs: newest-first listings of all jobs, of jobs in one state, and of the
+//! jobs that credited one wallet, read page by page with a cursor. The API answers job lists from
+//! here, off the engine task, touching only the rows of the page it returns.
+//!
+//! Keys (all integers big-endian, so byte order is time order):
+//! - `t` ms id: every job, by submission time;
+//! - `s` state ms id: jobs in a state (one entry per job, moved when the state changes);
+//! - `w` wallet ms id: jobs that credited the wallet (entries are added when credits are set; a
+//!   reader checks the job's credits, so an entry left by reopened credits is skipped);
+//! - `x` id → state: the state each job is indexed under.
+
+use pocmesh_protocol::{Address, JobId};
+use sled::transaction::{TransactionalTree, UnabortableTransactionError};
+
+use crate::lifecycle::{Job, STATE_NAMES};
+
+/// Which jobs a listing returns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobFilter<'a> {
+    /// Only jobs in this state (a name from [`STATE_NAMES`]).
+    pub state: Option<&'a str>,
+    /// Only jobs that credited this wallet.
+    pub wallet: Option<Address>,
+}
+
+/// Why a listing cannot be answered as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// The state is not one of [`STATE_NAMES`].
+    #[error("unknown state `{0}`; one of: {states}", states = STATE_NAMES.join(", "))]
+    UnknownState(String),
+    /// The cursor is not one this API handed out.
+    #[error(
+        "cursor `{0}` is not one returned by this API (pass the `x-next-cursor` header of the previous page)"
+    )]
+    BadCursor(String),
+    /// Both a state and a wallet were given.
+    #[error("filter by state or by wallet, not both")]
+    TwoFilters,
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+pub(crate) fn state_code(name: &str) -> Option<u8> {
+    STATE_NAMES.iter().position(|s| *s == name).map(|i| i as u8)
+}
+
+fn tail(job: &Job) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..8].copy_from_slice(&job.submitted_ms.to_be_bytes());
+    k[8..].copy_from_slice(job.id.as_bytes());
+    k
+}
+
+fn key(prefix: &[u8], tail: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + tail.len());
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(tail);
+    k
+}
+
+fn state_prefix(code: u8) -> [u8; 2] {
+    [b's', code]
+}
+
+fn wallet_prefix(wallet: &Address) -> Vec<u8> {
+    key(b"w", wallet.as_bytes())
+}
+
+/// Updates the indexes for `job` inside a store transaction.
+pub(crate) fn write(
+    index: &TransactionalTree,
+    job: &Job,
+) -> Result<(), UnabortableTransactionError> {
+    let t = tail(job);
+    let Some(code) = state_code(job.state.name()) else {
+        return Ok(());
+    };
+    let x = key(b"x", job.id.as_bytes());
+    match index.get(&x)? {
+        Some(old) if old.as_ref() == [code] => {}
+        old => {
+            if let Some(old) = old.and_then(|o| o.first().copied()) {
+                index.remove(key(&state_prefix(old), &t))?;
+            }
+            index.insert(key(&state_prefix(code), &t), &[][..])?;
+            index.insert(x, &[code][..])?;
+            index.insert(key(b"t", &t), &[][..])?;
+        }
+    }
+    for c in &job.credits {
+        index.insert(key(&wallet_prefix(&c.wallet), &t), &[][..])?;
+    }
+    Ok(())
+}
+
+/// Updates the indexes for `job` outside a transaction (rebuilding them).
+pub(crate) fn write_direct(index: &sled::Tree, job: &Job) -> sled::Result<()> {
+    let t = tail(job);
+    if let Some(code) = state_code(job.state.name()) {
+        index.insert(key(&state_prefix(code), &t), &[][..])?;
+        index.insert(key(b"x", job.id.as_bytes()), &[code][..])?;
+    }
+    index.insert(key(b"t", &t), &[][..])?;
+    for c in &job.credits {
+        index.insert(key(&wallet_prefix(&c.wallet), &t), &[][..])?;
+    }
+    Ok(())
+}
+
+/// The prefix a filter lists under.
+pub(crate) fn prefix(filter: &JobFilter<'_>) -> Result<Vec<u8>, ListError> {
+    match (filter.state, filter.wallet) {
+        (Some(_), Some(_)) => Err(ListError::TwoFilters),
+        (Some(s), None) => state_code(s)
+            .map(|c| state_prefix(c).to_vec())
+            .ok_or_else(|| ListError::UnknownState(s.to_string())),
+        (None, Some(w)) => Ok(wallet_prefix(&w)),
+        (None, None) => Ok(b"t".to_vec()),
+    }
+}
+
+/// Parses a cursor (hex of the last listed entry's time and id).
+pub(crate) fn parse_cursor(cursor: &str) -> Result<[u8; 40], ListError> {
+    let bad = || ListError::BadCursor(cursor.to_string());
+    let bytes = hex::decode(cursor).map_err(|_| bad())?;
+    <[u8; 40]>::try_from(bytes.as_slice()).map_err(|_| bad())
+}
+
+/// The job id at the end of an index key.
+pub(crate) fn id_of(key: &[u8]) -> Option<JobId> {
+    let id: [u8; 32] = key.get(key.len().checked_sub(32)?..)?.try_into().ok()?;
+    Some(JobId::from(id))
+}
+
+/// The cursor naming the entry at `key`.
+pub(crate) fn cursor_of(key: &[u8]) -> Option<String> {
+    key.get(key.len().checked_sub(40)?..).map(hex::encode)
+}
+
+/// Whether `job` belongs in a listing under `filter` (index entries may be stale).
+pub(crate) fn matches(job: &Job, filter: &JobFilter<'_>) -> bool {
+    filter.state.is_none_or(|s| job.state.name() == s)
+        && filter
+            .wallet
+            .is_none_or(|w| job.credits.iter().any(|c| c.wallet == w))
+}
+
+#[cfg(test)]
+mod tests {
+    use pocmesh_protocol::{Hash32, JobParams, JobSpec, Limits};
+
+    use super::*;
+    use crate::lifecycle::{Credit, JobState};
+    use crate::store::{Changes, DispatcherStore};
+
+    fn job(i: u8, ms: u64) -> Job {
+        Job {
+            id: JobId::from([i; 32]),
+            spec: JobSpec {
+                params: JobParams::Hash {
+                    seed: Hash32([i; 32]),
+                    iterations: 1,
+                },
+                limits: Limits {
+                    max_ms: 1_000,
+                    max_mem_mb: 16,
+                    max_output_bytes: 64,
+                    max_fuel: None,
+                },
+            },
+            redundancy: 1,
+            submitted_ms: ms,
+            updated_ms: ms,
+            state: JobState::Queued,
+            attempts: Vec::new(),
+            result_hash: None,
+            credits: Vec::new(),
+            audit: None,
+            reverify: false,
+            quarantined: Vec::new(),
+        }
+    }
+
+    fn credit(j: &Job, wallet: Address) -> Credit {
+        Credit {
+            job: j.id,
+            node: Address::from([0x01; 20]),
+            peer: String::new(),
+            wallet,
+            units: 1,
+            result_hash: Hash32([0; 32]),
+        }
+    }
+
+    fn ids(jobs: &[Job]) -> Vec<u8> {
+        jobs.iter().map(|j| j.id.as_bytes()[0]).collect()
+    }
+
+    fn write(store: &DispatcherStore, jobs: Vec<Job>) {
+        store
+            .commit(&Changes {
+                jobs,
+                ..Changes::default()
+            })
+            .expect("commit");
+    }
+
+    #[test]
+    fn listings_page_newest_first_by_state_and_wallet_and_follow_state_changes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = DispatcherStore::open(dir.path()).expect("open");
+        let all: Vec<Job> = (1..=7).map(|i| job(i, 1_000 + u64::from(i))).collect();
+        write(&store, all.clone());
+        let any = JobFilter::default();
+
+        // Pages of 3, newest first, then the rest, then nothing.
+        let (page, next) = store.list_jobs(&any, 3, None).expect("page 1");
+        assert_eq!(ids(&page), [7, 6, 5]);
+        let (page, next) = store.list_jobs(&any, 3, next.as_deref()).expect("page 2");
+        assert_eq!(ids(&page), [4, 3, 2]);
+        let (page, next) = store.list_jobs(&any, 3, next.as_deref()).expect("page 3");
+        assert_eq!(ids(&page), [1]);
+        assert_eq!(next, None);
+
+        // Two jobs move on and credit wallets: the state index follows, the wallet index lists
+        // exactly the jobs that credited the wallet.
+        let (w1, w2) = (Address::from([0xaa; 20]), Address::from([0xbb; 20]));
+        let mut a = all[1].clone();
+        a.state = JobState::Verified;
+        a.credits = vec![credit(&a, w1)];
+        let mut b = all[4].clone();
+        b.state = JobState::Verified;
+        b.credits = vec![credit(&b, w1), credit(&b, w2)];
+        write(&store, vec![a, b]);
+        let by_state = |s: &str| {
+            let filter = JobFilter {
+                state: Some(s),
+                wallet: None,
+            };
+            ids(&store.list_jobs(&filter, 100, None).expect("list").0)
+        };
+        assert_eq!(by_state("verified"), [5, 2]);
+        assert_eq!(by_state("queued"), [7, 6, 4, 3, 1]);
+        let by_wallet = |w: Address| {
+            let filter = JobFilter {
+                state: None,
+                wallet: Some(w),
+            };
+            ids(&store.list_jobs(&filter, 100, None).expect("list").0)
+        };
+        assert_eq!(by_wallet(w1), [5, 2]);
+        assert_eq!(by_wallet(w2), [5]);
+        assert!(by_wallet(Address::from([0xcc; 20])).is_empty());
+
+        // Credits taken back: the stale wallet entry is skipped.
+        let mut b = store
+            .job(&JobId::from([5; 32]))
+            .expect("read")
+            .expect("row");
+        b.credits.clear();
+        b.state = JobState::Submitted;
+        write(&store, vec![b]);
+        assert_eq!(by_wallet(w2), Vec::<u8>::new());
+        assert_eq!(by_state("verified"), [2]);
+
+        // Bad queries say what is wrong.
+        let e = store
+            .list_jobs(
+                &JobFilter {
+                    state: Some("done"),
+                    wallet: None,
+                },
+                5,
+                None,
+            )
+            .expect_err("unknown state");
+        assert!(e.to_string().contains("unknown state `done`"), "{e}");
+        let e = store
+            .list_jobs(&any, 5, Some("zz"))
+            .expect_err("bad cursor");
+        assert!(e.to_string().contains("x-next-cursor"), "{e}");
+    }
+
+    #[test]
+    fn a_store_written_before_the_indexes_gets_them_at_open() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let store = DispatcherStore::open(dir.path()).expect("open");
+            write(
+                &store,
+                (1..=4).map(|i| job(i, 2_000 + u64::from(i))).collect(),
+            );
+            store.drop_index_for_test();
+        }
+        // sled's flusher may hold the lock for a moment after the drop.
+        let store = (0..250)
+            .find_map(|_| {
+                DispatcherStore::open(dir.path()).ok().or_else(|| {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    None
+                })
+            })
+            .expect("the store reopens");
+        let (page, _) = store
+            .list_jobs(&JobFilter::default(), 10, None)
+            .expect("list");
+        assert_eq!(ids(&page), [4, 3, 2, 1]);
+    }
+}
