@@ -9,7 +9,6 @@ use std::time::Duration;
 use pocmesh_chain::{ChainClient, ChainError, Recorder, TxPolicy};
 use pocmesh_executor::Executors;
 use pocmesh_protocol::{JobType, MAX_ENVELOPE_BYTES, SecretKey, Validator};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -255,7 +254,7 @@ pub async fn start(
     let (mesh, events, mesh_task) =
         pocmesh_mesh::spawn(&key, mesh_config, mesh_stop.clone()).await?;
     let metrics = Arc::new(DispatcherMetrics::new());
-    let (inputs, input_rx) = mpsc::channel(INPUT_CAPACITY);
+    let (inputs, input_rx) = crate::engine::Lanes::new(INPUT_CAPACITY);
     let engine_stop = CancellationToken::new();
     let (audits, audit_tasks) = AuditRunner::start(
         Arc::new(Executors::new(&[JobType::Hash, JobType::Wasm])?),

@@ -31,6 +31,117 @@ use crate::verify::AuditOutcome;
 
 /// Inputs queued to the engine.
 pub(crate) const INPUT_CAPACITY: usize = 8192;
+
+/// Which queue an input waits in: results and answers, heartbeats, submissions, reads. Each
+/// lane is bounded on its own and the engine takes from them in turn, so a flood of one kind
+/// (heartbeats from thousands of nodes, a burst of submissions, a dashboard polling) never
+/// holds the others back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// Results, offer answers, audits, batch outcomes: work already in flight.
+    Work,
+    /// Heartbeats, opt-outs, peer origins: what the mesh says about nodes.
+    Nodes,
+    /// Job submissions and allow-list imports.
+    Submissions,
+    /// Reads for the API.
+    Reads,
+}
+
+impl Input {
+    /// The lane this input waits in.
+    pub(crate) fn lane(&self) -> Lane {
+        match self {
+            Input::Heartbeat { .. } | Input::OptOut { .. } | Input::PeerOrigin { .. } => {
+                Lane::Nodes
+            }
+            Input::Submit { .. } | Input::AllowlistImport { .. } => Lane::Submissions,
+            Input::GetJob { .. } | Input::Nodes { .. } | Input::Status { .. } => Lane::Reads,
+            Input::OfferAnswered { .. }
+            | Input::Result { .. }
+            | Input::Audited { .. }
+            | Input::BatchRefused { .. }
+            | Input::BatchLanded { .. } => Lane::Work,
+        }
+    }
+}
+
+/// The sending side of the engine's lanes (cheap to clone).
+#[derive(Debug, Clone)]
+pub(crate) struct Lanes {
+    work: mpsc::Sender<Input>,
+    nodes: mpsc::Sender<Input>,
+    submissions: mpsc::Sender<Input>,
+    reads: mpsc::Sender<Input>,
+}
+
+/// The receiving side, owned by the engine's run loop.
+pub(crate) struct LaneReceivers {
+    work: mpsc::Receiver<Input>,
+    nodes: mpsc::Receiver<Input>,
+    submissions: mpsc::Receiver<Input>,
+    reads: mpsc::Receiver<Input>,
+}
+
+/// A lane was full and the input was dropped (only heartbeats are ever dropped).
+#[derive(Debug)]
+pub(crate) enum LaneSendError {
+    /// The engine has stopped.
+    Closed,
+    /// The lane is full.
+    Full,
+}
+
+impl Lanes {
+    /// Four lanes of `capacity` each.
+    pub(crate) fn new(capacity: usize) -> (Lanes, LaneReceivers) {
+        let (work, work_rx) = mpsc::channel(capacity);
+        let (nodes, nodes_rx) = mpsc::channel(capacity);
+        let (submissions, submissions_rx) = mpsc::channel(capacity);
+        let (reads, reads_rx) = mpsc::channel(capacity);
+        (
+            Lanes {
+                work,
+                nodes,
+                submissions,
+                reads,
+            },
+            LaneReceivers {
+                work: work_rx,
+                nodes: nodes_rx,
+                submissions: submissions_rx,
+                reads: reads_rx,
+            },
+        )
+    }
+
+    fn lane(&self, lane: Lane) -> &mpsc::Sender<Input> {
+        match lane {
+            Lane::Work => &self.work,
+            Lane::Nodes => &self.nodes,
+            Lane::Submissions => &self.submissions,
+            Lane::Reads => &self.reads,
+        }
+    }
+
+    /// Queues `input` in its lane, waiting for room.
+    pub(crate) async fn send(&self, input: Input) -> Result<(), LaneSendError> {
+        self.lane(input.lane())
+            .send(input)
+            .await
+            .map_err(|_| LaneSendError::Closed)
+    }
+
+    /// Queues `input` in its lane if there is room now.
+    pub(crate) fn try_send(&self, input: Input) -> Result<(), LaneSendError> {
+        self.lane(input.lane())
+            .try_send(input)
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => LaneSendError::Full,
+                mpsc::error::TrySendError::Closed(_) => LaneSendError::Closed,
+            })
+    }
+}
 /// Inputs handled per commit at most.
 const BURST: usize = 2048;
 /// How often leases, batches and liveness are checked without other inputs.
@@ -366,7 +477,7 @@ impl Engine {
     }
 
     /// Runs until shutdown.
-    pub(crate) async fn run(mut self, mut inputs: mpsc::Receiver<Input>, io: crate::net::EngineIo) {
+    pub(crate) async fn run(mut self, mut lanes: LaneReceivers, io: crate::net::EngineIo) {
         if let Some(batch) = self.batch_in_flight.clone() {
             self.outgoing.push(Outgoing::Record(batch));
         }
@@ -374,21 +485,49 @@ impl Engine {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Whichever lane has something; then a burst taken from the lanes in turn.
+            // (Every sender lives in one `Lanes`, so one lane closing means all have.)
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
-                input = inputs.recv() => match input {
+                _ = tick.tick() => self.on_tick(),
+                i = lanes.work.recv() => match i {
                     Some(i) => self.handle(i),
                     None => break,
                 },
-                _ = tick.tick() => self.on_tick(),
+                i = lanes.nodes.recv() => match i {
+                    Some(i) => self.handle(i),
+                    None => break,
+                },
+                i = lanes.submissions.recv() => match i {
+                    Some(i) => self.handle(i),
+                    None => break,
+                },
+                i = lanes.reads.recv() => match i {
+                    Some(i) => self.handle(i),
+                    None => break,
+                },
             }
             let mut n = 1;
-            while n < BURST {
-                match inputs.try_recv() {
-                    Ok(i) => self.handle(i),
-                    Err(_) => break,
+            'burst: while n < BURST {
+                let mut took = false;
+                for rx in [
+                    &mut lanes.work,
+                    &mut lanes.nodes,
+                    &mut lanes.submissions,
+                    &mut lanes.reads,
+                ] {
+                    if let Ok(i) = rx.try_recv() {
+                        self.handle(i);
+                        took = true;
+                        n += 1;
+                        if n >= BURST {
+                            break 'burst;
+                        }
+                    }
                 }
-                n += 1;
+                if !took {
+                    break;
+                }
             }
             match self.finish_burst() {
                 Ok(work) => io.flush(work.into_iter()),

@@ -596,3 +596,63 @@ fn a_restart_recovers_open_work_from_the_store() {
         .expect("known");
     assert!(matches!(standing.trust, crate::policy::Trust::Trusted));
 }
+
+#[tokio::test]
+async fn a_full_heartbeat_lane_holds_back_neither_submissions_nor_reads() {
+    use crate::engine::{LaneSendError, Lanes};
+    let (lanes, _rx) = Lanes::new(2);
+    let heartbeat = || Input::Heartbeat {
+        from: node(1),
+        heartbeat: Box::new(Heartbeat {
+            seq: 1,
+            wallet: wallet(1),
+            peer: "peer".into(),
+            caps: Capabilities {
+                cores: 1,
+                mem_mb: 64,
+                gpu: None,
+                job_types: vec![JobType::Hash],
+                slots_total: 1,
+                slots_free: 1,
+            },
+            policy: consent_hash(),
+            sw: "test".into(),
+        }),
+    };
+    lanes.try_send(heartbeat()).expect("room");
+    lanes.try_send(heartbeat()).expect("room");
+    assert!(matches!(
+        lanes.try_send(heartbeat()),
+        Err(LaneSendError::Full)
+    ));
+    let quick = std::time::Duration::from_millis(200);
+    let (reply, _) = oneshot::channel();
+    tokio::time::timeout(quick, lanes.send(Input::Status { reply }))
+        .await
+        .expect("a read is not held back by heartbeats")
+        .expect("queued");
+    let (reply, _) = oneshot::channel();
+    let spec = JobSpec {
+        params: JobParams::Hash {
+            seed: Hash32([1; 32]),
+            iterations: 1,
+        },
+        limits: Limits {
+            max_ms: MAX_MS,
+            max_mem_mb: 16,
+            max_output_bytes: 64,
+            max_fuel: None,
+        },
+    };
+    tokio::time::timeout(
+        quick,
+        lanes.send(Input::Submit {
+            spec,
+            redundancy: None,
+            reply,
+        }),
+    )
+    .await
+    .expect("a submission is not held back by heartbeats")
+    .expect("queued");
+}

@@ -63,6 +63,8 @@ pub struct DispatcherMetrics {
     /// What the mesh refused since start (`connection`: over a connection bound; `frame`: a
     /// job-protocol frame over the size cap, malformed or timed out), copied every second.
     pub mesh_refused: Family<EventLabel, Gauge>,
+    /// Inputs dropped because the engine's lane for them was full (`heartbeat`).
+    pub inputs_dropped: Family<EventLabel, Counter>,
 }
 
 impl DispatcherMetrics {
@@ -93,7 +95,13 @@ impl DispatcherMetrics {
             audit_queue: Gauge::default(),
             api_refused: Family::default(),
             mesh_refused: Family::default(),
+            inputs_dropped: Family::default(),
         };
+        registry.register(
+            "inputs_dropped",
+            "Inputs dropped because the engine's lane for them was full",
+            m.inputs_dropped.clone(),
+        );
         registry.register(
             "mesh_refused",
             "Inbound connections and job frames the mesh refused since start",

@@ -35,7 +35,7 @@ const VERIFY_WORKERS: usize = 64;
 /// wall-clock timeout over them.
 pub(crate) struct AuditRunner {
     queue: mpsc::Sender<(JobId, JobSpec)>,
-    inputs: mpsc::Sender<Input>,
+    inputs: crate::engine::Lanes,
 }
 
 /// Slack over a job's own time limit before the dispatcher gives up on its run.
@@ -47,7 +47,7 @@ impl AuditRunner {
         executors: Arc<Executors>,
         workers: usize,
         queue: usize,
-        inputs: mpsc::Sender<Input>,
+        inputs: crate::engine::Lanes,
         metrics: Arc<DispatcherMetrics>,
         shutdown: CancellationToken,
     ) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
@@ -151,7 +151,7 @@ pub(crate) struct NetCtx {
     pub(crate) address: Address,
     pub(crate) net: String,
     pub(crate) validator: Validator,
-    pub(crate) inputs: mpsc::Sender<Input>,
+    pub(crate) inputs: crate::engine::Lanes,
     pub(crate) metrics: Arc<DispatcherMetrics>,
     pub(crate) verify_workers: Arc<Semaphore>,
     pub(crate) audits: AuditRunner,
@@ -163,7 +163,7 @@ impl NetCtx {
         mesh: MeshHandle,
         key: SecretKey,
         validator: Validator,
-        inputs: mpsc::Sender<Input>,
+        inputs: crate::engine::Lanes,
         metrics: Arc<DispatcherMetrics>,
         audits: AuditRunner,
         shutdown: CancellationToken,
@@ -399,7 +399,15 @@ pub(crate) async fn event_loop(net: Arc<NetCtx>, mut events: mpsc::Receiver<Mesh
                     Body::OptOut(o) => Input::OptOut { from, opt_out: o },
                     _ => continue,
                 };
-                let _ = net.inputs.send(input).await;
+                if matches!(input, Input::Heartbeat { .. }) {
+                    // A full lane drops a heartbeat (the node sends another within an
+                    // interval) rather than stall the mesh; counted.
+                    if let Err(crate::engine::LaneSendError::Full) = net.inputs.try_send(input) {
+                        DispatcherMetrics::count(&net.metrics.inputs_dropped, "heartbeat");
+                    }
+                } else {
+                    let _ = net.inputs.send(input).await;
+                }
             }
             MeshEvent::Request {
                 peer,

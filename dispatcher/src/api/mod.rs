@@ -21,7 +21,7 @@ use pocmesh_protocol::{
     Address, BatchId, Bytes, Hash32, JobId, JobParams, JobSpec, Limits, Metering,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -322,7 +322,7 @@ impl From<&Job> for JobView {
 /// A cheap handle to the engine for the API (and for in-process callers such as benchmarks).
 #[derive(Clone, Debug)]
 pub struct EngineHandle {
-    pub(crate) inputs: mpsc::Sender<Input>,
+    pub(crate) inputs: crate::engine::Lanes,
 }
 
 /// The engine is gone.
@@ -740,7 +740,7 @@ mod tests {
     #[tokio::test]
     async fn each_client_address_has_a_request_budget_and_hears_why_when_over_it() {
         let dir = tempfile::tempdir().expect("tmp");
-        let (inputs, _engine) = mpsc::channel(8);
+        let (inputs, _engine) = crate::engine::Lanes::new(8);
         let metrics = Arc::new(DispatcherMetrics::new());
         let stop = CancellationToken::new();
         let (addr, task) = serve(
