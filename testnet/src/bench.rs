@@ -1,46 +1,55 @@
 //! `pocmesh bench dispatch`: verified completions per second, end to end, on one machine — a
-//! dispatcher and N nodes in this process (real swarms on 127.0.0.1, real sled stores), trivial
-//! `hash` jobs submitted through the engine, results signed by the nodes and checked by the
-//! dispatcher, and every credit recorded on a real anvil.
+//! dispatcher in this process and N `pocmesh node run` processes (as they run in reality, and as
+//! `../shared/rrbench` runs its nodes), real swarms on 127.0.0.1 and sled stores, trivial `hash`
+//! jobs submitted through the engine, results signed by the nodes and checked by the dispatcher
+//! under the deployed verification policy, and every credit recorded on a real anvil.
+//!
+//! The nodes first earn their standing (probation, then a run of results that brings their
+//! audit rate down to the floor) in an unmeasured warm-up; the measured jobs then run as they
+//! would on a network of trusted volunteers. With `rrbench` pointed at a built copy of
+//! `../shared/rrbench`, each round also runs that bare-libp2p harness with the same nodes, jobs
+//! and requests in flight, and the report carries the ceiling and the ratio (medians of the
+//! rounds).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pocmesh_chain::anvil::{Anvil, AnvilConfig, DEV_KEY_0, DEV_KEY_1};
 use pocmesh_chain::{ChainClient, Recorder, TxPolicy, deploy};
-use pocmesh_node::NodeConfig;
-use pocmesh_protocol::{Address, Hash32, JobParams, JobSpec, JobType, Limits, SecretKey};
+use pocmesh_dispatcher::DispatcherConfig;
+use pocmesh_protocol::{Address, Hash32, JobParams, JobSpec, Limits, SecretKey};
 use serde::Serialize;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
-use pocmesh_dispatcher::DispatcherConfig;
+use crate::procs::{self, Proc};
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct DispatchBenchConfig {
     /// The anvil executable.
     pub anvil: PathBuf,
+    /// The `pocmesh` executable the nodes run as.
+    pub pocmesh: PathBuf,
     /// Nodes.
     pub nodes: usize,
-    /// Jobs.
+    /// Jobs measured per round.
     pub jobs: usize,
     /// Job slots per node (requests in flight per node).
     pub slots: u32,
     /// Credits per on-chain batch.
     pub batch_max: usize,
+    /// Rounds (the report gives medians).
+    pub rounds: usize,
+    /// Unmeasured jobs per node before the first round, so nodes reach their audit floor.
+    pub warmup_per_node: usize,
+    /// A folder holding a built `../shared/rrbench` (`target/release/rrbench`), run beside.
+    pub rrbench: Option<PathBuf>,
 }
 
-/// What was measured.
+/// One measured round.
 #[derive(Debug, Clone, Serialize)]
-pub struct DispatchBenchReport {
-    /// Nodes.
-    pub nodes: usize,
-    /// Jobs (`hash`, 1 iteration, redundancy 1, no re-execution).
-    pub jobs: usize,
-    /// Slots per node.
-    pub slots: u32,
+pub struct Round {
     /// Seconds until every job was accepted (durable).
     pub submit_s: f64,
     /// Seconds from the first submission until every job was verified.
@@ -49,12 +58,48 @@ pub struct DispatchBenchReport {
     pub verified_per_s: f64,
     /// Seconds from the first submission until every credit was on chain.
     pub recorded_s: f64,
-    /// Completions recorded on chain per second, end to end.
-    pub recorded_per_s: f64,
-    /// Batches recorded.
+    /// rrbench's completions per second in the same round, when it ran.
+    pub rrbench_per_s: Option<f64>,
+}
+
+/// What was measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct DispatchBenchReport {
+    /// Nodes (separate processes).
+    pub nodes: usize,
+    /// Jobs per round (`hash`, 1 iteration, redundancy 1).
+    pub jobs: usize,
+    /// Slots per node.
+    pub slots: u32,
+    /// Warm-up jobs in total (not measured).
+    pub warmup_jobs: usize,
+    /// Verification as deployed: probation results, audit floor.
+    pub probation_results: u32,
+    /// The audit floor trusted nodes reach.
+    pub audit_floor: f64,
+    /// Each round.
+    pub rounds: Vec<Round>,
+    /// Median verified completions per second.
+    pub verified_per_s: f64,
+    /// Median rrbench completions per second (the ceiling), when it ran.
+    pub rrbench_per_s: Option<f64>,
+    /// `verified_per_s / rrbench_per_s`.
+    pub ratio: Option<f64>,
+    /// The dispatcher's re-executions during the measured rounds.
+    pub audits_measured: u64,
+    /// Batches recorded in all.
     pub batches: u64,
-    /// Units recorded on chain.
+    /// Units recorded on chain in all.
     pub units_recorded: u64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 /// Runs the benchmark; `progress` hears what happens.
@@ -65,17 +110,25 @@ pub async fn run(
     let stamp = pocmesh_protocol::unix_ms_now();
     let dir = std::env::temp_dir().join(format!("pocmesh-bench-{}-{stamp}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let result = run_in(config, &dir, progress).await;
+    let mut nodes = Vec::new();
+    let result = run_in(config, &dir, &mut nodes, progress).await;
+    for n in &nodes {
+        procs::stop(n, Duration::from_secs(5));
+    }
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
 async fn run_in(
     config: &DispatchBenchConfig,
-    dir: &std::path::Path,
+    dir: &Path,
+    nodes: &mut Vec<Proc>,
     progress: &mut dyn FnMut(String),
 ) -> Result<DispatchBenchReport, String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
+    if config.rounds == 0 || config.nodes == 0 || config.jobs == 0 {
+        return Err("rounds, nodes and jobs must be above 0".into());
+    }
     progress("starting anvil and deploying".into());
     let anvil = Anvil::spawn(
         &config.anvil,
@@ -112,14 +165,13 @@ async fn run_in(
     dc.api.listen = "127.0.0.1:0".parse().map_err(|e| err(&e))?;
     dc.api.tokens = vec!["bench".into()];
     dc.registry.heartbeat_interval_ms = 1_000;
-    // Nodes trusted after one checked result, then audited at a negligible rate: this measures
-    // the dispatch path itself. (Verification's own cost is `pocmesh bench verify`.)
-    dc.verify.probation_results = 1;
-    dc.verify.audit_floor = 1e-6;
+    // Verification as deployed (probation, adaptive audits down to the floor); only the origin
+    // rule is relaxed, as on any devnet: every node here is on 127.0.0.1.
     dc.verify.loopback_quorum = true;
     dc.batch.max_credits = config.batch_max;
     dc.batch.max_age_ms = 500;
-    progress("starting the dispatcher and nodes".into());
+    let (probation_results, audit_floor) = (dc.verify.probation_results, dc.verify.audit_floor);
+    progress("starting the dispatcher".into());
     let dispatcher = pocmesh_dispatcher::start(dc, key.clone(), Arc::new(recorder))
         .await
         .map_err(|e| err(&e))?;
@@ -128,54 +180,157 @@ async fn run_in(
         .first()
         .cloned()
         .ok_or("the dispatcher has no listen address")?;
-    let nodes_stop = CancellationToken::new();
-    let mut nodes = JoinSet::new();
+    progress(format!("starting {} node processes", config.nodes));
+    let consent = pocmesh_protocol::consent::consent_hash().to_string();
     for i in 0..config.nodes {
-        let mut nc = NodeConfig {
-            wallet: Some(Address::from([0x20 + i as u8; 20])),
-            data_dir: dir.join(format!("node-{i}")),
-            ..NodeConfig::default()
-        };
-        nc.network.net = net.clone();
-        nc.network.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
-        nc.network.bootstrap = vec![bootstrap.clone()];
-        nc.network.mdns = false;
-        nc.heartbeat.interval_ms = 1_000;
-        nc.jobs.max_jobs = config.slots;
-        nc.jobs.job_types = vec![JobType::Hash];
-        nc.trust.dispatchers = vec![key.address()];
-        nc.accept_policy = Some(pocmesh_protocol::consent::consent_hash());
-        nc.status.listen = "127.0.0.1:0".parse().map_err(|e| err(&e))?;
-        nodes.spawn(pocmesh_node::run(nc, nodes_stop.clone()));
+        let name = format!("node-{i}");
+        let data = dir.join(&name);
+        let args: Vec<String> = [
+            "node",
+            "run",
+            "--wallet",
+            &Address::from([0x20 + i as u8; 20]).to_string(),
+            "--data-dir",
+            &data.display().to_string(),
+            "--net",
+            &net,
+            "--bootstrap",
+            &bootstrap,
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--no-mdns",
+            "--heartbeat-ms",
+            "1000",
+            "--max-jobs",
+            &config.slots.to_string(),
+            "--job-types",
+            "hash",
+            "--trust-dispatcher",
+            &key.address().to_string(),
+            "--status",
+            "127.0.0.1:0",
+            "--accept-policy",
+            &consent,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let marker = data.display().to_string();
+        let p = procs::spawn(
+            &name,
+            &config.pocmesh,
+            &args,
+            &dir.join(format!("{name}.log")),
+            &marker,
+        )
+        .map_err(|e| format!("starting {}: {e}", config.pocmesh.display()))?;
+        nodes.push(p);
     }
     let handle = dispatcher.handle.clone();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let s = handle.status().await.map_err(|e| err(&e))?;
         if s.nodes_online >= config.nodes {
             break;
         }
+        if let Some(dead) = nodes.iter().find(|p| !procs::alive(p)) {
+            let log = std::fs::read_to_string(&dead.log).unwrap_or_default();
+            return Err(format!("{} exited:\n{log}", dead.name));
+        }
         if Instant::now() > deadline {
             return Err(format!(
-                "only {} of {} nodes online after 60 s",
+                "only {} of {} nodes online after 120 s",
                 s.nodes_online, config.nodes
             ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    progress(format!("submitting {} jobs", config.jobs));
+    let warmup = config.warmup_per_node * config.nodes;
+    let mut seq = 0u64;
+    if warmup > 0 {
+        progress(format!(
+            "warm-up: {warmup} jobs so the nodes earn their standing"
+        ));
+        batch(&handle, &mut seq, warmup, progress, "warm-up").await?;
+    }
+    let mut rounds = Vec::new();
+    let audits_before = audits(&handle).await?;
+    for r in 0..config.rounds {
+        progress(format!("round {}/{}", r + 1, config.rounds));
+        let mut round = batch(&handle, &mut seq, config.jobs, progress, "round").await?;
+        if let Some(rr) = &config.rrbench {
+            progress(format!("round {}/{}: rrbench beside", r + 1, config.rounds));
+            round.rrbench_per_s = Some(rrbench(rr, config).await?);
+        }
+        rounds.push(round);
+    }
+    let audits_measured = audits(&handle).await?.saturating_sub(audits_before);
+    let s = handle.status().await.map_err(|e| err(&e))?;
+    dispatcher.stop().await;
+    drop(anvil);
+    let verified_per_s = median(rounds.iter().map(|r| r.verified_per_s).collect());
+    let rrbench_per_s = config
+        .rrbench
+        .as_ref()
+        .map(|_| median(rounds.iter().filter_map(|r| r.rrbench_per_s).collect()));
+    Ok(DispatchBenchReport {
+        nodes: config.nodes,
+        jobs: config.jobs,
+        slots: config.slots,
+        warmup_jobs: warmup,
+        probation_results,
+        audit_floor,
+        rounds,
+        verified_per_s,
+        rrbench_per_s,
+        ratio: rrbench_per_s.map(|c| verified_per_s / c),
+        audits_measured,
+        batches: s.batches_recorded,
+        units_recorded: s.units_recorded,
+    })
+}
+
+/// The dispatcher's re-executions so far, from its metrics.
+async fn audits(handle: &pocmesh_dispatcher::api::EngineHandle) -> Result<u64, String> {
+    // The status counts verified jobs; re-executions are counted in the node standings.
+    let nodes = handle.nodes().await.map_err(|e| e.to_string())?;
+    Ok(nodes.iter().map(|n| n.counters.audited).sum())
+}
+
+/// Submits `n` jobs and waits until they are all recorded.
+async fn batch(
+    handle: &pocmesh_dispatcher::api::EngineHandle,
+    seq: &mut u64,
+    n: usize,
+    progress: &mut dyn FnMut(String),
+    what: &str,
+) -> Result<Round, String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let count = |s: &pocmesh_dispatcher::StatusView, names: &[&str]| -> u64 {
+        names
+            .iter()
+            .map(|n| s.jobs.get(*n).copied().unwrap_or(0))
+            .sum()
+    };
+    let before = handle.status().await.map_err(|e| err(&e))?;
+    let (verified0, recorded0) = (
+        count(&before, &["verified", "recording", "recorded"]),
+        count(&before, &["recorded"]),
+    );
     let start = Instant::now();
     let mut submits = JoinSet::new();
-    let per_task = config.jobs.div_ceil(64);
+    let first = *seq;
+    *seq += n as u64;
+    let per_task = n.div_ceil(64);
     for t in 0..64usize {
         let handle = handle.clone();
-        let n = per_task.min(config.jobs.saturating_sub(t * per_task));
+        let k = per_task.min(n.saturating_sub(t * per_task));
         submits.spawn(async move {
-            for j in 0..n {
+            for j in 0..k {
                 let spec = JobSpec {
                     params: JobParams::Hash {
-                        seed: Hash32::keccak(((t * per_task + j) as u64).to_be_bytes()),
+                        seed: Hash32::keccak((first + (t * per_task + j) as u64).to_be_bytes()),
                         iterations: 1,
                     },
                     limits: Limits {
@@ -197,51 +352,79 @@ async fn run_in(
         r.map_err(|e| err(&e))??;
     }
     let submit_s = start.elapsed().as_secs_f64();
-    let total = config.jobs as u64;
-    let count = |s: &pocmesh_dispatcher::StatusView, names: &[&str]| -> u64 {
-        names
-            .iter()
-            .map(|n| s.jobs.get(*n).copied().unwrap_or(0))
-            .sum()
-    };
+    let total = n as u64;
     let mut verified_s = None;
-    let recorded_s;
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + Duration::from_secs(900);
     loop {
         let s = handle.status().await.map_err(|e| err(&e))?;
-        let verified = count(&s, &["verified", "recording", "recorded"]);
-        let recorded = count(&s, &["recorded"]);
+        let verified = count(&s, &["verified", "recording", "recorded"]) - verified0;
+        let recorded = count(&s, &["recorded"]) - recorded0;
         if verified_s.is_none() && verified >= total {
             verified_s = Some(start.elapsed().as_secs_f64());
         }
         if recorded >= total {
-            recorded_s = start.elapsed().as_secs_f64();
-            break;
+            let recorded_s = start.elapsed().as_secs_f64();
+            let verified_s = verified_s.unwrap_or(recorded_s);
+            return Ok(Round {
+                submit_s,
+                verified_s,
+                verified_per_s: total as f64 / verified_s,
+                recorded_s,
+                rrbench_per_s: None,
+            });
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "{verified} verified, {recorded} recorded of {total} after 600 s"
+                "{what}: {verified} verified, {recorded} recorded of {total} after 900 s"
             ));
         }
-        progress(format!("{verified}/{total} verified, {recorded} recorded"));
+        progress(format!(
+            "{what}: {verified}/{total} verified, {recorded} recorded"
+        ));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let s = handle.status().await.map_err(|e| err(&e))?;
-    nodes_stop.cancel();
-    while nodes.join_next().await.is_some() {}
-    dispatcher.stop().await;
-    drop(anvil);
-    let verified_s = verified_s.unwrap_or(recorded_s);
-    Ok(DispatchBenchReport {
-        nodes: config.nodes,
-        jobs: config.jobs,
-        slots: config.slots,
-        submit_s,
-        verified_s,
-        verified_per_s: total as f64 / verified_s,
-        recorded_s,
-        recorded_per_s: total as f64 / recorded_s,
-        batches: s.batches_recorded,
-        units_recorded: s.units_recorded,
-    })
+}
+
+/// One run of rrbench (its own `run.sh`: node processes, one dispatcher, JSON out) with this
+/// benchmark's shape; its `completions_per_s`.
+async fn rrbench(folder: &Path, config: &DispatchBenchConfig) -> Result<f64, String> {
+    let bin = folder.join("target/release/rrbench");
+    if !bin.is_file() {
+        return Err(format!(
+            "{} not found: build it first (cd {} && cargo build --release)",
+            bin.display(),
+            folder.display()
+        ));
+    }
+    let results = std::env::temp_dir().join(format!(
+        "pocmesh-rrbench-{}-{}.jsonl",
+        std::process::id(),
+        pocmesh_protocol::unix_ms_now()
+    ));
+    let out = tokio::process::Command::new("bash")
+        .arg("run.sh")
+        .current_dir(folder)
+        .env("NODES", config.nodes.to_string())
+        .env("KS", config.slots.to_string())
+        .env("JOBS", config.jobs.max(5_000).to_string())
+        .env("REPEAT", "1")
+        .env("LABEL", "pocmesh-bench")
+        .env("RESULTS", &results)
+        .output()
+        .await
+        .map_err(|e| format!("running rrbench: {e}"))?;
+    let text = std::fs::read_to_string(&results).unwrap_or_default();
+    let _ = std::fs::remove_file(&results);
+    let _ = std::fs::remove_file(format!("{}.tmp", results.display()));
+    let line = text.lines().last().ok_or_else(|| {
+        format!(
+            "rrbench wrote no result: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let v: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("rrbench result `{line}`: {e}"))?;
+    v["completions_per_s"]
+        .as_f64()
+        .ok_or_else(|| format!("rrbench result without completions_per_s: {line}"))
 }

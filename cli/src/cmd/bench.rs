@@ -204,6 +204,15 @@ pub(crate) struct DispatchBenchArgs {
     /// Credits per on-chain batch.
     #[arg(long, default_value_t = 1_000)]
     batch_max: usize,
+    /// Measured rounds (the report gives medians).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Unmeasured jobs per node first, so the nodes pass probation and reach their audit floor.
+    #[arg(long, default_value_t = 250)]
+    warmup_per_node: usize,
+    /// A folder with a built ../shared/rrbench: run it beside each round and report the ratio.
+    #[arg(long, value_name = "DIR")]
+    rrbench: Option<PathBuf>,
     /// anvil executable (default: tools folders, then PATH).
     #[arg(long, env = "POCMESH_ANVIL", value_name = "FILE")]
     anvil: Option<PathBuf>,
@@ -259,10 +268,14 @@ fn dispatch_bench(a: DispatchBenchArgs) -> anyhow::Result<ExitCode> {
     let bin = locate_anvil(a.anvil.as_deref(), &default_tool_dirs())?;
     let config = pocmesh_testnet::bench::DispatchBenchConfig {
         anvil: bin,
+        pocmesh: std::env::current_exe().context("locating the pocmesh binary for the nodes")?,
         nodes: a.nodes,
         jobs: a.jobs,
         slots: a.slots,
         batch_max: a.batch_max,
+        rounds: a.rounds,
+        warmup_per_node: a.warmup_per_node,
+        rrbench: a.rrbench.clone(),
     };
     let bar = ProgressBar::new_spinner().with_style(ProgressStyle::with_template(
         "{spinner} dispatch benchmark: {msg} [{elapsed}]",
@@ -284,16 +297,31 @@ fn dispatch_bench(a: DispatchBenchArgs) -> anyhow::Result<ExitCode> {
         println!("{json}");
     } else {
         println!(
-            "{} jobs over {} nodes ({} slots each): verified in {:.2} s = {:.0}/s; on chain in {:.2} s = {:.0}/s ({} batches); target ≥ 1000 verified/s",
-            report.jobs,
-            report.nodes,
-            report.slots,
-            report.verified_s,
-            report.verified_per_s,
-            report.recorded_s,
-            report.recorded_per_s,
-            report.batches
+            "{} jobs per round over {} node processes ({} slots each), after {} warm-up jobs:",
+            report.jobs, report.nodes, report.slots, report.warmup_jobs
         );
+        for (i, r) in report.rounds.iter().enumerate() {
+            println!(
+                "  round {}: verified {:.0}/s (in {:.2} s), on chain after {:.2} s{}",
+                i + 1,
+                r.verified_per_s,
+                r.verified_s,
+                r.recorded_s,
+                r.rrbench_per_s
+                    .map(|c| format!("; rrbench {c:.0}/s"))
+                    .unwrap_or_default()
+            );
+        }
+        match (report.rrbench_per_s, report.ratio) {
+            (Some(c), Some(ratio)) => println!(
+                "median: {:.0} verified/s; rrbench ceiling {c:.0}/s; ratio {ratio:.2} (target ≥ 0.45)",
+                report.verified_per_s
+            ),
+            _ => println!(
+                "median: {:.0} verified/s (pass --rrbench DIR for the ceiling and the ratio)",
+                report.verified_per_s
+            ),
+        }
         println!("report written to {}", a.out.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -1,5 +1,6 @@
 //! Tests of the `pocmesh` binary as a user runs it.
 
+mod bench;
 mod chain;
 mod community;
 mod consent;
