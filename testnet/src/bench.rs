@@ -227,13 +227,17 @@ async fn run_in(
         nodes.push(p);
     }
     let handle = dispatcher.handle.clone();
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(120);
     loop {
         let s = handle.status().await.map_err(|e| err(&e))?;
         if s.nodes_online >= config.nodes {
             break;
         }
-        if let Some(dead) = nodes.iter().find(|p| !procs::alive(p)) {
+        // (Right after the fork, a child's command line is still ours: give them a moment.)
+        if started.elapsed() > Duration::from_secs(3)
+            && let Some(dead) = nodes.iter().find(|p| !procs::alive(p))
+        {
             let log = std::fs::read_to_string(&dead.log).unwrap_or_default();
             return Err(format!("{} exited:\n{log}", dead.name));
         }
