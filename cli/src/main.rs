@@ -108,8 +108,11 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(filter: &str) {
+    use std::io::IsTerminal;
+    // Colours only on a terminal: daemons started by `testnet up` log to files.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

@@ -164,18 +164,40 @@ fn print_report(r: &NetworkReport) {
         .first()
         .map(|w| w.wallet.to_string())
         .unwrap_or_default();
+    let (bin, on_path) = invocation();
     println!("\nTry:");
     println!(
-        "  pocmesh units {w} --rpc {} --contract {} --history",
+        "  {bin} units {w} --rpc {} --contract {} --history",
         r.rpc, r.contract
     );
     println!(
-        "  pocmesh job submit --api {} --token-file {} --type hash --iterations 5000000 --wait",
+        "  {bin} job submit --api {} --token-file {} --type hash --iterations 5000000 --wait",
         r.api, r.token_file
     );
-    println!("  pocmesh nodes --api {}", r.api);
-    println!("  pocmesh job list --api {}", r.api);
-    println!("  pocmesh testnet status --dir {}", r.dir);
+    println!("  {bin} nodes --api {}", r.api);
+    println!("  {bin} job list --api {}", r.api);
+    println!("  {bin} testnet status --dir {}", r.dir);
+    if !on_path {
+        println!("(`pocmesh` is not on your PATH; `cargo install --path cli` puts it there.)");
+    }
+}
+
+/// How to call this binary in the printed next steps: `pocmesh` when that name on the PATH is
+/// this very binary, else its full path (after `cargo run` it is under `target/`).
+fn invocation() -> (String, bool) {
+    let Ok(me) = std::env::current_exe().and_then(|p| p.canonicalize()) else {
+        return ("pocmesh".into(), false);
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths)
+            .filter_map(|d| d.join("pocmesh").canonicalize().ok())
+            .any(|p| p == me)
+    });
+    if on_path {
+        ("pocmesh".into(), true)
+    } else {
+        (me.display().to_string(), false)
+    }
 }
 
 fn down(a: DirArgs) -> anyhow::Result<ExitCode> {
