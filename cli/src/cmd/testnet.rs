@@ -116,7 +116,8 @@ fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         if a.detach {
             if !a.json {
                 println!(
-                    "\nRunning in the background. Stop it with: pocmesh testnet down --dir {}",
+                    "\nRunning in the background. Stop it with: {} testnet down --dir {}",
+                    invocation().0,
                     dir.display()
                 );
             }
