@@ -551,10 +551,22 @@ async fn get_job(State(s): State<Arc<ApiState>>, Path(id): Path<String>) -> Resp
             "a job id is 0x + 64 hex digits",
         );
     };
-    match s.engine.job(id).await {
-        Ok(Some(job)) => Json(JobView::from(&job)).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "not_found", format!("no job {id}")),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e),
+    // From the store (what has been committed and acknowledged), not the engine: a read never
+    // waits behind the engine's work.
+    let store = s.store.clone();
+    match tokio::task::spawn_blocking(move || store.job(&id)).await {
+        Ok(Ok(Some(job))) => Json(JobView::from(&job)).into_response(),
+        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "not_found", format!("no job {id}")),
+        Ok(Err(e)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
     }
 }
 
