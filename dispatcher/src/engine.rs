@@ -83,7 +83,7 @@ pub(crate) struct LaneReceivers {
     reads: mpsc::Receiver<Input>,
 }
 
-/// A lane was full and the input was dropped (only heartbeats are ever dropped).
+/// Why an input was not queued (only heartbeats are ever sent with `try_send` and dropped).
 #[derive(Debug)]
 pub(crate) enum LaneSendError {
     /// The engine has stopped.

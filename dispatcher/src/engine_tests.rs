@@ -67,6 +67,28 @@ fn wallet(i: u8) -> Address {
     Address::from([0x40 + i; 20])
 }
 
+/// Node `i` says it is alive (sequence `seq`), with all 4 slots free, on the current policy.
+fn heartbeat(i: u8, seq: u64) -> Input {
+    Input::Heartbeat {
+        from: node(i),
+        heartbeat: Box::new(Heartbeat {
+            seq,
+            wallet: wallet(i),
+            peer: format!("peer-{i}"),
+            caps: Capabilities {
+                cores: 2,
+                mem_mb: 1024,
+                gpu: None,
+                job_types: vec![JobType::Hash],
+                slots_total: 4,
+                slots_free: 4,
+            },
+            policy: consent_hash(),
+            sw: "test".into(),
+        }),
+    }
+}
+
 impl Rig {
     fn new(config: DispatcherConfig, nodes: u8) -> Rig {
         let dir = tempfile::tempdir().expect("tmp");
@@ -130,24 +152,7 @@ impl Rig {
             .clone()
             .into_iter()
             .enumerate()
-            .map(|(k, from)| Input::Heartbeat {
-                from,
-                heartbeat: Box::new(Heartbeat {
-                    seq: self.seq,
-                    wallet: wallet(k as u8 + 1),
-                    peer: format!("peer-{k}"),
-                    caps: Capabilities {
-                        cores: 2,
-                        mem_mb: 1024,
-                        gpu: None,
-                        job_types: vec![JobType::Hash],
-                        slots_total: 4,
-                        slots_free: 4,
-                    },
-                    policy: consent_hash(),
-                    sw: "test".into(),
-                }),
-            })
+            .map(|(k, _)| heartbeat(k as u8 + 1, self.seq))
             .collect();
         self.burst(inputs);
     }
@@ -190,48 +195,43 @@ impl Rig {
             .expect("accepted")
     }
 
-    /// The offers emitted so far (taken out of the effects).
-    fn offers(&mut self) -> Vec<(JobId, u32, Address)> {
+    /// Takes the effects `pick` recognises out of those emitted so far.
+    fn take<T>(&mut self, pick: impl Fn(&Outgoing) -> Option<T>) -> Vec<T> {
         let mut out = Vec::new();
-        self.effects.retain(|e| match e {
-            Outgoing::Offer { node, offer, .. } => {
-                out.push((offer.job, offer.attempt, *node));
+        self.effects.retain(|e| match pick(e) {
+            Some(t) => {
+                out.push(t);
                 false
             }
-            _ => true,
+            None => true,
         });
         out
+    }
+
+    fn offers(&mut self) -> Vec<(JobId, u32, Address)> {
+        self.take(|e| match e {
+            Outgoing::Offer { node, offer, .. } => Some((offer.job, offer.attempt, *node)),
+            _ => None,
+        })
     }
 
     fn audits(&mut self) -> Vec<JobId> {
-        let mut out = Vec::new();
-        self.effects.retain(|e| match e {
-            Outgoing::Audit { job, .. } => {
-                out.push(*job);
-                false
-            }
-            _ => true,
-        });
-        out
+        self.take(|e| match e {
+            Outgoing::Audit { job, .. } => Some(*job),
+            _ => None,
+        })
     }
 
     fn records(&mut self) -> Vec<BatchRow> {
-        let mut out = Vec::new();
-        self.effects.retain(|e| match e {
-            Outgoing::Record(b) => {
-                out.push(b.clone());
-                false
-            }
-            _ => true,
-        });
-        out
+        self.take(|e| match e {
+            Outgoing::Record(b) => Some(b.clone()),
+            _ => None,
+        })
     }
 
     fn receipts(&mut self) -> usize {
-        let before = self.effects.len();
-        self.effects
-            .retain(|e| !matches!(e, Outgoing::Receipt { .. }));
-        before - self.effects.len()
+        self.take(|e| matches!(e, Outgoing::Receipt { .. }).then_some(()))
+            .len()
     }
 
     fn accept(&mut self, job: JobId, attempt: u32) {
@@ -601,28 +601,10 @@ fn a_restart_recovers_open_work_from_the_store() {
 async fn a_full_heartbeat_lane_holds_back_neither_submissions_nor_reads() {
     use crate::engine::{LaneSendError, Lanes};
     let (lanes, _rx) = Lanes::new(2);
-    let heartbeat = || Input::Heartbeat {
-        from: node(1),
-        heartbeat: Box::new(Heartbeat {
-            seq: 1,
-            wallet: wallet(1),
-            peer: "peer".into(),
-            caps: Capabilities {
-                cores: 1,
-                mem_mb: 64,
-                gpu: None,
-                job_types: vec![JobType::Hash],
-                slots_total: 1,
-                slots_free: 1,
-            },
-            policy: consent_hash(),
-            sw: "test".into(),
-        }),
-    };
-    lanes.try_send(heartbeat()).expect("room");
-    lanes.try_send(heartbeat()).expect("room");
+    lanes.try_send(heartbeat(1, 1)).expect("room");
+    lanes.try_send(heartbeat(1, 1)).expect("room");
     assert!(matches!(
-        lanes.try_send(heartbeat()),
+        lanes.try_send(heartbeat(1, 1)),
         Err(LaneSendError::Full)
     ));
     let quick = std::time::Duration::from_millis(200);

@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiState, EngineHandle, EngineStopped, error, refusal};
+use super::{ApiState, EngineHandle, EngineStopped, error, refusal, unavailable};
 use crate::allowlist::{AllowEntry, AllowList, CsvKind, ImportSummary, LineError};
 use crate::community::ImportError;
 use crate::engine::Input;
@@ -75,18 +75,10 @@ pub(super) fn routes() -> Router<Arc<ApiState>> {
         .route("/v1/health", get(health_of))
 }
 
-fn store_error(e: impl std::fmt::Display) -> Response {
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        e.to_string(),
-    )
-}
-
 async fn list(State(s): State<Arc<ApiState>>, Query(q): Query<ListQuery>) -> Response {
     let entries: Vec<AllowEntry> = match s.store.allowlist() {
         Ok(e) => e,
-        Err(e) => return store_error(e),
+        Err(e) => return unavailable(e),
     };
     match q.format.as_deref() {
         None | Some("json") => Json(entries).into_response(),
@@ -130,8 +122,8 @@ async fn import(
             }),
         )
             .into_response(),
-        Ok(Err(e)) => store_error(e),
-        Err(e) => store_error(e),
+        Ok(Err(e)) => unavailable(e),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -150,11 +142,11 @@ async fn health_of(State(s): State<Arc<ApiState>>, Query(q): Query<HealthQuery>)
     let limit = q.limit.unwrap_or(1_000).min(MAX_HEALTH_URLS);
     let urls = match s.store.urls_of(&domain, limit) {
         Ok(u) => u,
-        Err(e) => return store_error(e),
+        Err(e) => return unavailable(e),
     };
     let robots = match s.store.domain_health(&domain) {
         Ok(r) => r,
-        Err(e) => return store_error(e),
+        Err(e) => return unavailable(e),
     };
     Json(health::view(&domain, robots, urls)).into_response()
 }

@@ -491,6 +491,15 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
         .into_response()
 }
 
+/// `503 unavailable`: the engine stopped or the store could not be read — says where to look.
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        format!("{e}; the dispatcher may be shutting down — see its log, then retry"),
+    )
+}
+
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)?
@@ -535,11 +544,7 @@ async fn submit(
         )
             .into_response(),
         Err(SubmitError::Invalid(e)) => error(StatusCode::BAD_REQUEST, "invalid_job", e),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            e.to_string(),
-        ),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -557,16 +562,8 @@ async fn get_job(State(s): State<Arc<ApiState>>, Path(id): Path<String>) -> Resp
     match tokio::task::spawn_blocking(move || store.job(&id)).await {
         Ok(Ok(Some(job))) => Json(JobView::from(&job)).into_response(),
         Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "not_found", format!("no job {id}")),
-        Ok(Err(e)) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            e.to_string(),
-        ),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            e.to_string(),
-        ),
+        Ok(Err(e)) => unavailable(e),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -615,38 +612,22 @@ async fn list_jobs(State(s): State<Arc<ApiState>>, Query(q): Query<ListQuery>) -
         Ok(Err(e @ (ListError::BadCursor(_) | ListError::TwoFilters))) => {
             error(StatusCode::BAD_REQUEST, "bad_query", e.to_string())
         }
-        Ok(Err(e @ ListError::Store(_))) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            e.to_string(),
-        ),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            e.to_string(),
-        ),
+        Ok(Err(e @ ListError::Store(_))) => unavailable(e),
+        Err(e) => unavailable(e),
     }
 }
 
 async fn nodes(State(s): State<Arc<ApiState>>) -> Response {
     match s.engine.nodes().await {
         Ok(n) => Json(n).into_response(),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            e.to_string(),
-        ),
+        Err(e) => unavailable(e),
     }
 }
 
 async fn status(State(s): State<Arc<ApiState>>) -> Response {
     match s.engine.status().await {
         Ok(v) => Json(v).into_response(),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            e.to_string(),
-        ),
+        Err(e) => unavailable(e),
     }
 }
 
