@@ -121,9 +121,46 @@ impl NetSettings {
         config.bootstrap = parse("bootstrap", &self.bootstrap)?;
         config.mdns = self.mdns;
         config.max_skew_ms = self.max_skew_ms;
+        if self.max_connections == 0 {
+            return Err("network.max_connections must be above 0 (default 4096)".into());
+        }
+        if self.max_connections_per_ip == 0 {
+            return Err(
+                "network.max_connections_per_ip (--max-connections-per-ip) must be above 0 (default 64)"
+                    .into(),
+            );
+        }
         config.connections.max_established = self.max_connections;
         config.connections.max_per_ip = self.max_connections_per_ip;
         config.validate().map_err(|e| format!("network.{e}"))?;
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_bounds_of_zero_are_refused_by_their_setting_name() {
+        let ok = NetSettings {
+            net: "devnet-551".into(),
+            ..NetSettings::default()
+        };
+        assert!(ok.to_mesh_config().is_ok());
+        let e = NetSettings {
+            max_connections_per_ip: 0,
+            ..ok.clone()
+        }
+        .to_mesh_config()
+        .expect_err("zero per IP");
+        assert!(e.contains("--max-connections-per-ip"), "{e}");
+        let e = NetSettings {
+            max_connections: 0,
+            ..ok
+        }
+        .to_mesh_config()
+        .expect_err("zero in total");
+        assert!(e.contains("network.max_connections "), "{e}");
     }
 }
