@@ -31,6 +31,9 @@ pub use self::http::{HttpExecutor, HttpPolicy};
 pub use self::kernel::{KERNEL_WAT, kernel_input, kernel_native};
 pub use self::wasm::WasmExecutor;
 
+/// Hash jobs up to this many rounds run inline on a node (see [`Executors::is_quick`]).
+pub const QUICK_HASH_ITERATIONS: u64 = 256;
+
 /// What one execution produced (blocking code; callers run it on `spawn_blocking`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Execution {
@@ -288,6 +291,12 @@ impl Executors {
     /// Whether `job_type` can run here.
     pub fn supports(&self, job_type: JobType) -> bool {
         self.executor(job_type).is_some()
+    }
+
+    /// Whether `spec` is so cheap (≤ [`QUICK_HASH_ITERATIONS`] hash rounds, about 0.1 ms) that
+    /// handing it to a blocking worker would cost more than running it where it arrived.
+    pub fn is_quick(spec: &JobSpec) -> bool {
+        matches!(spec.params, JobParams::Hash { iterations, .. } if iterations <= QUICK_HASH_ITERATIONS)
     }
 
     /// Runs `spec` on its executor; a failed execution if its type is not enabled.

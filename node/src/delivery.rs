@@ -11,7 +11,7 @@ use pocmesh_protocol::{Body, unix_ms_now};
 use rand::Rng;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::daemon::{NodeCore, job_label};
 use crate::store::PendingResult;
@@ -104,7 +104,9 @@ async fn deliver(core: &Arc<NodeCore>, mut p: PendingResult) {
                 return;
             }
             core.metrics.results_delivered.inc();
-            if accepted {
+            if accepted && p.tries == 0 {
+                debug!(job = %label, "result delivered");
+            } else if accepted {
                 info!(job = %label, tries = p.tries + 1, "result delivered");
             } else {
                 warn!(job = %label, "the dispatcher refused the result; it will not be sent again");

@@ -10,14 +10,14 @@ use pocmesh_protocol::{
     Body, Bytes, DeclineReason, Envelope, JobId, JobOffer, JobReply, JobResult, Message, Metering,
     Receipt, ResultStatus, unix_ms_now,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::daemon::{NodeCore, job_label, remember_dispatcher};
 use crate::intake::{IntakeState, evaluate};
 use crate::receipts::{ReceiptState, arrival_state};
 use crate::status::NodeMetrics;
 use crate::store::{JobRecord, JobState, PendingResult, StoreError};
-use pocmesh_executor::Execution;
+use pocmesh_executor::{Execution, Executors};
 
 /// Signs `body` as this node.
 pub(crate) fn seal(core: &NodeCore, body: Body) -> Option<Vec<u8>> {
@@ -49,7 +49,7 @@ pub(crate) async fn on_request(
             let from = verified.message.from;
             match verified.message.body {
                 Body::JobOffer(offer) => on_offer(&core, peer, from, offer).await,
-                Body::Receipt(receipt) => on_receipt(&core, from, receipt),
+                Body::Receipt(receipt) => on_receipt(&core, from, receipt).await,
                 other => {
                     warn!(%peer, kind = %other.kind(), "unexpected request kind");
                     JobReply::declined(JobId::default(), 0, DeclineReason::InvalidOffer)
@@ -122,23 +122,28 @@ async fn on_offer(
         error: None,
     };
     // Durable before the acceptance leaves: after a crash the node knows it owed this job.
-    if let Err(e) = core.store.job_accepted(&record) {
+    if let Err(e) = core.store.job_accepted(&record).await {
         warn!(job = %label, error = %e, "cannot record the job; declining");
         return JobReply::declined(offer.job, offer.attempt, DeclineReason::Busy);
     }
     remember_dispatcher(core, from, &peer.to_string());
     NodeMetrics::count(&core.metrics.offers, "accepted");
-    info!(job = %label, dispatcher = %from, kind = offer.spec.params.job_type().as_str(), "job accepted");
+    // Per-job chatter at debug: a busy node accepts hundreds a second; "job finished" says it.
+    debug!(job = %label, dispatcher = %from, kind = offer.spec.params.job_type().as_str(), "job accepted");
     let core = core.clone();
     tokio::spawn(async move {
         core.metrics.jobs_running.inc();
         let executors = core.executors.clone();
-        let spec = offer.spec.clone();
-        let execution = tokio::task::spawn_blocking(move || executors.run(&spec))
-            .await
-            .unwrap_or_else(|e| {
-                Execution::failed(format!("the executor crashed: {e}"), Metering::default())
-            });
+        let spec = offer.spec;
+        let execution = if Executors::is_quick(&spec) {
+            executors.run(&spec)
+        } else {
+            tokio::task::spawn_blocking(move || executors.run(&spec))
+                .await
+                .unwrap_or_else(|e| {
+                    Execution::failed(format!("the executor crashed: {e}"), Metering::default())
+                })
+        };
         core.metrics.jobs_running.dec();
         finish(&core, record, execution).await;
         drop(permit);
@@ -224,7 +229,11 @@ pub(crate) async fn hand_back(core: &Arc<NodeCore>, record: &JobRecord, why: &st
     .await;
 }
 
-fn on_receipt(core: &NodeCore, from: pocmesh_protocol::Address, receipt: Receipt) -> JobReply {
+async fn on_receipt(
+    core: &NodeCore,
+    from: pocmesh_protocol::Address,
+    receipt: Receipt,
+) -> JobReply {
     // Only the dispatcher that ran the job may tell us about its credit.
     let attempt = core
         .store
@@ -245,7 +254,8 @@ fn on_receipt(core: &NodeCore, from: pocmesh_protocol::Address, receipt: Receipt
     let state = arrival_state(&receipt, core.wallet, core.receipt_checker.is_some(), now);
     match core
         .store
-        .receipt(&receipt, Some(attempt), state.clone(), now)
+        .receipt_durable(&receipt, Some(attempt), state.clone(), now)
+        .await
     {
         Ok(true) => {
             core.metrics.count_receipt(state.name());
@@ -254,7 +264,7 @@ fn on_receipt(core: &NodeCore, from: pocmesh_protocol::Address, receipt: Receipt
             }
             match &state {
                 ReceiptState::Pending { .. } => {
-                    info!(job = %receipt.job, units = receipt.units, batch = %receipt.batch, tx = %receipt.tx, "receipt stored; checking it on chain");
+                    debug!(job = %receipt.job, units = receipt.units, batch = %receipt.batch, tx = %receipt.tx, "receipt stored; checking it on chain");
                     core.receipts_ready.notify_one();
                 }
                 ReceiptState::Unchecked => {

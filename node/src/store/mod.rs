@@ -181,6 +181,8 @@ pub struct NodeStore {
     receipt_checks: sled::Tree,
     /// Failed receipts by time: failed at (unix ms, BE) ‖ job id → [`crate::receipts::FailedReceipt`].
     receipt_failures: sled::Tree,
+    /// Flushes shared between concurrent writers.
+    group: std::sync::Arc<GroupFlush>,
 }
 
 impl std::fmt::Debug for NodeStore {
@@ -199,8 +201,10 @@ fn attempt_key(job: &JobId, attempt: u32) -> [u8; 36] {
     key
 }
 
+mod group_flush;
 mod receipts;
 
+use group_flush::GroupFlush;
 pub use receipts::DueReceipts;
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -237,6 +241,7 @@ impl NodeStore {
             receipt_failures: db.open_tree("receipt_failures").map_err(sled_err)?,
             db,
             path,
+            group: Default::default(),
         };
         store.upgrade_receipts(pocmesh_protocol::unix_ms_now())?;
         Ok(store)
@@ -257,8 +262,10 @@ impl NodeStore {
     }
 
     /// Makes everything written so far durable.
+    /// Writers that call this while another flush is under way share the next one.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(|e| self.err(e))
+        self.group
+            .after_write(|| self.db.flush().map(|_| ()).map_err(|e| self.err(e)))
     }
 
     /// The next heartbeat sequence number, durable before it is returned: a restarted node
@@ -300,12 +307,24 @@ impl NodeStore {
         }
     }
 
-    /// Records an accepted offer as running (durable before the acceptance is sent).
-    pub fn job_accepted(&self, record: &JobRecord) -> Result<(), StoreError> {
+    /// Records an accepted offer as running, durable when this returns (before the acceptance
+    /// is sent). The flush runs on a blocking thread, shared with other writers.
+    pub async fn job_accepted(&self, record: &JobRecord) -> Result<(), StoreError> {
         self.jobs
             .insert(attempt_key(&record.job, record.attempt), encode(record))
             .map_err(|e| self.err(e))?;
-        self.flush()
+        self.flush_async().await
+    }
+
+    /// [`NodeStore::flush`] on a blocking thread, so an async caller's thread keeps serving
+    /// the network while the disk works.
+    pub async fn flush_async(&self) -> Result<(), StoreError> {
+        let store = self.clone();
+        match tokio::task::spawn_blocking(move || store.flush()).await {
+            Ok(result) => result,
+            // The blocking pool only fails to run this when the runtime is going away.
+            Err(_) => self.flush(),
+        }
     }
 
     /// One attempt's record.
@@ -510,12 +529,13 @@ mod tests {
         assert_eq!(s.next_seq().expect("seq"), 3);
     }
 
-    #[test]
-    fn a_result_stays_pending_until_acknowledged_and_counts_once() {
+    #[tokio::test]
+    async fn a_result_stays_pending_until_acknowledged_and_counts_once() {
         let dir = tempfile::tempdir().expect("tmp");
         let s = NodeStore::open(dir.path()).expect("open");
         let job = JobId::from([1u8; 32]);
         s.job_accepted(&record(job, 1, JobState::Running))
+            .await
             .expect("accept");
         let mut done = record(
             job,

@@ -179,6 +179,33 @@ impl NodeStore {
         initial: ReceiptState,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
+        let new = self.receipt_written(receipt, attempt, initial, now_ms)?;
+        self.flush()?;
+        Ok(new)
+    }
+
+    /// [`NodeStore::receipt`] for async callers: the flush runs on a blocking thread, shared
+    /// with other writers, and the caller's thread stays free meanwhile.
+    pub async fn receipt_durable(
+        &self,
+        receipt: &Receipt,
+        attempt: Option<u32>,
+        initial: ReceiptState,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let new = self.receipt_written(receipt, attempt, initial, now_ms)?;
+        self.flush_async().await?;
+        Ok(new)
+    }
+
+    /// Writes an arriving receipt (see [`NodeStore::receipt`]) without flushing.
+    fn receipt_written(
+        &self,
+        receipt: &Receipt,
+        attempt: Option<u32>,
+        initial: ReceiptState,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
         if matches!(initial, ReceiptState::Verified { .. }) {
             return Err(StoreError::ReceiptState {
                 job: receipt.job,
@@ -227,7 +254,6 @@ impl NodeStore {
                 Ok(true)
             })
             .map_err(|e| self.tx_err(e))?;
-        self.flush()?;
         Ok(new)
     }
 
