@@ -2,6 +2,7 @@
 //! carries out what the engine decided after each commit — offers, receipts, batch recording,
 //! re-executions (through the bounded [`AuditRunner`]) — as tasks that report back to the engine.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -156,6 +157,72 @@ pub(crate) struct NetCtx {
     pub(crate) verify_workers: Arc<Semaphore>,
     pub(crate) audits: AuditRunner,
     pub(crate) shutdown: CancellationToken,
+    /// Receipts in flight per node (see [`RECEIPTS_IN_FLIGHT_PER_NODE`]).
+    receipt_slots: PerPeerSlots,
+}
+
+/// Receipts sent to one node at once. A landed batch holds up to `batch_max` credits; sent all
+/// at once they ran over a node's request-stream cap (libp2p drops the excess: "at capacity")
+/// and crowded out its job offers.
+const RECEIPTS_IN_FLIGHT_PER_NODE: usize = 8;
+
+/// One semaphore per peer, created on first use and dropped when nobody holds it.
+#[derive(Debug)]
+struct PerPeerSlots {
+    per_peer: usize,
+    slots: std::sync::Mutex<HashMap<PeerId, Arc<Semaphore>>>,
+}
+
+impl PerPeerSlots {
+    fn new(per_peer: usize) -> Self {
+        PerPeerSlots {
+            per_peer,
+            slots: Default::default(),
+        }
+    }
+
+    /// Waits for one of `peer`'s slots; it is free again when the permit drops.
+    async fn acquire(&self, peer: PeerId) -> PeerSlot<'_> {
+        let sem = {
+            let mut map = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(peer)
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_peer)))
+                .clone()
+        };
+        // The semaphore is never closed, so acquiring cannot fail.
+        let permit = sem.clone().acquire_owned().await.ok();
+        PeerSlot {
+            owner: self,
+            peer,
+            sem,
+            permit,
+        }
+    }
+
+    /// Peers with a semaphore (held or waited on).
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.slots.lock().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+/// A held slot of [`PerPeerSlots`].
+struct PeerSlot<'a> {
+    owner: &'a PerPeerSlots,
+    peer: PeerId,
+    sem: Arc<Semaphore>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Drop for PeerSlot<'_> {
+    fn drop(&mut self) {
+        self.permit.take();
+        let mut map = self.owner.slots.lock().unwrap_or_else(|p| p.into_inner());
+        // Ours and the map's are the only handles left: nobody holds or waits for this peer.
+        if Arc::strong_count(&self.sem) == 2 {
+            map.remove(&self.peer);
+        }
+    }
 }
 
 impl NetCtx {
@@ -179,6 +246,7 @@ impl NetCtx {
             verify_workers: Arc::new(Semaphore::new(VERIFY_WORKERS)),
             audits,
             shutdown,
+            receipt_slots: PerPeerSlots::new(RECEIPTS_IN_FLIGHT_PER_NODE),
         }
     }
 
@@ -294,6 +362,7 @@ async fn send_receipt(net: Arc<NetCtx>, peer: String, receipt: Receipt) {
     let Some(bytes) = net.seal(Body::Receipt(receipt)) else {
         return;
     };
+    let _slot = net.receipt_slots.acquire(peer_id).await;
     // Receipts are a courtesy copy of what the chain holds: a few tries, then the node can
     // still prove its credit from the chain.
     for attempt in 0..3u32 {
@@ -502,5 +571,42 @@ pub(crate) async fn announce(net: Arc<NetCtx>, contract: Address, every: Duratio
                 Err(e) => debug!(error = %e, "announcement not sent"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_peer_gets_at_most_its_slots_and_the_map_empties_after() {
+        let slots = Arc::new(PerPeerSlots::new(2));
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let a1 = slots.acquire(a).await;
+        let a2 = slots.acquire(a).await;
+        // A third slot for `a` waits; `b` is not held up by `a`.
+        let waiting = {
+            let slots = slots.clone();
+            tokio::spawn(async move {
+                let _slot = slots.acquire(a).await;
+            })
+        };
+        let b1 = tokio::time::timeout(Duration::from_secs(1), slots.acquire(b))
+            .await
+            .expect("another peer's slots are its own");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiting.is_finished(),
+            "a third receipt to one peer must wait"
+        );
+        drop(a1);
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("a freed slot lets the waiter in")
+            .expect("task");
+        drop(b1);
+        assert_eq!(slots.tracked(), 1, "only `a` is still held");
+        drop(a2);
+        assert_eq!(slots.tracked(), 0, "idle peers are forgotten");
     }
 }
