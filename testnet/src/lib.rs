@@ -51,6 +51,9 @@ pub enum TestnetError {
     /// No network in that folder.
     #[error("{0}")]
     NotFound(String),
+    /// The dispatcher's API refused or did not answer.
+    #[error(transparent)]
+    Api(#[from] pocmesh_dispatcher::api::client::ClientError),
 }
 
 /// How to start the local chain.

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use pocmesh_chain::anvil::{DEV_KEY_0, DEVNET_CHAIN_ID};
 use pocmesh_chain::{ChainClient, ProofOfCompute, TxPolicy, deploy, grant_dispatcher};
 use pocmesh_dispatcher::StatusView;
-use pocmesh_dispatcher::api::{JobView, SubmitRequest, Submitted};
+use pocmesh_dispatcher::api::client::ApiClient;
+use pocmesh_dispatcher::api::{SubmitRequest, Submitted};
 use pocmesh_protocol::{Address, Bytes, SecretKey};
 use serde::{Deserialize, Serialize};
 
@@ -495,14 +496,14 @@ async fn up_inner(
         .map_err(|e| TestnetError::Io(format!("starting {}: {e}", opts.exe.display())))?;
         started.push(p);
     }
-    let client = reqwest::Client::new();
+    let client = ApiClient::new(&api);
     let want = nodes.len();
     progress(Progress::Step("waiting for every node's heartbeat"));
     wait_for(
         "every node to come online",
         Duration::from_secs(60),
         || async {
-            let s: StatusView = get_json(&client, &format!("{api}/v1/status")).await?;
+            let s: StatusView = client.status().await.ok()?;
             (s.nodes_online >= want).then_some(())
         },
     )
@@ -528,13 +529,13 @@ async fn up_inner(
         .map_err(|e| io(&dispatcher_dir, e))?
         .trim()
         .to_string();
+    let client = client.with_token(token);
     let mut ids = Vec::new();
     if per_type > 0 {
         progress(Progress::Step("submitting demo jobs"));
         for i in 0..per_type {
             for request in demo_requests(i as u64) {
-                let s: Submitted =
-                    post_json(&client, &format!("{api}/v1/jobs"), &token, &request).await?;
+                let s: Submitted = client.submit(&request).await?;
                 ids.push(s.id.to_string());
             }
         }
@@ -547,7 +548,7 @@ async fn up_inner(
     while !ids.is_empty() {
         finals.clear();
         for id in &ids {
-            if let Some(j) = get_json::<JobView>(&client, &format!("{api}/v1/jobs/{id}")).await
+            if let Ok(j) = client.job(id).await
                 && matches!(j.state.as_str(), "recorded" | "failed" | "rejected")
             {
                 *finals.entry(j.state).or_insert(0u64) += 1;
@@ -615,46 +616,6 @@ pub fn demo_requests(i: u64) -> Vec<SubmitRequest> {
             ..SubmitRequest::default()
         },
     ]
-}
-
-async fn get_json<T: serde::de::DeserializeOwned>(
-    client: &reqwest::Client,
-    url: &str,
-) -> Option<T> {
-    client
-        .get(url)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
-}
-
-async fn post_json<T: serde::de::DeserializeOwned>(
-    client: &reqwest::Client,
-    url: &str,
-    token: &str,
-    body: &SubmitRequest,
-) -> Result<T, TestnetError> {
-    let resp = client
-        .post(url)
-        .bearer_auth(token)
-        .json(body)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .map_err(|e| TestnetError::Io(format!("{url}: {e}")))?;
-    let status = resp.status();
-    let text = resp
-        .text()
-        .await
-        .map_err(|e| TestnetError::Io(format!("{url}: {e}")))?;
-    if !status.is_success() {
-        return Err(TestnetError::Io(format!("{url}: {status}: {text}")));
-    }
-    serde_json::from_str(&text).map_err(|e| TestnetError::Io(format!("{url}: {e}")))
 }
 
 /// Stops every process of the network in `dir` by PID (nodes, dispatcher, then anvil, which

@@ -3,16 +3,16 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use pocmesh_dispatcher::allowlist::{AllowEntry, CsvKind, ImportSummary};
 use pocmesh_dispatcher::api::community::ImportRefused;
 
-use super::api_client::{ApiArgs, TokenArgs, get, unreachable};
+use super::api_client::{ApiArgs, TokenArgs};
 use super::chain_args::runtime;
 use crate::output::print_json;
+use pocmesh_dispatcher::api::client::ClientError;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AllowlistCommand {
@@ -70,21 +70,10 @@ pub(crate) struct ListArgs {
 pub(crate) fn run(command: AllowlistCommand) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async move {
-        let client = reqwest::Client::new();
         match command {
-            AllowlistCommand::Import(a) => import(&client, a).await,
+            AllowlistCommand::Import(a) => import(a).await,
             AllowlistCommand::Export(a) => {
-                let url = a.api.url("/v1/allowlist?format=csv");
-                let resp = client
-                    .get(&url)
-                    .timeout(Duration::from_secs(30))
-                    .send()
-                    .await
-                    .with_context(|| unreachable(&url))?;
-                if !resp.status().is_success() {
-                    bail!("{url}: {}", resp.status());
-                }
-                let text = resp.text().await.with_context(|| format!("reading {url}"))?;
+                let text = a.api.client().get_text("/v1/allowlist?format=csv").await?;
                 match a.out {
                     Some(path) => {
                         std::fs::write(&path, text)
@@ -96,7 +85,7 @@ pub(crate) fn run(command: AllowlistCommand) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             AllowlistCommand::List(a) => {
-                let entries: Vec<AllowEntry> = get(&client, &a.api.url("/v1/allowlist")).await?;
+                let entries: Vec<AllowEntry> = a.api.client().allowlist().await?;
                 if a.json {
                     print_json(&entries)?;
                 } else if entries.is_empty() {
@@ -124,7 +113,7 @@ pub(crate) fn run(command: AllowlistCommand) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn import(client: &reqwest::Client, a: ImportArgs) -> anyhow::Result<ExitCode> {
+async fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&a.file)
         .with_context(|| format!("reading {}", a.file.display()))?;
     let token = a.token.resolve()?;
@@ -133,51 +122,43 @@ async fn import(client: &reqwest::Client, a: ImportArgs) -> anyhow::Result<ExitC
         Kind::RobotsAudit => "robots-audit",
     };
     debug_assert!(kind.parse::<CsvKind>().is_ok());
-    let url = a.api.url(&format!("/v1/allowlist/import?kind={kind}"));
-    let resp = client
-        .post(&url)
-        .bearer_auth(&token)
-        .header("content-type", "text/csv")
-        .body(text)
-        .timeout(Duration::from_secs(60))
-        .send()
+    let client = a.api.client().with_token(token);
+    let path = format!("/v1/allowlist/import?kind={kind}");
+    let refusal = match client
+        .post_body::<ImportSummary>(&path, "text/csv", text)
         .await
-        .with_context(|| unreachable(&url))?;
-    let status = resp.status();
-    let body = resp
-        .bytes()
-        .await
-        .with_context(|| format!("reading {url}"))?;
-    if status.is_success() {
-        let summary: ImportSummary =
-            serde_json::from_slice(&body).with_context(|| format!("{url}: unexpected answer"))?;
-        if a.json {
-            print_json(&summary)?;
-        } else {
-            println!(
-                "imported {} ({} rows): {} domains added, {} changed",
-                a.file.display(),
-                summary.rows,
-                summary.created,
-                summary.updated
-            );
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    if let Ok(refused) = serde_json::from_slice::<ImportRefused>(&body) {
-        if a.json {
-            print_json(&refused)?;
-        } else {
-            eprintln!("{}: {}", a.file.display(), refused.error);
-            for l in &refused.lines {
-                eprintln!("  line {}: {}", l.line, l.reason);
+    {
+        Ok(summary) => {
+            if a.json {
+                print_json(&summary)?;
+            } else {
+                println!(
+                    "imported {} ({} rows): {} domains added, {} changed",
+                    a.file.display(),
+                    summary.rows,
+                    summary.created,
+                    summary.updated
+                );
             }
+            return Ok(ExitCode::SUCCESS);
         }
-        return Ok(ExitCode::from(1));
+        Err(e) => e,
+    };
+    // A refused file comes back with every bad line; anything else is an error as it is.
+    let refused = match &refusal {
+        ClientError::Refused { body, .. } => serde_json::from_slice::<ImportRefused>(body).ok(),
+        _ => None,
+    };
+    let Some(refused) = refused else {
+        return Err(refusal.into());
+    };
+    if a.json {
+        print_json(&refused)?;
+    } else {
+        eprintln!("{}: {}", a.file.display(), refused.error);
+        for l in &refused.lines {
+            eprintln!("  line {}: {}", l.line, l.reason);
+        }
     }
-    let msg = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
-        .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-    bail!("{url}: {status}: {msg}")
+    Ok(ExitCode::from(1))
 }

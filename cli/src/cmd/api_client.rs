@@ -1,13 +1,12 @@
-//! The dispatcher's HTTP API as the commands use it: where it is (`--api`), the write token
-//! (`--token`, `--token-file`), and JSON answers with the dispatcher's errors turned into
-//! messages that say what to do.
+//! Where the dispatcher's HTTP API is (`--api`) and its write token (`--token`,
+//! `--token-file`); the requests themselves go through the dispatcher's typed client
+//! ([`pocmesh_dispatcher::api::client::ApiClient`]).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use serde::de::DeserializeOwned;
+use pocmesh_dispatcher::api::client::ApiClient;
 
 /// Where the dispatcher's API is.
 #[derive(Debug, Clone, Args)]
@@ -23,9 +22,9 @@ pub(crate) struct ApiArgs {
 }
 
 impl ApiArgs {
-    /// `path` on this API.
-    pub(crate) fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.api.trim_end_matches('/'))
+    /// A client of this API, for reads.
+    pub(crate) fn client(&self) -> ApiClient {
+        ApiClient::new(&self.api)
     }
 }
 
@@ -59,45 +58,4 @@ impl TokenArgs {
             ),
         }
     }
-}
-
-/// Reads an API answer, turning the dispatcher's JSON errors into messages.
-pub(crate) async fn read<T: DeserializeOwned>(
-    resp: reqwest::Response,
-    url: &str,
-) -> anyhow::Result<T> {
-    let status = resp.status();
-    let body = resp
-        .bytes()
-        .await
-        .with_context(|| format!("reading {url}"))?;
-    if !status.is_success() {
-        let msg = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        bail!("{url}: {status}: {msg}");
-    }
-    serde_json::from_slice(&body).with_context(|| format!("{url}: unexpected answer"))
-}
-
-/// GETs `url` and reads its JSON answer.
-pub(crate) async fn get<T: DeserializeOwned>(
-    client: &reqwest::Client,
-    url: &str,
-) -> anyhow::Result<T> {
-    let resp = client
-        .get(url)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .with_context(|| unreachable(url))?;
-    read(resp, url).await
-}
-
-/// The error when no dispatcher answers.
-pub(crate) fn unreachable(url: &str) -> String {
-    format!(
-        "no dispatcher answers at {url}; is `pocmesh dispatcher run` (or `pocmesh testnet up`) running? Pass --api URL"
-    )
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 use pocmesh_dispatcher::health::{HealthView, LinkOutcome};
 
-use super::api_client::{ApiArgs, get};
+use super::api_client::ApiArgs;
 use super::chain_args::runtime;
 use crate::output::print_json;
 
@@ -22,8 +22,7 @@ pub(crate) struct HealthArgs {
 
 pub(crate) fn run(a: HealthArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
-    let url = a.api.url(&format!("/v1/health?domain={}", a.domain.trim()));
-    let view: HealthView = rt.block_on(get(&reqwest::Client::new(), &url))?;
+    let view: HealthView = rt.block_on(a.api.client().health(&a.domain))?;
     if a.json {
         print_json(&view)?;
         return Ok(ExitCode::SUCCESS);

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use pocmesh_dispatcher::api::client::{ApiClient, JobsQuery};
 use pocmesh_dispatcher::api::{JobView, SubmitRequest, Submitted};
 use pocmesh_dispatcher::registry::NodeView;
 use pocmesh_protocol::{Bytes, Hash32};
 
-use super::api_client::{ApiArgs, TokenArgs, get, read};
+use super::api_client::{ApiArgs, TokenArgs};
 use super::chain_args::runtime;
 use crate::output::print_json;
 
@@ -147,17 +148,8 @@ fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
     };
     let rt = runtime()?;
     rt.block_on(async move {
-        let client = reqwest::Client::new();
-        let url = format!("{}/v1/jobs", a.api.api.trim_end_matches('/'));
-        let resp = client
-            .post(&url)
-            .bearer_auth(&token)
-            .json(&request)
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .with_context(|| format!("no dispatcher answers at {url}; pass --api URL"))?;
-        let submitted: Submitted = read(resp, &url).await?;
+        let client = a.api.client().with_token(token);
+        let submitted: Submitted = client.submit(&request).await?;
         if !a.wait {
             if a.json {
                 print_json(&submitted)?;
@@ -166,14 +158,7 @@ fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        let job = wait(
-            &client,
-            &a.api.api,
-            &submitted.id.to_string(),
-            a.timeout,
-            a.json,
-        )
-        .await?;
+        let job = wait(&client, &submitted.id.to_string(), a.timeout, a.json).await?;
         if a.json {
             print_json(&job)?;
         } else {
@@ -189,8 +174,7 @@ fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
 
 /// Polls a job until it is final, showing its state.
 async fn wait(
-    client: &reqwest::Client,
-    api: &str,
+    client: &ApiClient,
     id: &str,
     timeout_s: u64,
     quiet: bool,
@@ -201,10 +185,9 @@ async fn wait(
         indicatif::ProgressBar::new_spinner()
     };
     bar.enable_steady_tick(Duration::from_millis(120));
-    let url = format!("{}/v1/jobs/{id}", api.trim_end_matches('/'));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_s);
     loop {
-        let job: JobView = get(client, &url).await?;
+        let job: JobView = client.job(id).await?;
         bar.set_message(format!("job {id}: {}", job.state));
         if matches!(job.state.as_str(), "recorded" | "failed" | "rejected") {
             bar.finish_and_clear();
@@ -265,8 +248,7 @@ fn print_job(job: &JobView) {
 
 fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
-    let url = format!("{}/v1/jobs/{}", a.api.api.trim_end_matches('/'), a.id);
-    let job: JobView = rt.block_on(get(&reqwest::Client::new(), &url))?;
+    let job: JobView = rt.block_on(a.api.client().job(&a.id))?;
     if a.json {
         print_json(&job)?;
     } else {
@@ -277,18 +259,13 @@ fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
 
 fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
-    let mut url = format!(
-        "{}/v1/jobs?limit={}",
-        a.api.api.trim_end_matches('/'),
-        a.limit
-    );
-    if let Some(s) = &a.state {
-        url.push_str(&format!("&state={s}"));
-    }
-    if let Some(w) = &a.wallet {
-        url.push_str(&format!("&wallet={w}"));
-    }
-    let jobs: Vec<JobView> = rt.block_on(get(&reqwest::Client::new(), &url))?;
+    let query = JobsQuery {
+        state: a.state.clone(),
+        wallet: a.wallet,
+        limit: Some(a.limit),
+        cursor: None,
+    };
+    let jobs: Vec<JobView> = rt.block_on(a.api.client().jobs(&query))?.items;
     if a.json {
         print_json(&jobs)?;
     } else {
@@ -305,8 +282,7 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
 /// `pocmesh nodes`.
 pub(crate) fn nodes(a: NodesArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
-    let url = format!("{}/v1/nodes", a.api.api.trim_end_matches('/'));
-    let nodes: Vec<NodeView> = rt.block_on(get(&reqwest::Client::new(), &url))?;
+    let nodes: Vec<NodeView> = rt.block_on(a.api.client().nodes())?;
     if a.json {
         print_json(&nodes)?;
     } else {

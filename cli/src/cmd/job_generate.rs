@@ -6,18 +6,18 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use pocmesh_dispatcher::allowlist::{AllowEntry, AllowList};
-use pocmesh_dispatcher::api::{SubmitRequest, Submitted};
+use pocmesh_dispatcher::api::SubmitRequest;
 use pocmesh_protocol::http_check::{MAX_URL_LEN, host_of};
 use serde::Serialize;
 
-use super::api_client::{ApiArgs, TokenArgs, get, read, unreachable};
+use super::api_client::{ApiArgs, TokenArgs};
 use super::chain_args::runtime;
 use crate::output::print_json;
+use pocmesh_dispatcher::api::client::ClientError;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum GenerateCommand {
@@ -102,28 +102,27 @@ struct SubmittedJob {
 pub(crate) fn run(command: GenerateCommand) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async move {
-        let client = reqwest::Client::new();
         let (common, planned, skipped) = match command {
             GenerateCommand::LinkHealth(a) => {
-                let list = allowlist(&client, &a.common.api).await?;
+                let list = allowlist(&a.common.api).await?;
                 let text = std::fs::read_to_string(&a.from)
                     .with_context(|| format!("reading {}", a.from.display()))?;
                 let (planned, skipped) = plan_links(&text, &list, a.common.redundancy)?;
                 (a.common, planned, skipped)
             }
             GenerateCommand::RobotsRecheck(a) => {
-                let list = allowlist(&client, &a.common.api).await?;
+                let list = allowlist(&a.common.api).await?;
                 let (planned, skipped) =
                     plan_robots(&list, &a.domains, &a.paths, a.common.redundancy);
                 (a.common, planned, skipped)
             }
         };
-        submit_all(&client, common, planned, skipped).await
+        submit_all(common, planned, skipped).await
     })
 }
 
-async fn allowlist(client: &reqwest::Client, api: &ApiArgs) -> anyhow::Result<AllowList> {
-    let entries: Vec<AllowEntry> = get(client, &api.url("/v1/allowlist")).await?;
+async fn allowlist(api: &ApiArgs) -> anyhow::Result<AllowList> {
+    let entries: Vec<AllowEntry> = api.client().allowlist().await?;
     if entries.is_empty() {
         bail!(
             "the dispatcher's allow-list is empty; import one first: `pocmesh allowlist import FILE.csv --kind policy`"
@@ -255,7 +254,6 @@ fn plan_robots(
 }
 
 async fn submit_all(
-    client: &reqwest::Client,
     common: Common,
     planned: Vec<Planned>,
     skipped: Vec<Skipped>,
@@ -267,8 +265,7 @@ async fn submit_all(
         dry_run: common.dry_run,
     };
     if !common.dry_run && !planned.is_empty() {
-        let token = common.token.resolve()?;
-        let url = common.api.url("/v1/jobs");
+        let client = common.api.client().with_token(common.token.resolve()?);
         let bar = if common.json {
             indicatif::ProgressBar::hidden()
         } else {
@@ -282,23 +279,20 @@ async fn submit_all(
         );
         for p in &planned {
             bar.set_message(p.target.clone());
-            let resp = client
-                .post(&url)
-                .bearer_auth(&token)
-                .json(&p.request)
-                .timeout(Duration::from_secs(30))
-                .send()
-                .await
-                .with_context(|| unreachable(&url))?;
-            match read::<Submitted>(resp, &url).await {
+            match client.submit(&p.request).await {
                 Ok(s) => report.submitted.push(SubmittedJob {
                     target: p.target.clone(),
                     id: s.id.to_string(),
                 }),
+                // Nobody answering is not one job's problem: stop and say so.
+                Err(e @ ClientError::Unreachable { .. }) => {
+                    bar.finish_and_clear();
+                    return Err(e.into());
+                }
                 Err(e) => report.failed.push(Skipped {
                     source: p.source.clone(),
                     target: p.target.clone(),
-                    reason: format!("{e:#}"),
+                    reason: e.to_string(),
                 }),
             }
             bar.inc(1);

@@ -7,6 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use pocmesh_dispatcher::api::SubmitRequest;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -137,22 +138,17 @@ async fn link_and_robots_checks_from_csv_reach_health_and_the_chain() {
     assert_eq!(summary["created"], 1, "{summary}");
 
     // A domain not on the list is refused at submission, by name.
-    let resp = mesh
-        .http
-        .post(format!("{api}/v1/jobs"))
-        .bearer_auth(token)
-        .json(&serde_json::json!({"type": "link_health", "url": "https://elsewhere.test/x"}))
-        .send()
+    let refused = mesh
+        .client
+        .submit(&SubmitRequest {
+            job_type: "link_health".into(),
+            url: Some("https://elsewhere.test/x".into()),
+            ..SubmitRequest::default()
+        })
         .await
-        .expect("answer");
-    assert_eq!(resp.status(), 400);
-    let body: Value = resp.json().await.expect("json");
-    assert!(
-        body["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("elsewhere.test")),
-        "{body}"
-    );
+        .expect_err("a domain off the list is refused");
+    assert_eq!(refused.status(), Some(400), "{refused}");
+    assert!(refused.to_string().contains("elsewhere.test"), "{refused}");
 
     // A CSV of URLs becomes jobs for the allowed ones only.
     let urls = dir.path().join("urls.csv");

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use pocmesh_chain::ProofOfCompute;
+use pocmesh_dispatcher::api::client::{ApiClient, JobsQuery};
 use pocmesh_dispatcher::api::{JobView, SubmitRequest};
 use pocmesh_protocol::{Address, Bytes};
 use serde_json::Value;
@@ -28,7 +29,10 @@ pub(crate) struct Mesh {
     pub(crate) wallets: Vec<Address>,
     pub(crate) api: String,
     pub(crate) bootstrap: String,
+    /// Raw HTTP, for requests the typed client cannot make (malformed ones).
     pub(crate) http: reqwest::Client,
+    /// The dispatcher's typed API client, with the write token.
+    pub(crate) client: ApiClient,
     /// Extra flags every node started from now on gets.
     pub(crate) node_args: Vec<String>,
 }
@@ -116,6 +120,7 @@ impl Mesh {
             api: format!("http://127.0.0.1:{api_port}"),
             bootstrap,
             http: reqwest::Client::new(),
+            client: ApiClient::new(format!("http://127.0.0.1:{api_port}")).with_token(TOKEN),
             node_args: Vec::new(),
         };
         mesh.add_nodes(n).await;
@@ -184,15 +189,7 @@ impl Mesh {
     }
 
     pub(crate) async fn get(&self, path: &str) -> Option<Value> {
-        self.http
-            .get(format!("{}{path}", self.api))
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()
+        self.client.get(path).await.ok()
     }
 
     pub(crate) async fn wait_online(&self, n: usize) {
@@ -209,47 +206,25 @@ impl Mesh {
     }
 
     pub(crate) async fn submit(&self, request: &SubmitRequest) -> String {
-        let resp = self
-            .http
-            .post(format!("{}/v1/jobs", self.api))
-            .bearer_auth(TOKEN)
-            .json(request)
-            .send()
+        let submitted = self
+            .client
+            .submit(request)
             .await
-            .expect("API answers");
-        assert_eq!(resp.status(), 202, "submission accepted");
-        let v: Value = resp.json().await.expect("json");
-        v["id"].as_str().expect("id").to_string()
+            .expect("submission accepted");
+        submitted.id.to_string()
     }
 
     pub(crate) async fn job(&self, id: &str) -> Option<JobView> {
-        serde_json::from_value(self.get(&format!("/v1/jobs/{id}")).await?).ok()
+        self.client.job(id).await.ok()
     }
 
-    /// Every job `GET /v1/jobs?{query}` lists, following `x-next-cursor` page by page (at most
-    /// 1,000 pages).
-    pub(crate) async fn list_all(&self, query: &str) -> Vec<JobView> {
-        let mut out = Vec::new();
-        let mut cursor: Option<String> = None;
-        for _ in 0..1_000 {
-            let mut url = format!("{}/v1/jobs?{query}", self.api);
-            if let Some(c) = &cursor {
-                url.push_str(&format!("&cursor={c}"));
-            }
-            let resp = self.http.get(url).send().await.expect("list");
-            assert_eq!(resp.status(), 200, "listing answers");
-            cursor = resp
-                .headers()
-                .get("x-next-cursor")
-                .and_then(|v| v.to_str().ok())
-                .map(String::from);
-            let page: Vec<JobView> = resp.json().await.expect("jobs");
-            out.extend(page);
-            if cursor.is_none() {
-                return out;
-            }
-        }
-        panic!("more than 1,000 pages");
+    /// Every job `query` lists, following the next-page cursor page by page (at most 1,000
+    /// pages).
+    pub(crate) async fn list_all(&self, query: JobsQuery) -> Vec<JobView> {
+        self.client
+            .all_jobs(&query, 1_000)
+            .await
+            .expect("listing answers")
     }
 
     /// Waits until every job in `ids` is `recorded`, and returns them.
@@ -462,7 +437,12 @@ async fn two_hundred_jobs_survive_dispatcher_and_node_crashes_and_are_credited_o
     assert_eq!(s["jobs_last_24h"], 200, "{s}");
     // The listing pages through all of them, newest first, from the store's indexes; by
     // wallet it lists exactly the jobs that credited the wallet.
-    let listed = mesh.list_all("limit=37").await;
+    let listed = mesh
+        .list_all(JobsQuery {
+            limit: Some(37),
+            ..JobsQuery::default()
+        })
+        .await;
     assert_eq!(listed.len(), 200, "every job once across the pages");
     assert!(
         listed
@@ -470,14 +450,26 @@ async fn two_hundred_jobs_survive_dispatcher_and_node_crashes_and_are_credited_o
             .all(|w| w[0].submitted_ms >= w[1].submitted_ms),
         "newest first"
     );
-    let recorded = mesh.list_all("state=recorded&limit=64").await;
+    let recorded = mesh
+        .list_all(JobsQuery {
+            state: Some("recorded".into()),
+            limit: Some(64),
+            ..JobsQuery::default()
+        })
+        .await;
     assert_eq!(recorded.len(), 200);
     for wallet in &mesh.wallets {
         let credited = jobs
             .iter()
             .filter(|j| j.credits.iter().any(|c| c.wallet == *wallet))
             .count();
-        let by_wallet = mesh.list_all(&format!("wallet={wallet}&limit=50")).await;
+        let by_wallet = mesh
+            .list_all(JobsQuery {
+                wallet: Some(*wallet),
+                limit: Some(50),
+                ..JobsQuery::default()
+            })
+            .await;
         assert_eq!(by_wallet.len(), credited, "jobs that credited {wallet}");
     }
     let metrics = mesh

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 
 use pocmesh_chain::ProofOfCompute;
 use pocmesh_dispatcher::api::JobView;
+use pocmesh_dispatcher::api::client::{ApiClient, JobsQuery};
 use pocmesh_protocol::Address;
 use serde_json::Value;
 
@@ -91,12 +92,10 @@ async fn testnet_up_records_demo_jobs_and_down_leaves_nothing_running() {
     assert_eq!(started.len(), 6, "anvil, the dispatcher and 4 nodes");
 
     // The dispatcher's records, straight from its API.
-    let jobs: Vec<JobView> = reqwest::get(format!("{api}/v1/jobs?limit=1000"))
+    let jobs: Vec<JobView> = ApiClient::new(&api)
+        .all_jobs(&JobsQuery::default(), 100)
         .await
-        .expect("api")
-        .json()
-        .await
-        .expect("json");
+        .expect("api");
     assert_eq!(jobs.len(), 40);
     let mut verified: HashMap<Address, u128> = HashMap::new();
     for j in &jobs {

@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiState, EngineHandle, EngineStopped, error, refusal, unavailable};
+use super::{ApiError, ApiState, EngineHandle, EngineStopped, refusal};
 use crate::allowlist::{AllowEntry, AllowList, CsvKind, ImportSummary, LineError};
 use crate::community::ImportError;
 use crate::engine::Input;
@@ -78,7 +78,7 @@ pub(super) fn routes() -> Router<Arc<ApiState>> {
 async fn list(State(s): State<Arc<ApiState>>, Query(q): Query<ListQuery>) -> Response {
     let entries: Vec<AllowEntry> = match s.store.allowlist() {
         Ok(e) => e,
-        Err(e) => return unavailable(e),
+        Err(e) => return ApiError::unavailable(e).into_response(),
     };
     match q.format.as_deref() {
         None | Some("json") => Json(entries).into_response(),
@@ -87,11 +87,12 @@ async fn list(State(s): State<Arc<ApiState>>, Query(q): Query<ListQuery>) -> Res
             AllowList::from_entries(entries).to_csv(),
         )
             .into_response(),
-        Some(other) => error(
+        Some(other) => ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_format",
             format!("format `{other}` is not json or csv"),
-        ),
+        )
+        .into_response(),
     }
 }
 
@@ -106,7 +107,7 @@ async fn import(
     }
     let kind: CsvKind = match q.kind.as_deref().unwrap_or("policy").parse() {
         Ok(k) => k,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_kind", e),
+        Err(e) => return ApiError::new(StatusCode::BAD_REQUEST, "bad_kind", e).into_response(),
     };
     match s.engine.import_allowlist(kind, body).await {
         Ok(Ok(summary)) => Json(summary).into_response(),
@@ -122,31 +123,32 @@ async fn import(
             }),
         )
             .into_response(),
-        Ok(Err(e)) => unavailable(e),
-        Err(e) => unavailable(e),
+        Ok(Err(e)) => ApiError::unavailable(e).into_response(),
+        Err(e) => ApiError::unavailable(e).into_response(),
     }
 }
 
 async fn health_of(State(s): State<Arc<ApiState>>, Query(q): Query<HealthQuery>) -> Response {
     let Some(raw) = q.domain else {
-        return error(
+        return ApiError::new(
             StatusCode::BAD_REQUEST,
             "missing_domain",
             "ask for one domain: /v1/health?domain=example.org",
-        );
+        )
+        .into_response();
     };
     let domain = match crate::allowlist::normalise_domain(&raw) {
         Ok(d) => d,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_domain", e),
+        Err(e) => return ApiError::new(StatusCode::BAD_REQUEST, "bad_domain", e).into_response(),
     };
     let limit = q.limit.unwrap_or(1_000).min(MAX_HEALTH_URLS);
     let urls = match s.store.urls_of(&domain, limit) {
         Ok(u) => u,
-        Err(e) => return unavailable(e),
+        Err(e) => return ApiError::unavailable(e).into_response(),
     };
     let robots = match s.store.domain_health(&domain) {
         Ok(r) => r,
-        Err(e) => return unavailable(e),
+        Err(e) => return ApiError::unavailable(e).into_response(),
     };
     Json(health::view(&domain, robots, urls)).into_response()
 }

@@ -1,9 +1,15 @@
 //! The HTTP API (axum), 127.0.0.1 by default: submit jobs (bearer token, per-token rate limit),
 //! read jobs, nodes and network status, Prometheus metrics; the allow-list and link health live
 //! in [`community`]. Every request counts against a per-client-address rate limit. Errors are
-//! JSON `{"error": "...", "code": "..."}` with a status code that says whose fault it was.
+//! one type, [`ApiError`] ([`error`]): JSON `{"error": "...", "code": "..."}` with a status code
+//! that says whose fault it was. [`client`] is the typed client the CLI, the testnet launcher and
+//! the tests use.
 
+pub mod client;
 pub mod community;
+pub mod error;
+
+pub use error::{ApiError, ErrorBody};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -442,7 +448,7 @@ async fn per_client(
 ) -> Response {
     if !s.clients.allow(&peer.ip().to_string()) {
         DispatcherMetrics::count(&s.metrics.api_refused, "client_rate_limited");
-        return error(
+        return ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             format!(
@@ -450,7 +456,8 @@ async fn per_client(
                 peer.ip(),
                 s.clients.per_minute
             ),
-        );
+        )
+        .into_response();
     }
     next.run(request).await
 }
@@ -458,46 +465,34 @@ async fn per_client(
 /// The answer refusing a write request without one of our tokens (or over its rate), if any.
 fn refusal(s: &ApiState, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = bearer(headers) else {
-        return Some(error(
+        return Some(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing_token",
             "send `Authorization: Bearer <token>` (the token is in the dispatcher's data dir, api.token)",
-        ));
+        ).into_response());
     };
     if !s.tokens.iter().any(|t| same(t, token)) {
-        return Some(error(
-            StatusCode::UNAUTHORIZED,
-            "bad_token",
-            "the bearer token is not valid",
-        ));
+        return Some(
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "bad_token",
+                "the bearer token is not valid",
+            )
+            .into_response(),
+        );
     }
     if !s.limiter.allow(token) {
         DispatcherMetrics::count(&s.metrics.api_refused, "token_rate_limited");
-        return Some(error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many requests for this token; slow down and retry",
-        ));
+        return Some(
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests for this token; slow down and retry",
+            )
+            .into_response(),
+        );
     }
     None
-}
-
-/// A JSON error.
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(serde_json::json!({ "error": message.into(), "code": code })),
-    )
-        .into_response()
-}
-
-/// `503 unavailable`: the engine stopped or the store could not be read — says where to look.
-fn unavailable(e: impl std::fmt::Display) -> Response {
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        format!("{e}; the dispatcher may be shutting down — see its log, then retry"),
-    )
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -528,11 +523,11 @@ async fn submit(
     }
     let req = match body {
         Ok(Json(r)) => r,
-        Err(e) => return error(e.status(), "bad_request", e.body_text()),
+        Err(e) => return ApiError::new(e.status(), "bad_request", e.body_text()).into_response(),
     };
     let spec = match req.to_spec(s.default_limits) {
         Ok(spec) => spec,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_job", e),
+        Err(e) => return ApiError::new(StatusCode::BAD_REQUEST, "invalid_job", e).into_response(),
     };
     match s.engine.submit(spec, req.redundancy).await {
         Ok(id) => (
@@ -543,27 +538,31 @@ async fn submit(
             }),
         )
             .into_response(),
-        Err(SubmitError::Invalid(e)) => error(StatusCode::BAD_REQUEST, "invalid_job", e),
-        Err(e) => unavailable(e),
+        Err(SubmitError::Invalid(e)) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_job", e).into_response()
+        }
+        Err(e) => ApiError::unavailable(e).into_response(),
     }
 }
 
 async fn get_job(State(s): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<JobId>() else {
-        return error(
+        return ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_id",
             "a job id is 0x + 64 hex digits",
-        );
+        )
+        .into_response();
     };
     // From the store (what has been committed and acknowledged), not the engine: a read never
     // waits behind the engine's work.
     let store = s.store.clone();
     match tokio::task::spawn_blocking(move || store.job(&id)).await {
         Ok(Ok(Some(job))) => Json(JobView::from(&job)).into_response(),
-        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "not_found", format!("no job {id}")),
-        Ok(Err(e)) => unavailable(e),
-        Err(e) => unavailable(e),
+        Ok(Ok(None)) => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no job {id}"))
+            .into_response(),
+        Ok(Err(e)) => ApiError::unavailable(e).into_response(),
+        Err(e) => ApiError::unavailable(e).into_response(),
     }
 }
 
@@ -587,7 +586,10 @@ async fn list_jobs(State(s): State<Arc<ApiState>>, Query(q): Query<ListQuery>) -
     let wallet = match q.wallet.as_deref().map(str::parse::<Address>) {
         None => None,
         Some(Ok(w)) => Some(w),
-        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, "bad_wallet", e.to_string()),
+        Some(Err(e)) => {
+            return ApiError::new(StatusCode::BAD_REQUEST, "bad_wallet", e.to_string())
+                .into_response();
+        }
     };
     let store = s.store.clone();
     let read = tokio::task::spawn_blocking(move || {
@@ -607,27 +609,27 @@ async fn list_jobs(State(s): State<Arc<ApiState>>, Query(q): Query<ListQuery>) -
             }
         }
         Ok(Err(e @ ListError::UnknownState(_))) => {
-            error(StatusCode::BAD_REQUEST, "bad_state", e.to_string())
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_state", e.to_string()).into_response()
         }
         Ok(Err(e @ (ListError::BadCursor(_) | ListError::TwoFilters))) => {
-            error(StatusCode::BAD_REQUEST, "bad_query", e.to_string())
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.to_string()).into_response()
         }
-        Ok(Err(e @ ListError::Store(_))) => unavailable(e),
-        Err(e) => unavailable(e),
+        Ok(Err(e @ ListError::Store(_))) => ApiError::unavailable(e).into_response(),
+        Err(e) => ApiError::unavailable(e).into_response(),
     }
 }
 
 async fn nodes(State(s): State<Arc<ApiState>>) -> Response {
     match s.engine.nodes().await {
         Ok(n) => Json(n).into_response(),
-        Err(e) => unavailable(e),
+        Err(e) => ApiError::unavailable(e).into_response(),
     }
 }
 
 async fn status(State(s): State<Arc<ApiState>>) -> Response {
     match s.engine.status().await {
         Ok(v) => Json(v).into_response(),
-        Err(e) => unavailable(e),
+        Err(e) => ApiError::unavailable(e).into_response(),
     }
 }
 
@@ -658,11 +660,12 @@ async fn dashboard() -> Response {
 }
 
 async fn not_found() -> Response {
-    error(
+    ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
         "no such endpoint; see docs/run-a-dispatcher.md for the API",
     )
+    .into_response()
 }
 
 /// What the API serves with.
