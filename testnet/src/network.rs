@@ -149,6 +149,13 @@ pub enum Progress<'a> {
         /// Total.
         total: u64,
     },
+    /// Nodes the dispatcher has heard so far, of total.
+    Nodes {
+        /// Online at the dispatcher.
+        online: usize,
+        /// Started.
+        total: usize,
+    },
 }
 
 fn state_path(dir: &Path) -> PathBuf {
@@ -246,6 +253,38 @@ pub async fn up(
     result
 }
 
+/// What the steps of one `up` share: the options, the folder, what a previous run left, the
+/// processes started so far (stopped again if a later step fails) and the progress callback.
+struct Launch<'a> {
+    opts: &'a UpOptions,
+    dir: PathBuf,
+    logs: PathBuf,
+    previous: Option<TestnetState>,
+    started: &'a mut Vec<Proc>,
+    progress: &'a mut dyn for<'x> FnMut(Progress<'x>),
+}
+
+/// The running chain.
+struct Chain {
+    rpc: String,
+    chain_id: u64,
+}
+
+/// The deployed contract and the dispatcher's key, funded and holding DISPATCHER_ROLE.
+struct Deployment {
+    contract: Address,
+    dispatcher_key: SecretKey,
+    dispatcher_dir: PathBuf,
+}
+
+/// The running dispatcher.
+struct DispatcherUp {
+    api: String,
+    net: String,
+    mesh_port: u16,
+    bootstrap: String,
+}
+
 async fn up_inner(
     opts: &UpOptions,
     previous: Option<TestnetState>,
@@ -253,350 +292,441 @@ async fn up_inner(
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<NetworkReport, TestnetError> {
     let dir = std::fs::canonicalize(&opts.dir).map_err(|e| io(&opts.dir, e))?;
-    let logs = dir.join("logs");
-    let resumed = previous.is_some();
-
-    // 1. The chain, with its state in the folder so the next `up` finds the same contract.
-    progress(Progress::Step(
-        "starting anvil (EVM paris, legacy transactions)",
-    ));
-    let anvil_bin =
-        crate::install::ensure_anvil(opts.anvil.as_deref(), &mut |m| progress(Progress::Step(m)))?;
-    let rpc_port = match &previous {
-        Some(p) => p
-            .rpc
-            .rsplit(':')
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(opts.rpc_port),
-        None => port_or_free(opts.rpc_port)?,
+    let mut launch = Launch {
+        opts,
+        logs: dir.join("logs"),
+        dir,
+        previous,
+        started,
+        progress,
     };
-    let chain_id = previous
-        .as_ref()
-        .map(|p| p.chain_id)
-        .unwrap_or(opts.chain_id);
-    let anvil_state = dir.join("anvil-state.json");
-    let anvil_args: Vec<String> = vec![
-        "--host".into(),
-        "127.0.0.1".into(),
-        "--port".into(),
-        rpc_port.to_string(),
-        "--chain-id".into(),
-        chain_id.to_string(),
-        "--hardfork".into(),
-        "paris".into(),
-        "--state".into(),
-        anvil_state.display().to_string(),
-        "--state-interval".into(),
-        "2".into(),
-    ];
-    let anvil = procs::spawn(
-        "anvil",
-        &anvil_bin,
-        &anvil_args,
-        &logs.join("anvil.log"),
-        &anvil_state.display().to_string(),
-    )
-    .map_err(|e| TestnetError::Io(format!("starting {}: {e}", anvil_bin.display())))?;
-    started.push(anvil.clone());
-    let rpc = format!("http://127.0.0.1:{rpc_port}");
-    wait_for("anvil to answer", Duration::from_secs(20), || async {
-        if !procs::alive(&anvil) {
-            return None;
-        }
-        let provider = pocmesh_chain::client::provider(&rpc).ok()?;
-        let once = pocmesh_chain::RetryPolicy {
-            attempts: 1,
-            ..Default::default()
-        };
-        pocmesh_chain::client::chain_id(&provider, &rpc, once)
-            .await
-            .ok()
-    })
-    .await
-    .map_err(|_| {
-        TestnetError::Io(format!(
-            "anvil did not answer on {rpc}; is the port in use? see {}",
-            logs.join("anvil.log").display()
-        ))
-    })?;
-
-    // 2. Contract and dispatcher key: reused when the chain still has them.
-    let admin =
-        SecretKey::from_hex(DEV_KEY_0).map_err(|e| TestnetError::Internal(e.to_string()))?;
-    let admin_client = ChainClient::connect(&rpc, &admin, TxPolicy::default()).await?;
-    let dispatcher_dir = dir.join("dispatcher");
-    std::fs::create_dir_all(&dispatcher_dir).map_err(|e| io(&dispatcher_dir, e))?;
-    let (dispatcher_key, _) = SecretKey::load_or_create(&dispatcher_dir.join("dispatcher.key"))
-        .map_err(|e| TestnetError::Internal(e.to_string()))?;
-    let contract = match previous.as_ref().map(|p| p.contract) {
-        // `at` checks that a ProofOfCompute answers there.
-        Some(c) if ProofOfCompute::at(&rpc, c).await.is_ok() => {
-            progress(Progress::Step(
-                "resuming: the contract is on the saved chain",
-            ));
-            c
-        }
-        _ => {
-            progress(Progress::Step("deploying ProofOfCompute"));
-            deploy(&admin_client, &[]).await?.address
-        }
+    let resumed = launch.previous.is_some();
+    let chain = launch.start_chain().await?;
+    let deployment = launch.deploy(&chain).await?;
+    let dispatcher = launch.start_dispatcher(&chain, &deployment).await?;
+    let nodes = launch.start_nodes(&chain, &deployment, &dispatcher).await?;
+    let mut state = TestnetState {
+        chain_id: chain.chain_id,
+        net: dispatcher.net.clone(),
+        rpc: chain.rpc.clone(),
+        contract: deployment.contract,
+        dispatcher: deployment.dispatcher_key.address(),
+        api: dispatcher.api.clone(),
+        mesh_port: dispatcher.mesh_port,
+        nodes: nodes.clone(),
+        demo_jobs: launch
+            .previous
+            .take()
+            .map(|p| p.demo_jobs)
+            .unwrap_or_default(),
+        procs: launch.started.clone(),
     };
-    progress(Progress::Step(
-        "funding the dispatcher key and granting DISPATCHER_ROLE",
-    ));
-    let balance = ChainClient::connect(&rpc, &dispatcher_key, TxPolicy::default())
-        .await?
-        .balance()
+    save_state(&launch.dir, &state)?;
+    let finals = launch
+        .run_demo_jobs(&deployment, &dispatcher, &mut state, resumed)
         .await?;
-    if balance < 10u128.pow(18).into() {
-        admin_client
-            .transfer(dispatcher_key.address(), (100u128 * 10u128.pow(18)).into())
-            .await?;
-    }
-    grant_dispatcher(&admin_client, contract, dispatcher_key.address()).await?;
+    launch
+        .report(&chain, &deployment, &dispatcher, &nodes, finals, resumed)
+        .await
+}
 
-    // 3. The dispatcher.
-    progress(Progress::Step("starting the dispatcher"));
-    let net = pocmesh_protocol::topics::network_for_chain(chain_id);
-    let api_port = match &previous {
-        Some(p) => p
-            .api
-            .rsplit(':')
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(opts.api_port),
-        None => port_or_free(opts.api_port)?,
-    };
-    let api = format!("http://127.0.0.1:{api_port}");
-    let mesh_port = match &previous {
-        Some(p) => p.mesh_port,
-        None => free_port()?,
-    };
-    let listen = format!("/ip4/127.0.0.1/tcp/{mesh_port}");
-    let hb = opts.heartbeat_ms.to_string();
-    let dispatcher_args: Vec<String> = [
-        "dispatcher",
-        "run",
-        "--rpc",
-        &rpc,
-        "--contract",
-        &contract.to_string(),
-        "--key",
-        &dispatcher_dir.join("dispatcher.key").display().to_string(),
-        "--data-dir",
-        &dispatcher_dir.display().to_string(),
-        "--api",
-        &format!("127.0.0.1:{api_port}"),
-        "--net",
-        &net,
-        "--listen",
-        &listen,
-        "--no-mdns",
-        "--heartbeat-ms",
-        &hb,
-        "--batch-age-ms",
-        "1500",
-        // Every node of a local network runs on this machine.
-        "--loopback-quorum",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let _ = std::fs::remove_file(pocmesh_dispatcher::daemon::info_path(&dispatcher_dir));
-    let dispatcher = procs::spawn(
-        "dispatcher",
-        &opts.exe,
-        &dispatcher_args,
-        &logs.join("dispatcher.log"),
-        &dispatcher_dir.display().to_string(),
-    )
-    .map_err(|e| TestnetError::Io(format!("starting {}: {e}", opts.exe.display())))?;
-    started.push(dispatcher.clone());
-    let info_file = pocmesh_dispatcher::daemon::info_path(&dispatcher_dir);
-    let bootstrap: String = wait_for(
-        "the dispatcher to start",
-        Duration::from_secs(30),
-        || async {
-            if !procs::alive(&dispatcher) {
+impl Launch<'_> {
+    /// Step 1: the chain, with its state in the folder so the next `up` finds the same contract.
+    async fn start_chain(&mut self) -> Result<Chain, TestnetError> {
+        (self.progress)(Progress::Step(
+            "starting anvil (EVM paris, legacy transactions)",
+        ));
+        let progress = &mut *self.progress;
+        let anvil_bin = crate::install::ensure_anvil(self.opts.anvil.as_deref(), &mut |m| {
+            progress(Progress::Step(m))
+        })?;
+        let rpc_port = match &self.previous {
+            Some(p) => p
+                .rpc
+                .rsplit(':')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(self.opts.rpc_port),
+            None => port_or_free(self.opts.rpc_port)?,
+        };
+        let chain_id = self
+            .previous
+            .as_ref()
+            .map(|p| p.chain_id)
+            .unwrap_or(self.opts.chain_id);
+        let anvil_state = self.dir.join("anvil-state.json");
+        let anvil_args: Vec<String> = vec![
+            "--host".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            rpc_port.to_string(),
+            "--chain-id".into(),
+            chain_id.to_string(),
+            "--hardfork".into(),
+            "paris".into(),
+            "--state".into(),
+            anvil_state.display().to_string(),
+            "--state-interval".into(),
+            "2".into(),
+        ];
+        let anvil = procs::spawn(
+            "anvil",
+            &anvil_bin,
+            &anvil_args,
+            &self.logs.join("anvil.log"),
+            &anvil_state.display().to_string(),
+        )
+        .map_err(|e| TestnetError::Io(format!("starting {}: {e}", anvil_bin.display())))?;
+        self.started.push(anvil.clone());
+        let rpc = format!("http://127.0.0.1:{rpc_port}");
+        (self.progress)(Progress::Step("waiting for anvil to answer"));
+        wait_for("anvil to answer", Duration::from_secs(20), || async {
+            if !procs::alive(&anvil) {
                 return None;
             }
-            let text = std::fs::read_to_string(&info_file).ok()?;
-            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-            v["listen"].as_array()?.first()?.as_str().map(String::from)
-        },
-    )
-    .await
-    .map_err(|e| {
-        TestnetError::Io(format!(
-            "{e}; see {}",
-            logs.join("dispatcher.log").display()
-        ))
-    })?;
-
-    // 4. The nodes.
-    let mut nodes: Vec<NodeEntry> = previous
-        .as_ref()
-        .map(|p| p.nodes.clone())
-        .unwrap_or_default();
-    while nodes.len() < opts.nodes.max(nodes.len()) {
-        let name = format!("node-{}", nodes.len() + 1);
-        let data_dir = dir.join("nodes").join(&name);
-        std::fs::create_dir_all(&data_dir).map_err(|e| io(&data_dir, e))?;
-        let (wallet_key, _) = SecretKey::load_or_create(&data_dir.join("wallet.key"))
-            .map_err(|e| TestnetError::Internal(e.to_string()))?;
-        nodes.push(NodeEntry {
-            name,
-            wallet: wallet_key.address(),
-            data_dir: data_dir.display().to_string(),
-        });
+            let provider = pocmesh_chain::client::provider(&rpc).ok()?;
+            let once = pocmesh_chain::RetryPolicy {
+                attempts: 1,
+                ..Default::default()
+            };
+            pocmesh_chain::client::chain_id(&provider, &rpc, once)
+                .await
+                .ok()
+        })
+        .await
+        .map_err(|_| {
+            TestnetError::Io(format!(
+                "anvil did not answer on {rpc}; is the port in use? see {}",
+                self.logs.join("anvil.log").display()
+            ))
+        })?;
+        Ok(Chain { rpc, chain_id })
     }
-    progress(Progress::Step("starting the volunteer nodes"));
-    for node in &nodes {
-        let consent = pocmesh_protocol::consent::consent_hash().to_string();
-        let args: Vec<String> = [
-            "node",
+
+    /// Step 2: the contract and dispatcher key: reused when the chain still has them.
+    async fn deploy(&mut self, chain: &Chain) -> Result<Deployment, TestnetError> {
+        let rpc = &chain.rpc;
+        let admin =
+            SecretKey::from_hex(DEV_KEY_0).map_err(|e| TestnetError::Internal(e.to_string()))?;
+        let admin_client = ChainClient::connect(rpc, &admin, TxPolicy::default()).await?;
+        let dispatcher_dir = self.dir.join("dispatcher");
+        std::fs::create_dir_all(&dispatcher_dir).map_err(|e| io(&dispatcher_dir, e))?;
+        let (dispatcher_key, _) = SecretKey::load_or_create(&dispatcher_dir.join("dispatcher.key"))
+            .map_err(|e| TestnetError::Internal(e.to_string()))?;
+        let contract = match self.previous.as_ref().map(|p| p.contract) {
+            // `at` checks that a ProofOfCompute answers there.
+            Some(c) if ProofOfCompute::at(rpc, c).await.is_ok() => {
+                (self.progress)(Progress::Step(
+                    "resuming: the contract is on the saved chain",
+                ));
+                c
+            }
+            _ => {
+                (self.progress)(Progress::Step("deploying ProofOfCompute"));
+                deploy(&admin_client, &[]).await?.address
+            }
+        };
+        (self.progress)(Progress::Step(
+            "funding the dispatcher key and granting DISPATCHER_ROLE",
+        ));
+        let balance = ChainClient::connect(rpc, &dispatcher_key, TxPolicy::default())
+            .await?
+            .balance()
+            .await?;
+        if balance < 10u128.pow(18).into() {
+            admin_client
+                .transfer(dispatcher_key.address(), (100u128 * 10u128.pow(18)).into())
+                .await?;
+        }
+        grant_dispatcher(&admin_client, contract, dispatcher_key.address()).await?;
+        Ok(Deployment {
+            contract,
+            dispatcher_key,
+            dispatcher_dir,
+        })
+    }
+
+    /// Step 3: the dispatcher, waited for until it has written where it listens.
+    async fn start_dispatcher(
+        &mut self,
+        chain: &Chain,
+        deployment: &Deployment,
+    ) -> Result<DispatcherUp, TestnetError> {
+        (self.progress)(Progress::Step("starting the dispatcher"));
+        let net = pocmesh_protocol::topics::network_for_chain(chain.chain_id);
+        let api_port = match &self.previous {
+            Some(p) => p
+                .api
+                .rsplit(':')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(self.opts.api_port),
+            None => port_or_free(self.opts.api_port)?,
+        };
+        let api = format!("http://127.0.0.1:{api_port}");
+        let mesh_port = match &self.previous {
+            Some(p) => p.mesh_port,
+            None => free_port()?,
+        };
+        let dispatcher_dir = &deployment.dispatcher_dir;
+        let listen = format!("/ip4/127.0.0.1/tcp/{mesh_port}");
+        let hb = self.opts.heartbeat_ms.to_string();
+        let dispatcher_args: Vec<String> = [
+            "dispatcher",
             "run",
-            "--wallet",
-            &node.wallet.to_string(),
+            "--rpc",
+            &chain.rpc,
+            "--contract",
+            &deployment.contract.to_string(),
+            "--key",
+            &dispatcher_dir.join("dispatcher.key").display().to_string(),
             "--data-dir",
-            &node.data_dir,
+            &dispatcher_dir.display().to_string(),
+            "--api",
+            &format!("127.0.0.1:{api_port}"),
             "--net",
             &net,
-            "--bootstrap",
-            &bootstrap,
             "--listen",
-            "/ip4/127.0.0.1/tcp/0",
+            &listen,
             "--no-mdns",
-            "--status",
-            "127.0.0.1:0",
-            "--rpc",
-            &rpc,
-            "--contract",
-            &contract.to_string(),
             "--heartbeat-ms",
             &hb,
-            "--max-jobs",
-            "2",
-            // The developer running a local network is its nodes' volunteer; the text is
-            // `pocmesh node run --show-consent`.
-            "--accept-policy",
-            &consent,
+            "--batch-age-ms",
+            "1500",
+            // Every node of a local network runs on this machine.
+            "--loopback-quorum",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let p = procs::spawn(
-            &node.name,
-            &opts.exe,
-            &args,
-            &logs.join(format!("{}.log", node.name)),
-            &node.data_dir,
+        let _ = std::fs::remove_file(pocmesh_dispatcher::daemon::info_path(dispatcher_dir));
+        let dispatcher = procs::spawn(
+            "dispatcher",
+            &self.opts.exe,
+            &dispatcher_args,
+            &self.logs.join("dispatcher.log"),
+            &dispatcher_dir.display().to_string(),
         )
-        .map_err(|e| TestnetError::Io(format!("starting {}: {e}", opts.exe.display())))?;
-        started.push(p);
+        .map_err(|e| TestnetError::Io(format!("starting {}: {e}", self.opts.exe.display())))?;
+        self.started.push(dispatcher.clone());
+        let info_file = pocmesh_dispatcher::daemon::info_path(dispatcher_dir);
+        let bootstrap: String = wait_for(
+            "the dispatcher to start",
+            Duration::from_secs(30),
+            || async {
+                if !procs::alive(&dispatcher) {
+                    return None;
+                }
+                let text = std::fs::read_to_string(&info_file).ok()?;
+                let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+                v["listen"].as_array()?.first()?.as_str().map(String::from)
+            },
+        )
+        .await
+        .map_err(|e| {
+            TestnetError::Io(format!(
+                "{e}; see {}",
+                self.logs.join("dispatcher.log").display()
+            ))
+        })?;
+        Ok(DispatcherUp {
+            api,
+            net,
+            mesh_port,
+            bootstrap,
+        })
     }
-    let client = ApiClient::new(&api);
-    let want = nodes.len();
-    progress(Progress::Step("waiting for every node's heartbeat"));
-    wait_for(
-        "every node to come online",
-        Duration::from_secs(60),
-        || async {
-            let s: StatusView = client.status().await.ok()?;
-            (s.nodes_online >= want).then_some(())
-        },
-    )
-    .await?;
 
-    let mut state = TestnetState {
-        chain_id,
-        net,
-        rpc: rpc.clone(),
-        contract,
-        dispatcher: dispatcher_key.address(),
-        api: api.clone(),
-        mesh_port,
-        nodes: nodes.clone(),
-        demo_jobs: previous.map(|p| p.demo_jobs).unwrap_or_default(),
-        procs: started.clone(),
-    };
-    save_state(&dir, &state)?;
-
-    // 5. Demo jobs of each type, followed until they are on chain.
-    let per_type = opts.jobs.unwrap_or(if resumed { 0 } else { 5 });
-    let token = std::fs::read_to_string(pocmesh_dispatcher::daemon::token_path(&dispatcher_dir))
-        .map_err(|e| io(&dispatcher_dir, e))?
-        .trim()
-        .to_string();
-    let client = client.with_token(token);
-    let mut ids = Vec::new();
-    if per_type > 0 {
-        progress(Progress::Step("submitting demo jobs"));
-        for i in 0..per_type {
-            for request in demo_requests(i as u64) {
-                let s: Submitted = client.submit(&request).await?;
-                ids.push(s.id.to_string());
+    /// Step 4: the nodes (the saved ones, plus new ones up to the number asked for), waited for
+    /// until the dispatcher has heard every one.
+    async fn start_nodes(
+        &mut self,
+        chain: &Chain,
+        deployment: &Deployment,
+        dispatcher: &DispatcherUp,
+    ) -> Result<Vec<NodeEntry>, TestnetError> {
+        let mut nodes: Vec<NodeEntry> = self
+            .previous
+            .as_ref()
+            .map(|p| p.nodes.clone())
+            .unwrap_or_default();
+        while nodes.len() < self.opts.nodes.max(nodes.len()) {
+            let name = format!("node-{}", nodes.len() + 1);
+            let data_dir = self.dir.join("nodes").join(&name);
+            std::fs::create_dir_all(&data_dir).map_err(|e| io(&data_dir, e))?;
+            let (wallet_key, _) = SecretKey::load_or_create(&data_dir.join("wallet.key"))
+                .map_err(|e| TestnetError::Internal(e.to_string()))?;
+            nodes.push(NodeEntry {
+                name,
+                wallet: wallet_key.address(),
+                data_dir: data_dir.display().to_string(),
+            });
+        }
+        (self.progress)(Progress::Step("starting the volunteer nodes"));
+        let hb = self.opts.heartbeat_ms.to_string();
+        let consent = pocmesh_protocol::consent::consent_hash().to_string();
+        for node in &nodes {
+            let args: Vec<String> = [
+                "node",
+                "run",
+                "--wallet",
+                &node.wallet.to_string(),
+                "--data-dir",
+                &node.data_dir,
+                "--net",
+                &dispatcher.net,
+                "--bootstrap",
+                &dispatcher.bootstrap,
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--no-mdns",
+                "--status",
+                "127.0.0.1:0",
+                "--rpc",
+                &chain.rpc,
+                "--contract",
+                &deployment.contract.to_string(),
+                "--heartbeat-ms",
+                &hb,
+                "--max-jobs",
+                "2",
+                // The developer running a local network is its nodes' volunteer; the text is
+                // `pocmesh node run --show-consent`.
+                "--accept-policy",
+                &consent,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            let p = procs::spawn(
+                &node.name,
+                &self.opts.exe,
+                &args,
+                &self.logs.join(format!("{}.log", node.name)),
+                &node.data_dir,
+            )
+            .map_err(|e| TestnetError::Io(format!("starting {}: {e}", self.opts.exe.display())))?;
+            self.started.push(p);
+        }
+        let client = ApiClient::new(&dispatcher.api);
+        let total = nodes.len();
+        (self.progress)(Progress::Nodes { online: 0, total });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let online = client
+                .status()
+                .await
+                .map(|s: StatusView| s.nodes_online)
+                .unwrap_or(0);
+            (self.progress)(Progress::Nodes { online, total });
+            if online >= total {
+                return Ok(nodes);
             }
-        }
-        state.demo_jobs.extend(ids.iter().cloned());
-        save_state(&dir, &state)?;
-    }
-    let total = ids.len() as u64;
-    let deadline = Instant::now() + opts.jobs_timeout;
-    let mut finals = std::collections::BTreeMap::new();
-    while !ids.is_empty() {
-        finals.clear();
-        for id in &ids {
-            if let Ok(j) = client.job(id).await
-                && matches!(j.state.as_str(), "recorded" | "failed" | "rejected")
-            {
-                *finals.entry(j.state).or_insert(0u64) += 1;
+            if Instant::now() > deadline {
+                return Err(TestnetError::Timeout(format!(
+                    "every node to come online within 60 s ({online} of {total} heard); see {}",
+                    self.logs.display()
+                )));
             }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let done: u64 = finals.values().sum();
-        progress(Progress::Jobs {
-            done: finals.get("recorded").copied().unwrap_or(0),
-            total,
-        });
-        if done == total {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(TestnetError::Timeout(format!(
-                "demo jobs: {done} of {total} finished within {} s; see {}",
-                opts.jobs_timeout.as_secs(),
-                logs.display()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    let poc = ProofOfCompute::at(&rpc, contract).await?;
-    let mut wallets = Vec::new();
-    for n in &nodes {
-        wallets.push(WalletReport {
-            node: n.name.clone(),
-            wallet: n.wallet,
-            units: poc.units(n.wallet).await?,
-        });
+    /// Step 5: demo jobs of each type, followed until they are on chain; their final states.
+    async fn run_demo_jobs(
+        &mut self,
+        deployment: &Deployment,
+        dispatcher: &DispatcherUp,
+        state: &mut TestnetState,
+        resumed: bool,
+    ) -> Result<std::collections::BTreeMap<String, u64>, TestnetError> {
+        let per_type = self.opts.jobs.unwrap_or(if resumed { 0 } else { 5 });
+        let token_file = pocmesh_dispatcher::daemon::token_path(&deployment.dispatcher_dir);
+        let token = std::fs::read_to_string(&token_file)
+            .map_err(|e| io(&token_file, e))?
+            .trim()
+            .to_string();
+        let client = ApiClient::new(&dispatcher.api).with_token(token);
+        let mut ids = Vec::new();
+        if per_type > 0 {
+            (self.progress)(Progress::Step("submitting demo jobs"));
+            for i in 0..per_type {
+                for request in demo_requests(i as u64) {
+                    let s: Submitted = client.submit(&request).await?;
+                    ids.push(s.id.to_string());
+                }
+            }
+            state.demo_jobs.extend(ids.iter().cloned());
+            save_state(&self.dir, state)?;
+        }
+        let total = ids.len() as u64;
+        let deadline = Instant::now() + self.opts.jobs_timeout;
+        let mut finals = std::collections::BTreeMap::new();
+        while !ids.is_empty() {
+            finals.clear();
+            for id in &ids {
+                if let Ok(j) = client.job(id).await
+                    && matches!(j.state.as_str(), "recorded" | "failed" | "rejected")
+                {
+                    *finals.entry(j.state).or_insert(0u64) += 1;
+                }
+            }
+            let done: u64 = finals.values().sum();
+            (self.progress)(Progress::Jobs {
+                done: finals.get("recorded").copied().unwrap_or(0),
+                total,
+            });
+            if done == total {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(TestnetError::Timeout(format!(
+                    "demo jobs: {done} of {total} finished within {} s; see {}",
+                    self.opts.jobs_timeout.as_secs(),
+                    self.logs.display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Ok(finals)
     }
-    Ok(NetworkReport {
-        dashboard: format!("{api}/"),
-        token_file: pocmesh_dispatcher::daemon::token_path(&dispatcher_dir)
-            .display()
-            .to_string(),
-        total_units: poc.total_units().await?,
-        rpc,
-        chain_id,
-        contract,
-        api,
-        dispatcher: dispatcher_key.address(),
-        wallets,
-        jobs: finals,
-        dir: dir.display().to_string(),
-        resumed,
-    })
+
+    /// Step 6: where to look: the units on chain per wallet, the dashboard, the token file.
+    async fn report(
+        &self,
+        chain: &Chain,
+        deployment: &Deployment,
+        dispatcher: &DispatcherUp,
+        nodes: &[NodeEntry],
+        jobs: std::collections::BTreeMap<String, u64>,
+        resumed: bool,
+    ) -> Result<NetworkReport, TestnetError> {
+        let poc = ProofOfCompute::at(&chain.rpc, deployment.contract).await?;
+        let mut wallets = Vec::new();
+        for n in nodes {
+            wallets.push(WalletReport {
+                node: n.name.clone(),
+                wallet: n.wallet,
+                units: poc.units(n.wallet).await?,
+            });
+        }
+        Ok(NetworkReport {
+            dashboard: format!("{}/", dispatcher.api),
+            token_file: pocmesh_dispatcher::daemon::token_path(&deployment.dispatcher_dir)
+                .display()
+                .to_string(),
+            total_units: poc.total_units().await?,
+            rpc: chain.rpc.clone(),
+            chain_id: chain.chain_id,
+            contract: deployment.contract,
+            api: dispatcher.api.clone(),
+            dispatcher: deployment.dispatcher_key.address(),
+            wallets,
+            jobs,
+            dir: self.dir.display().to_string(),
+            resumed,
+        })
+    }
 }
 
 /// The demo jobs of round `i`: one `hash` and one `wasm` (the bundled kernel).

@@ -104,6 +104,9 @@ fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
             Progress::Jobs { done, total } => {
                 bar.set_message(format!("demo jobs recorded on chain: {done}/{total}"))
             }
+            Progress::Nodes { online, total } => bar.set_message(format!(
+                "waiting for every node's heartbeat: {online}/{total} heard"
+            )),
         })
         .await;
         bar.finish_and_clear();
