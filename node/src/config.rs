@@ -88,7 +88,7 @@ impl Default for JobSettings {
         let caps = ExecutorCaps::default();
         JobSettings {
             max_jobs: 0,
-            job_types: vec![JobType::Hash, JobType::Wasm],
+            job_types: pocmesh_protocol::job_types::default_enabled(),
             max_ms: caps.max_ms,
             max_mem_mb: caps.max_mem_mb,
             max_output_bytes: caps.max_output_bytes,
@@ -407,14 +407,19 @@ impl NodeConfig {
         if self.jobs.job_types.is_empty() {
             return Err(invalid(
                 "jobs.job_types",
-                "enable at least one job type (hash, wasm, link_health, robots_recheck)",
+                format!(
+                    "enable at least one job type ({})",
+                    pocmesh_protocol::job_types::names()
+                ),
             ));
         }
         if self.jobs.job_types.contains(&JobType::Unknown) {
             return Err(invalid(
                 "jobs.job_types",
-                "job type `unknown` has no executor; use hash, wasm, link_health and/or \
-                 robots_recheck",
+                format!(
+                    "job type `unknown` has no executor; use any of {}",
+                    pocmesh_protocol::job_types::names()
+                ),
             ));
         }
         if self.jobs.max_ms == 0 || self.jobs.max_mem_mb == 0 || self.jobs.max_output_bytes == 0 {

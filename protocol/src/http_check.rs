@@ -229,7 +229,9 @@ pub fn comparable(job_type: JobType, output: &[u8]) -> Result<Hash32, ReportErro
 /// Whether the dispatcher can re-run jobs of `job_type` itself to check them (deterministic
 /// ones); the others are checked by asking another independent node.
 pub fn reexecutable(job_type: JobType) -> bool {
-    matches!(job_type, JobType::Hash | JobType::Wasm)
+    job_type
+        .info()
+        .is_some_and(|i| i.verification == crate::job_types::Verification::ReExecuted)
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(

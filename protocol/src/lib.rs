@@ -27,6 +27,7 @@ pub mod hash;
 pub mod http_check;
 pub mod ids;
 pub mod inspect;
+pub mod job_types;
 pub mod keys;
 pub mod message;
 pub mod receipt;
@@ -45,6 +46,7 @@ pub use envelope::{
 pub use hash::{Hash32, keccak256};
 pub use ids::{BatchId, JobId};
 pub use inspect::{InspectOptions, InspectReport, inspect};
+pub use job_types::{JobTypeInfo, REGISTRY as JOB_TYPES, UnknownJobType, Verification};
 pub use keys::{KeyError, SecretKey};
 pub use message::{
     Body, Capabilities, DeclineReason, DispatcherAnnounce, Heartbeat, JobOffer, JobParams,

@@ -40,13 +40,23 @@ pub enum UnitsRule {
 }
 
 impl UnitsRule {
-    /// The rule of `job_type`.
+    /// The rule of `job_type`, from the registry ([`crate::job_types`]); unknown types are never
+    /// credited.
     pub fn of(job_type: JobType) -> Self {
-        match job_type {
-            JobType::Hash => UnitsRule::Iterations,
-            JobType::Wasm => UnitsRule::AgreedFuel,
-            JobType::LinkHealth | JobType::RobotsRecheck => UnitsRule::PerRequest { units: 1 },
-            JobType::Unknown => UnitsRule::NotCredited,
+        job_type
+            .info()
+            .map_or(UnitsRule::NotCredited, |info| info.units)
+    }
+
+    /// The rule in words, for people (`pocmesh job types`, the docs).
+    pub fn describe(self) -> String {
+        match self {
+            UnitsRule::Iterations => "the job's iterations / 1e6, at least 1".into(),
+            UnitsRule::AgreedFuel => {
+                "the agreed fuel / 1e6, at least 1, within the fuel limit".into()
+            }
+            UnitsRule::PerRequest { units } => format!("{units} per request"),
+            UnitsRule::NotCredited => "never credited".into(),
         }
     }
 

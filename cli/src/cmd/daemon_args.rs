@@ -11,13 +11,14 @@ use tokio_util::sync::CancellationToken;
 
 /// Parses a job type's wire name (`hash`, `wasm`, …).
 pub(crate) fn parse_job_type(s: &str) -> Result<JobType, String> {
-    JobType::KNOWN
-        .into_iter()
-        .find(|t| t.as_str() == s)
-        .ok_or_else(|| {
-            let known: Vec<&str> = JobType::KNOWN.iter().map(|t| t.as_str()).collect();
-            format!("unknown job type `{s}`; known: {}", known.join(", "))
-        })
+    JobType::from_name(s).map_err(|e| e.to_string())
+}
+
+/// A clap parser for job types whose `--help` lists the registry's names.
+pub(crate) fn job_type_parser() -> impl clap::builder::TypedValueParser<Value = JobType> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(pocmesh_protocol::job_types::NAMES)
+        .try_map(|name: String| parse_job_type(&name))
 }
 
 /// How a daemon joins the mesh (each flag overrides the config file's `[network]`).

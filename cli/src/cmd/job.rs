@@ -10,10 +10,11 @@ use clap::{Args, Subcommand};
 use pocmesh_dispatcher::api::client::{ApiClient, JobsQuery};
 use pocmesh_dispatcher::api::{JobView, SubmitRequest, Submitted};
 use pocmesh_dispatcher::registry::NodeView;
-use pocmesh_protocol::{Bytes, Hash32};
+use pocmesh_protocol::{Bytes, Hash32, JobType};
 
 use super::api_client::{ApiArgs, TokenArgs};
 use super::chain_args::runtime;
+use super::daemon_args::job_type_parser;
 use crate::output::print_json;
 
 #[derive(Debug, Subcommand)]
@@ -27,6 +28,9 @@ pub(crate) enum JobCommand {
     Status(StatusArgs),
     /// List jobs, newest first.
     List(ListArgs),
+    /// Describe every job type: what it does, its units, how it is verified, whether nodes run it
+    /// by default.
+    Types(TypesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -35,9 +39,9 @@ pub(crate) struct SubmitArgs {
     api: ApiArgs,
     #[command(flatten)]
     token: TokenArgs,
-    /// Job type: hash, wasm, link_health or robots_recheck.
-    #[arg(long = "type", value_name = "TYPE")]
-    job_type: String,
+    /// Job type (the registry's names; `pocmesh job types` describes each).
+    #[arg(long = "type", value_name = "TYPE", value_parser = job_type_parser())]
+    job_type: JobType,
     /// link_health: the URL to check (its domain must be on the allow-list).
     #[arg(long, value_name = "URL", required_if_eq("job_type", "link_health"))]
     url: Option<String>,
@@ -126,6 +130,7 @@ pub(crate) fn run(command: JobCommand) -> anyhow::Result<ExitCode> {
         JobCommand::Generate(c) => super::job_generate::run(c),
         JobCommand::Status(a) => status(a),
         JobCommand::List(a) => list(a),
+        JobCommand::Types(a) => types(a),
     }
 }
 
@@ -134,7 +139,7 @@ fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
     let read_file =
         |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     let request = SubmitRequest {
-        job_type: a.job_type.clone(),
+        job_type: a.job_type.as_str().to_string(),
         url: a.url.clone(),
         expected_status: a.expected_status,
         domain: a.domain.clone(),
@@ -312,6 +317,65 @@ pub(crate) fn nodes(a: NodesArgs) -> anyhow::Result<ExitCode> {
                 n.reliability
             );
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TypesArgs {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One row of `pocmesh job types --json`.
+#[derive(Debug, serde::Serialize)]
+struct TypeRow {
+    name: &'static str,
+    summary: &'static str,
+    units: String,
+    verification: &'static str,
+    reaches_web: bool,
+    default_enabled: bool,
+}
+
+/// `pocmesh job types`: the registry of job types.
+fn types(a: TypesArgs) -> anyhow::Result<ExitCode> {
+    let rows: Vec<TypeRow> = pocmesh_protocol::JOB_TYPES
+        .iter()
+        .map(|i| TypeRow {
+            name: i.name,
+            summary: i.summary,
+            units: i.units.describe(),
+            verification: match i.verification {
+                pocmesh_protocol::Verification::ReExecuted => "re-executed by the dispatcher",
+                pocmesh_protocol::Verification::Replicated => "compared across independent nodes",
+            },
+            reaches_web: i.reaches_web,
+            default_enabled: i.default_enabled,
+        })
+        .collect();
+    if a.json {
+        print_json(&rows)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for r in &rows {
+        println!("{}", r.name);
+        println!("  {}", r.summary);
+        println!("  units: {}; verified: {}", r.units, r.verification);
+        println!(
+            "  {}{}",
+            if r.default_enabled {
+                "nodes run it by default"
+            } else {
+                "nodes run it only when --job-types names it"
+            },
+            if r.reaches_web {
+                "; makes web requests (allow-listed hosts only)"
+            } else {
+                ""
+            }
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

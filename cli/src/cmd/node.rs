@@ -17,7 +17,7 @@ use pocmesh_node::daemon::status_addr_path;
 use pocmesh_node::status::StatusReport;
 use pocmesh_protocol::{Address, Hash32, JobType, unix_ms_now};
 
-use super::daemon_args::{NetArgs, parse_job_type, run_until_signal};
+use super::daemon_args::{NetArgs, job_type_parser, run_until_signal};
 use crate::output::print_json;
 
 #[derive(Debug, Subcommand)]
@@ -75,9 +75,9 @@ pub(crate) struct RunArgs {
     /// Jobs run at once [default: one per CPU core].
     #[arg(long, env = "POCMESH_MAX_JOBS", value_name = "N")]
     max_jobs: Option<u32>,
-    /// Job types to run: hash, wasm, link_health, robots_recheck [default: hash,wasm]. The HTTP
+    /// Job types to run [default: hash,wasm; `pocmesh job types` describes each]. The HTTP
     /// check types make GET requests from your connection (see --show-consent).
-    #[arg(long, value_delimiter = ',', value_parser = parse_job_type, value_name = "TYPE")]
+    #[arg(long, value_delimiter = ',', value_parser = job_type_parser(), value_name = "TYPE")]
     job_types: Vec<JobType>,
     /// Longest wall-clock time a job may ask for, milliseconds.
     #[arg(long, value_name = "MS")]
