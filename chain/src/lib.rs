@@ -17,6 +17,7 @@ pub mod artifact;
 pub mod bindings;
 pub mod client;
 pub mod contract;
+pub mod devnet;
 pub mod error;
 pub mod gas_bench;
 pub mod recorder;
@@ -25,5 +26,6 @@ pub use client::{ChainClient, Mined, RetryPolicy, TxPolicy};
 pub use contract::{
     ContractInfo, Credit, Deployment, Grant, ProofOfCompute, deploy, grant_dispatcher,
 };
+pub use devnet::Devnet;
 pub use error::ChainError;
 pub use recorder::{RecordOutcome, Recorder};

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pocmesh_chain::anvil::{Anvil, AnvilConfig, DEV_KEY_0, DEV_KEY_1};
-use pocmesh_chain::{ChainClient, Recorder, TxPolicy, deploy};
+use pocmesh_chain::Devnet;
+use pocmesh_chain::anvil::AnvilConfig;
 use pocmesh_dispatcher::DispatcherConfig;
-use pocmesh_protocol::{Address, Hash32, JobParams, JobSpec, Limits, SecretKey};
+use pocmesh_protocol::{Address, Hash32, JobParams, JobSpec, Limits};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
@@ -130,31 +130,13 @@ async fn run_in(
         return Err("rounds, nodes and jobs must be above 0".into());
     }
     progress("starting anvil and deploying".into());
-    let anvil = Anvil::spawn(
-        &config.anvil,
-        &AnvilConfig {
-            port: 0,
-            ..AnvilConfig::default()
-        },
-    )
-    .map_err(|e| err(&e))?;
-    let rpc = anvil.rpc_url();
-    let admin = SecretKey::from_hex(DEV_KEY_0).map_err(|e| err(&e))?;
-    let key = SecretKey::from_hex(DEV_KEY_1).map_err(|e| err(&e))?;
-    let admin_client = ChainClient::connect(&rpc, &admin, TxPolicy::default())
+    let devnet = Devnet::start(Some(&config.anvil), &AnvilConfig::default())
         .await
         .map_err(|e| err(&e))?;
-    let deployment = deploy(&admin_client, &[key.address()])
-        .await
-        .map_err(|e| err(&e))?;
-    let client = ChainClient::connect(&rpc, &key, TxPolicy::default())
-        .await
-        .map_err(|e| err(&e))?;
-    let recorder = Recorder::new(client, deployment.address)
-        .await
-        .map_err(|e| err(&e))?;
+    let key = devnet.dispatcher.clone();
+    let recorder = devnet.recorder().await.map_err(|e| err(&e))?;
 
-    let net = pocmesh_protocol::topics::network_for_chain(anvil.chain_id());
+    let net = pocmesh_protocol::topics::network_for_chain(devnet.anvil.chain_id());
     let mut dc = DispatcherConfig {
         data_dir: dir.join("dispatcher"),
         ..DispatcherConfig::default()
@@ -272,7 +254,7 @@ async fn run_in(
     let audits_measured = audits(&handle).await?.saturating_sub(audits_before);
     let s = handle.status().await.map_err(|e| err(&e))?;
     dispatcher.stop().await;
-    drop(anvil);
+    drop(devnet);
     let verified_per_s = median(rounds.iter().map(|r| r.verified_per_s).collect());
     let rrbench_per_s = config
         .rrbench

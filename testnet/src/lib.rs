@@ -23,11 +23,9 @@ pub mod procs;
 
 use std::path::PathBuf;
 
-use pocmesh_chain::anvil::{
-    Anvil, AnvilConfig, DEV_KEY_0, DEV_KEY_1, DEVNET_CHAIN_ID, default_tool_dirs, locate_anvil,
-};
-use pocmesh_chain::{ChainClient, ChainError, RecordOutcome, Recorder, TxPolicy, deploy};
-use pocmesh_protocol::{Address, BatchPlan, Hash32, JobId, ReceiptLeaf, SecretKey, keccak256};
+use pocmesh_chain::anvil::{Anvil, AnvilConfig, DEVNET_CHAIN_ID};
+use pocmesh_chain::{ChainError, Devnet, RecordOutcome};
+use pocmesh_protocol::{Address, BatchPlan, Hash32, JobId, ReceiptLeaf, keccak256};
 use serde::Serialize;
 
 /// Why the local network could not start.
@@ -155,25 +153,24 @@ pub async fn start_chain(
     config: &ChainConfig,
     progress: &mut dyn FnMut(&str),
 ) -> Result<LocalChain, TestnetError> {
-    progress("starting anvil (EVM paris, legacy transactions)");
-    let bin = locate_anvil(config.anvil.as_deref(), &default_tool_dirs())?;
-    let anvil = Anvil::spawn(
-        &bin,
+    progress("starting anvil (EVM paris, legacy transactions) and deploying ProofOfCompute");
+    let devnet = Devnet::start(
+        config.anvil.as_deref(),
         &AnvilConfig {
             chain_id: config.chain_id,
             port: config.port,
             log_file: config.log_file.clone(),
             ..AnvilConfig::default()
         },
-    )?;
-    let key = |hex| SecretKey::from_hex(hex).map_err(|e| TestnetError::Internal(e.to_string()));
-    let (admin_key, dispatcher_key) = (key(DEV_KEY_0)?, key(DEV_KEY_1)?);
-    progress("deploying ProofOfCompute");
-    let admin = ChainClient::connect(&anvil.rpc_url(), &admin_key, TxPolicy::default()).await?;
-    let deployment = deploy(&admin, &[dispatcher_key.address()]).await?;
-    let dispatcher =
-        ChainClient::connect(&anvil.rpc_url(), &dispatcher_key, TxPolicy::default()).await?;
-    let recorder = Recorder::new(dispatcher, deployment.address).await?;
+    )
+    .await?;
+    let recorder = devnet.recorder().await?;
+    let Devnet {
+        anvil,
+        admin: admin_key,
+        dispatcher: dispatcher_key,
+        deployment,
+    } = devnet;
     let demo_batch = if config.demo_receipts > 0 {
         progress("recording a demo batch");
         Some(recorder.record(&demo_plan(config.demo_receipts)?).await?)

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pocmesh_chain::anvil::{Anvil, AnvilConfig, DEV_KEY_0, default_tool_dirs, locate_anvil};
-use pocmesh_chain::{ChainClient, TxPolicy, deploy};
-use pocmesh_protocol::{Address, SecretKey};
+use pocmesh_chain::Devnet;
+use pocmesh_chain::anvil::AnvilConfig;
+use pocmesh_protocol::Address;
 
 /// A `pocmesh` daemon process; killed (SIGKILL) when dropped.
 pub(crate) struct Daemon {
@@ -132,7 +132,7 @@ where
 /// A local chain with the contract and a dispatcher key holding DISPATCHER_ROLE.
 pub(crate) struct Chain {
     /// Kept so anvil runs as long as the chain is in use (killed on drop).
-    pub(crate) _anvil: Anvil,
+    pub(crate) _devnet: Devnet,
     pub(crate) rpc: String,
     pub(crate) contract: Address,
     pub(crate) dispatcher_key: PathBuf,
@@ -142,28 +142,18 @@ impl Chain {
     /// Starts anvil, deploys, writes a dispatcher key into `dir` and grants it (the key is anvil
     /// development account 1, funded).
     pub(crate) async fn start(dir: &Path) -> Chain {
-        let bin = locate_anvil(None, &default_tool_dirs()).unwrap_or_else(|e| panic!("{e}"));
-        let anvil = Anvil::spawn(
-            &bin,
-            &AnvilConfig {
-                port: 0,
-                ..AnvilConfig::default()
-            },
-        )
-        .expect("anvil starts");
-        let rpc = anvil.rpc_url();
-        let admin = SecretKey::from_hex(DEV_KEY_0).expect("key");
-        let key = SecretKey::from_hex(pocmesh_chain::anvil::DEV_KEY_1).expect("key");
-        let client = ChainClient::connect(&rpc, &admin, TxPolicy::default())
+        let devnet = Devnet::start(None, &AnvilConfig::default())
             .await
-            .expect("connect");
-        let d = deploy(&client, &[key.address()]).await.expect("deploy");
+            .unwrap_or_else(|e| panic!("{e}"));
         let dispatcher_key = dir.join("dispatcher.key");
-        key.save(&dispatcher_key, true).expect("save key");
+        devnet
+            .dispatcher
+            .save(&dispatcher_key, true)
+            .expect("save key");
         Chain {
-            _anvil: anvil,
-            rpc,
-            contract: d.address,
+            rpc: devnet.rpc(),
+            contract: devnet.contract(),
+            _devnet: devnet,
             dispatcher_key,
         }
     }

@@ -3,21 +3,19 @@
 //! receipts count. Time in the store passes is given explicitly, so the retry rule is tested
 //! without sleeping.
 
-use pocmesh_chain::anvil::{
-    Anvil, AnvilConfig, DEV_KEY_0, DEV_KEY_1, default_tool_dirs, locate_anvil,
-};
-use pocmesh_chain::{ChainClient, RecordOutcome, Recorder, TxPolicy, deploy};
+use pocmesh_chain::anvil::AnvilConfig;
+use pocmesh_chain::{Devnet, RecordOutcome, Recorder};
 use pocmesh_node::receipts::{
     CHECKS_PER_PASS, CheckOutcome, ReceiptChecker, ReceiptFailure, ReceiptOwner, ReceiptState,
     RecheckPolicy, check_due,
 };
 use pocmesh_node::store::NodeStore;
-use pocmesh_protocol::{Address, BatchPlan, Hash32, JobId, Receipt, ReceiptLeaf, SecretKey};
+use pocmesh_protocol::{Address, BatchPlan, Hash32, JobId, Receipt, ReceiptLeaf};
 
 /// anvil with the contract deployed and a recorder whose key holds DISPATCHER_ROLE.
 struct Chain {
     /// Killed when dropped.
-    _anvil: Anvil,
+    _devnet: Devnet,
     rpc: String,
     contract: Address,
     recorder: Recorder,
@@ -25,26 +23,14 @@ struct Chain {
 
 impl Chain {
     async fn start() -> Chain {
-        let bin = locate_anvil(None, &default_tool_dirs()).unwrap_or_else(|e| panic!("{e}"));
-        let anvil = Anvil::spawn(&bin, &AnvilConfig::default()).expect("anvil starts");
-        let rpc = anvil.rpc_url();
-        let admin = SecretKey::from_hex(DEV_KEY_0).expect("key");
-        let dispatcher = SecretKey::from_hex(DEV_KEY_1).expect("key");
-        let client = ChainClient::connect(&rpc, &admin, TxPolicy::default())
+        let devnet = Devnet::start(None, &AnvilConfig::default())
             .await
-            .expect("connect");
-        let contract = deploy(&client, &[dispatcher.address()])
-            .await
-            .expect("deploy")
-            .address;
-        let client = ChainClient::connect(&rpc, &dispatcher, TxPolicy::default())
-            .await
-            .expect("connect");
-        let recorder = Recorder::new(client, contract).await.expect("recorder");
+            .unwrap_or_else(|e| panic!("{e}"));
+        let recorder = devnet.recorder().await.expect("recorder");
         Chain {
-            _anvil: anvil,
-            rpc,
-            contract,
+            rpc: devnet.rpc(),
+            contract: devnet.contract(),
+            _devnet: devnet,
             recorder,
         }
     }

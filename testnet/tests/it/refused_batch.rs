@@ -10,14 +10,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pocmesh_chain::anvil::{Anvil, AnvilConfig, DEV_KEY_0, default_tool_dirs, locate_anvil};
-use pocmesh_chain::{ChainClient, ProofOfCompute, Recorder, TxPolicy, deploy};
+use pocmesh_chain::anvil::AnvilConfig;
+use pocmesh_chain::{Devnet, ProofOfCompute, Recorder};
 use pocmesh_dispatcher::DispatcherConfig;
 use pocmesh_dispatcher::submitter::{ProofSubmitter, RefusedEntry, SubmitError, SubmitFuture};
 use pocmesh_node::NodeConfig;
-use pocmesh_protocol::{
-    Address, BatchPlan, Hash32, JobId, JobParams, JobSpec, JobType, Limits, SecretKey,
-};
+use pocmesh_protocol::{Address, BatchPlan, Hash32, JobId, JobParams, JobSpec, JobType, Limits};
 use tokio_util::sync::CancellationToken;
 
 /// The real recorder, refusing any batch that credits `refuse`.
@@ -52,28 +50,17 @@ impl ProofSubmitter for Refusing {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wallet_the_contract_refuses_is_quarantined_and_the_rest_recorded() {
     let dir = tempfile::tempdir().expect("tmp");
-    let bin = locate_anvil(None, &default_tool_dirs()).unwrap_or_else(|e| panic!("{e}"));
-    let anvil = Anvil::spawn(
-        &bin,
-        &AnvilConfig {
-            port: 0,
-            ..AnvilConfig::default()
-        },
-    )
-    .expect("anvil");
-    let rpc = anvil.rpc_url();
-    let key = SecretKey::from_hex(DEV_KEY_0).expect("key");
-    let client = ChainClient::connect(&rpc, &key, TxPolicy::default())
+    let devnet = Devnet::start(None, &AnvilConfig::default())
         .await
-        .expect("connect");
-    let deployment = deploy(&client, &[key.address()]).await.expect("deploy");
-    let recorder = Recorder::new(client, deployment.address)
-        .await
-        .expect("recorder");
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rpc = devnet.rpc();
+    let key = devnet.dispatcher.clone();
+    let deployment = devnet.deployment.clone();
+    let recorder = devnet.recorder().await.expect("recorder");
     let barred = Address::from([0xba; 20]);
     let fine = Address::from([0xf1; 20]);
 
-    let net = pocmesh_protocol::topics::network_for_chain(anvil.chain_id());
+    let net = pocmesh_protocol::topics::network_for_chain(devnet.anvil.chain_id());
     let mut dc = DispatcherConfig {
         data_dir: dir.path().join("dispatcher"),
         contract: Some(deployment.address),
