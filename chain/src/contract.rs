@@ -102,7 +102,7 @@ pub struct ContractInfo {
 }
 
 /// One credit to a wallet: a `Transfer(0x0, wallet, units)` log, with its batch if batched.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Credit {
     /// Block.
     pub block: u64,

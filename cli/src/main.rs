@@ -33,6 +33,8 @@ enum Command {
     Contract(cmd::contract::ContractCommand),
     /// Show a wallet's compute units, read from the contract.
     Units(cmd::units::UnitsArgs),
+    /// One wallet through a dispatcher: units on chain and here, credits, nodes, quarantine.
+    Wallet(cmd::wallet::WalletArgs),
     /// The local XDC-like network.
     #[command(subcommand)]
     Testnet(cmd::testnet::TestnetCommand),
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Contract(c) => cmd::contract::run(c),
         Command::Units(a) => cmd::units::run(a),
+        Command::Wallet(a) => cmd::wallet::run(a),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Testnet(c) => cmd::testnet::run(c),
         Command::Node(c) => cmd::node::run(c),

@@ -324,6 +324,7 @@ pub async fn start(
                 inputs: inputs.clone(),
             },
             store: store.clone(),
+            chain: config.rpc.clone().zip(config.contract),
             tokens,
             rate_limit_per_minute: config.api.rate_limit_per_minute,
             client_rate_limit_per_minute: config.api.client_rate_limit_per_minute,

@@ -15,3 +15,4 @@ pub(crate) mod keys;
 pub(crate) mod node;
 pub(crate) mod testnet;
 pub(crate) mod units;
+pub(crate) mod wallet;

@@ -120,8 +120,55 @@ async fn testnet_up_records_demo_jobs_and_down_leaves_nothing_running() {
             units,
             "{wallet}"
         );
+        // The wallet view agrees with the contract and with the jobs, credit by credit.
+        let view = ApiClient::new(&api)
+            .wallet(wallet)
+            .await
+            .expect("wallet view");
+        assert_eq!(view.units_on_chain, Some(units), "{wallet}");
+        assert_eq!(
+            u128::from(view.dispatcher.units_recorded),
+            units,
+            "{wallet}"
+        );
+        assert!(!view.differs, "{wallet}");
+        assert_eq!(
+            view.credits.iter().map(|c| c.units).sum::<u128>(),
+            units,
+            "the credit history adds up for {wallet}"
+        );
+        assert!(
+            view.credits.iter().all(|c| c.batch.is_some()),
+            "every credit came with its batch"
+        );
+        assert_eq!(view.nodes.len(), 1, "one node earns for {wallet}");
+        assert!(view.run_a_node.contains(&wallet.to_string()));
         sum += units;
     }
+    // The XDC form names the same wallet; a malformed address is a clear 400.
+    let first: Address = report["wallets"][0]["wallet"]
+        .as_str()
+        .expect("wallet")
+        .parse()
+        .expect("address");
+    let by_xdc: serde_json::Value = ApiClient::new(&api)
+        .get(&format!("/v1/wallets/{}", first.to_xdc()))
+        .await
+        .expect("xdc form");
+    assert_eq!(by_xdc["wallet"], first.to_string());
+    let bad = ApiClient::new(&api)
+        .get::<serde_json::Value>("/v1/wallets/0x1234")
+        .await
+        .expect_err("not an address");
+    assert_eq!(bad.status(), Some(400), "{bad}");
+    assert_eq!(bad.code(), Some("bad_wallet"), "{bad}");
+    let cli = pocmesh(
+        &["wallet", &first.to_string(), "--api", &api, "--json"],
+        None,
+    );
+    assert!(cli.status.success(), "{cli:?}");
+    let cli: serde_json::Value = json(&cli);
+    assert_eq!(cli["wallet"], first.to_string());
     assert!(sum > 0);
     assert_eq!(poc.total_units().await.expect("total"), sum);
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::error::ErrorBody;
+use super::wallet::WalletView;
 use super::{JobView, NEXT_CURSOR, SubmitRequest, Submitted};
 use crate::allowlist::AllowEntry;
 use crate::engine::StatusView;
@@ -199,6 +200,11 @@ impl ApiClient {
     /// `POST /v1/jobs` (needs the token).
     pub async fn submit(&self, request: &SubmitRequest) -> Result<Submitted, ClientError> {
         self.post_json("/v1/jobs", request).await
+    }
+
+    /// `GET /v1/wallets/{wallet}`.
+    pub async fn wallet(&self, wallet: Address) -> Result<WalletView, ClientError> {
+        self.get(&format!("/v1/wallets/{wallet}")).await
     }
 
     /// `GET /v1/allowlist`.

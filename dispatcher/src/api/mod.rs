@@ -8,6 +8,7 @@
 pub mod client;
 pub mod community;
 pub mod error;
+pub mod wallet;
 
 pub use error::{ApiError, ErrorBody};
 
@@ -431,6 +432,10 @@ impl RateLimiter {
 struct ApiState {
     engine: EngineHandle,
     store: DispatcherStore,
+    /// The chain to read wallets from (RPC URL, contract), if configured.
+    chain: Option<(String, Address)>,
+    /// A reader of that contract, made on first use (an unreachable RPC never delays startup).
+    chain_reader: tokio::sync::OnceCell<pocmesh_chain::ProofOfCompute>,
     tokens: Vec<String>,
     limiter: RateLimiter,
     clients: RateLimiter,
@@ -672,6 +677,7 @@ async fn not_found() -> Response {
 pub(crate) struct ApiParts {
     pub(crate) engine: EngineHandle,
     pub(crate) store: DispatcherStore,
+    pub(crate) chain: Option<(String, Address)>,
     pub(crate) tokens: Vec<String>,
     pub(crate) rate_limit_per_minute: u32,
     pub(crate) client_rate_limit_per_minute: u32,
@@ -690,6 +696,8 @@ pub(crate) async fn serve(
     let state = Arc::new(ApiState {
         engine: parts.engine,
         store: parts.store,
+        chain: parts.chain,
+        chain_reader: tokio::sync::OnceCell::new(),
         tokens: parts.tokens,
         limiter: RateLimiter::new(parts.rate_limit_per_minute),
         clients: RateLimiter::new(parts.client_rate_limit_per_minute),
@@ -702,6 +710,7 @@ pub(crate) async fn serve(
         .route("/v1/jobs", get(list_jobs).post(submit))
         .route("/v1/jobs/{id}", get(get_job))
         .route("/v1/nodes", get(nodes))
+        .route("/v1/wallets/{addr}", get(wallet::wallet))
         .route("/v1/status", get(status))
         .route("/v1/info", get(info))
         .route("/metrics", get(metrics))
@@ -744,6 +753,7 @@ mod tests {
             ApiParts {
                 engine: EngineHandle { inputs },
                 store: DispatcherStore::open(dir.path()).expect("store"),
+                chain: None,
                 tokens: vec!["t".into()],
                 rate_limit_per_minute: 100,
                 client_rate_limit_per_minute: 3,
