@@ -162,6 +162,29 @@ async fn testnet_up_records_demo_jobs_and_down_leaves_nothing_running() {
         .expect_err("not an address");
     assert_eq!(bad.status(), Some(400), "{bad}");
     assert_eq!(bad.code(), Some("bad_wallet"), "{bad}");
+    // The same in a browser: headless Chromium reads the wallet page in both address forms
+    // against an eth_call of its own, and screenshots go to the test's artifacts.
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-artifacts");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/browser/wallet-pages.mjs");
+    let browser = Command::new("node")
+        .arg(&script)
+        .args([
+            api.as_str(),
+            rpc.as_str(),
+            &contract.to_string(),
+            &first.to_string(),
+            &artifacts.display().to_string(),
+        ])
+        .output()
+        .expect("node runs");
+    assert!(
+        browser.status.success(),
+        "browser test failed (scripts/test installs chromium and playwright-core):\n{}\n{}",
+        String::from_utf8_lossy(&browser.stdout),
+        String::from_utf8_lossy(&browser.stderr)
+    );
+    assert!(artifacts.join("wallet.png").exists() && artifacts.join("dashboard.png").exists());
     let cli = pocmesh(
         &["wallet", &first.to_string(), "--api", &api, "--json"],
         None,

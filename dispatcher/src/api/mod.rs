@@ -8,6 +8,7 @@
 pub mod client;
 pub mod community;
 pub mod error;
+mod pages;
 pub mod wallet;
 
 pub use error::{ApiError, ErrorBody};
@@ -711,6 +712,7 @@ pub(crate) async fn serve(
         .route("/v1/jobs/{id}", get(get_job))
         .route("/v1/nodes", get(nodes))
         .route("/v1/wallets/{addr}", get(wallet::wallet))
+        .route("/wallet/{addr}", get(pages::wallet_page))
         .route("/v1/status", get(status))
         .route("/v1/info", get(info))
         .route("/metrics", get(metrics))

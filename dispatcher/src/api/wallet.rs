@@ -66,7 +66,7 @@ pub struct WalletView {
 pub(super) struct WalletQuery {
     /// First block searched for credits (the contract's deployment block saves time on real
     /// chains).
-    from_block: Option<u64>,
+    pub(super) from_block: Option<u64>,
 }
 
 pub(super) async fn wallet(
@@ -74,27 +74,40 @@ pub(super) async fn wallet(
     Path(addr): Path<String>,
     Query(q): Query<WalletQuery>,
 ) -> Response {
-    let wallet = match addr.parse::<Address>() {
-        Ok(w) => w,
-        Err(e) => return ApiError::bad_request("bad_wallet", e.to_string()).into_response(),
-    };
+    match view(&s, &addr, q.from_block.unwrap_or(0)).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Builds the view of the wallet named `addr` (0x… or xdc…).
+pub(super) async fn view(
+    s: &ApiState,
+    addr: &str,
+    from_block: u64,
+) -> Result<WalletView, ApiError> {
+    let wallet = addr
+        .parse::<Address>()
+        .map_err(|e| ApiError::bad_request("bad_wallet", e.to_string()))?;
     let store = s.store.clone();
-    let figures = match tokio::task::spawn_blocking(move || figures(&store, wallet)).await {
-        Ok(Ok(f)) => f,
-        Ok(Err(e)) => return ApiError::unavailable(e).into_response(),
-        Err(e) => return ApiError::unavailable(e).into_response(),
+    let figures = tokio::task::spawn_blocking(move || figures(&store, wallet))
+        .await
+        .map_err(ApiError::unavailable)?
+        .map_err(ApiError::unavailable)?;
+    let nodes = s
+        .engine
+        .nodes()
+        .await
+        .map_err(ApiError::unavailable)?
+        .into_iter()
+        .filter(|n| n.wallet == wallet)
+        .collect();
+    let (units_on_chain, credits, chain_error) = match chain_view(s, wallet, from_block).await {
+        Ok((units, credits)) => (Some(units), credits, None),
+        Err(e) => (None, Vec::new(), Some(e)),
     };
-    let nodes = match s.engine.nodes().await {
-        Ok(all) => all.into_iter().filter(|n| n.wallet == wallet).collect(),
-        Err(e) => return ApiError::unavailable(e).into_response(),
-    };
-    let (units_on_chain, credits, chain_error) =
-        match chain_view(&s, wallet, q.from_block.unwrap_or(0)).await {
-            Ok((units, credits)) => (Some(units), credits, None),
-            Err(e) => (None, Vec::new(), Some(e)),
-        };
     let differs = units_on_chain.is_some_and(|u| u != u128::from(figures.units_recorded));
-    Json(WalletView {
+    Ok(WalletView {
         wallet,
         wallet_xdc: wallet.to_xdc(),
         units_on_chain,
@@ -105,7 +118,6 @@ pub(super) async fn wallet(
         nodes,
         run_a_node: run_a_node(&s.info, wallet),
     })
-    .into_response()
 }
 
 /// Totals the wallet's jobs from the store's wallet index.

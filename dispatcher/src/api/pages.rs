@@ -1,0 +1,280 @@
+//! Server-rendered pages of the Provider Hub beyond the dashboard: `/wallet/{addr}`. Each page is
+//! complete HTML without JavaScript (readable on a phone, no external assets); a small script
+//! then refreshes its figures from the JSON API every few seconds and lets the reader switch
+//! addresses between the 0x and xdc forms. Nothing secret is ever rendered: pages are built only
+//! from what the read API already answers.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::ApiState;
+use super::wallet::{WalletQuery, WalletView, view};
+
+/// Escapes text for HTML element content and attribute values.
+fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}\
+header{background:#1d2330;color:#fff;padding:12px 16px}header a{color:#cde}h1{margin:0;font-size:18px;overflow-wrap:anywhere}\
+main{padding:12px 16px;display:grid;gap:12px;max-width:1100px}\
+section{background:#fff;border:1px solid #dde;border-radius:8px;padding:10px 14px;overflow-x:auto}\
+h2{font-size:15px;margin:0 0 6px}table{border-collapse:collapse;width:100%}\
+td,th{text-align:left;padding:3px 6px;border-bottom:1px solid #eef;font-variant-numeric:tabular-nums}\
+.big{font-size:26px;font-weight:600}.stats{display:flex;gap:24px;flex-wrap:wrap}\
+.warn{color:#a50e0e}.ok{color:#137333}code{font-size:12px;overflow-wrap:anywhere}\
+button{font:inherit;padding:4px 10px}";
+
+fn page(title: &str, body: &str, script: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>{}</title><style>{STYLE}</style></head><body>{body}<script>{script}</script></body></html>",
+        esc(title)
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+fn error_page(status: StatusCode, message: &str) -> Response {
+    let body = format!(
+        "<header><h1>pocmesh Provider Hub</h1></header><main><section><h2>{}</h2>\
+<p class=\"warn\">{}</p><p><a href=\"/\">back to the dashboard</a></p></section></main>",
+        status,
+        esc(message)
+    );
+    (status, page("pocmesh", &body, "")).into_response()
+}
+
+/// `GET /wallet/{addr}`.
+pub(super) async fn wallet_page(
+    State(s): State<Arc<ApiState>>,
+    Path(addr): Path<String>,
+    Query(q): Query<WalletQuery>,
+) -> Response {
+    match view(&s, &addr, q.from_block.unwrap_or(0)).await {
+        Ok(v) => page(
+            &format!("pocmesh — wallet {}", v.wallet),
+            &render_wallet(&v),
+            WALLET_SCRIPT,
+        ),
+        Err(e) => error_page(e.status, &e.message),
+    }
+}
+
+/// The wallet page's body. Elements the script refreshes carry ids; addresses carry both
+/// forms (`data-0x`, `data-xdc`) so the toggle needs no second request.
+fn render_wallet(v: &WalletView) -> String {
+    let addr = |a: &pocmesh_protocol::Address| {
+        format!(
+            "<code class=\"addr\" data-0x=\"{0}\" data-xdc=\"{1}\">{0}</code>",
+            a,
+            a.to_xdc()
+        )
+    };
+    let mut b = String::new();
+    let _ = write!(
+        b,
+        "<header><h1>Wallet {}</h1><a href=\"/\">dashboard</a> · \
+<button id=\"form\" type=\"button\">show xdc… form</button></header><main>",
+        addr(&v.wallet)
+    );
+    let on_chain = match (v.units_on_chain, &v.chain_error) {
+        (Some(u), _) => u.to_string(),
+        (None, Some(e)) => format!("unknown ({})", esc(e)),
+        (None, None) => "unknown".into(),
+    };
+    let d = &v.dispatcher;
+    let _ = write!(
+        b,
+        "<section><h2>Compute units</h2><div class=\"stats\">\
+<div><div class=\"big\" id=\"onChain\">{on_chain}</div>on chain (<code>computeUnits</code> of the contract)</div>\
+<div><div class=\"big\" id=\"recorded\">{}</div>recorded by this dispatcher</div>\
+<div><div class=\"big\" id=\"pending\">{}</div>verified, waiting for a batch</div>\
+<div><div class=\"big\" id=\"jobs\">{}</div>jobs{}</div></div>\
+<p id=\"differs\" class=\"warn\"{}>The chain's figure differs from this dispatcher's: other dispatchers \
+may credit this wallet on the same contract.</p></section>",
+        d.units_recorded,
+        d.units_pending,
+        d.jobs,
+        if d.truncated { " (at least)" } else { "" },
+        if v.differs { "" } else { " hidden" },
+    );
+    b.push_str("<section><h2>Credits on chain</h2><table><thead><tr><th>block</th><th>units</th><th>transaction</th><th>batch</th></tr></thead><tbody id=\"credits\">");
+    for c in &v.credits {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+            c.block,
+            c.units,
+            c.tx,
+            c.batch
+                .map(|x| x.to_string())
+                .unwrap_or_else(|| "recordCompute".into())
+        );
+    }
+    if v.credits.is_empty() {
+        b.push_str("<tr><td colspan=\"4\">no credits yet</td></tr>");
+    }
+    b.push_str("</tbody></table></section>");
+    b.push_str("<section><h2>Nodes earning for this wallet</h2><table><thead><tr><th>node</th><th></th><th>slots</th><th>reliability</th><th>standing</th></tr></thead><tbody id=\"nodes\">");
+    for n in &v.nodes {
+        let standing = if n.excluded {
+            "<span class=\"warn\">excluded</span>".to_string()
+        } else if n.opted_out {
+            "opted out".to_string()
+        } else {
+            format!("audited {:.0} %", n.audit_rate * 100.0)
+        };
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}/{}</td><td>{:.2}</td><td>{standing}</td></tr>",
+            addr(&n.address),
+            if n.online { "ok" } else { "warn" },
+            if n.online { "online" } else { "offline" },
+            n.caps.slots_free,
+            n.caps.slots_total,
+            n.reliability,
+        );
+    }
+    if v.nodes.is_empty() {
+        b.push_str("<tr><td colspan=\"5\">no node announces this wallet</td></tr>");
+    }
+    b.push_str("</tbody></table></section>");
+    if !d.quarantined.is_empty() {
+        b.push_str("<section><h2>Credits set aside</h2><table><thead><tr><th>node</th><th>units</th><th>why</th></tr></thead><tbody>");
+        for q in &d.quarantined {
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                addr(&q.node),
+                q.units,
+                esc(&q.reason)
+            );
+        }
+        b.push_str("</tbody></table></section>");
+    }
+    let _ = write!(
+        b,
+        "<section><h2>Run a node for this wallet</h2><p><code>{}</code></p></section></main>",
+        esc(&v.run_a_node)
+    );
+    b
+}
+
+/// Refreshes the figures from `/v1/wallets/{addr}` and switches the address form.
+const WALLET_SCRIPT: &str = r#"
+(function () {
+  let xdc = false;
+  const btn = document.getElementById("form");
+  function showForms() {
+    document.querySelectorAll("code.addr").forEach(function (el) {
+      el.textContent = xdc ? el.dataset.xdc : el.dataset["0x"];
+    });
+    btn.textContent = xdc ? "show 0x… form" : "show xdc… form";
+  }
+  btn.addEventListener("click", function () { xdc = !xdc; showForms(); });
+  const path = "/v1/wallets/" + location.pathname.split("/").pop() + location.search;
+  async function refresh() {
+    try {
+      const r = await fetch(path);
+      if (!r.ok) return;
+      const v = await r.json();
+      document.getElementById("onChain").textContent =
+        v.units_on_chain === null ? "unknown (" + (v.chain_error || "") + ")" : String(v.units_on_chain);
+      document.getElementById("recorded").textContent = v.dispatcher.units_recorded;
+      document.getElementById("pending").textContent = v.dispatcher.units_pending;
+      document.getElementById("jobs").textContent = v.dispatcher.jobs;
+      document.getElementById("differs").hidden = !v.differs;
+      const rows = v.credits.map(function (c) {
+        const tr = document.createElement("tr");
+        [c.block, c.units, c.tx, c.batch || "recordCompute"].forEach(function (x, i) {
+          const td = document.createElement("td");
+          if (i >= 2) { const code = document.createElement("code"); code.textContent = x; td.appendChild(code); }
+          else td.textContent = x;
+          tr.appendChild(td);
+        });
+        return tr;
+      });
+      if (rows.length) document.getElementById("credits").replaceChildren.apply(document.getElementById("credits"), rows);
+    } catch (e) { /* keep the last figures; the next refresh tries again */ }
+  }
+  setInterval(refresh, 5000);
+})();
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::wallet::WalletFigures;
+    use pocmesh_protocol::Address;
+
+    fn view_of(units_on_chain: Option<u128>, reason: &str) -> WalletView {
+        let wallet: Address = "0x2020202020202020202020202020202020202020"
+            .parse()
+            .expect("address");
+        WalletView {
+            wallet,
+            wallet_xdc: wallet.to_xdc(),
+            units_on_chain,
+            chain_error: units_on_chain.is_none().then(|| "rpc down".to_string()),
+            dispatcher: WalletFigures {
+                units_recorded: 7,
+                quarantined: vec![crate::api::QuarantineView {
+                    node: wallet,
+                    wallet,
+                    units: 2,
+                    reason: reason.into(),
+                }],
+                ..WalletFigures::default()
+            },
+            differs: units_on_chain != Some(7),
+            credits: Vec::new(),
+            nodes: Vec::new(),
+            run_a_node: format!("pocmesh node run --wallet {wallet}"),
+        }
+    }
+
+    #[test]
+    fn the_page_shows_both_figures_both_address_forms_and_escapes_what_it_quotes() {
+        let html = render_wallet(&view_of(Some(7), "<script>alert(1)</script>"));
+        assert!(html.contains("id=\"onChain\">7<"), "{html}");
+        assert!(html.contains("id=\"recorded\">7<"), "{html}");
+        assert!(html.contains("data-xdc=\"xdc2020202020202020202020202020202020202020\""));
+        assert!(
+            html.contains("id=\"differs\" class=\"warn\" hidden"),
+            "equal figures"
+        );
+        assert!(!html.contains("<script>alert"), "quoted text is escaped");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    }
+
+    #[test]
+    fn an_unreadable_chain_and_a_difference_are_said_plainly() {
+        let html = render_wallet(&view_of(None, "zero address"));
+        assert!(html.contains("unknown (rpc down)"), "{html}");
+        let html = render_wallet(&view_of(Some(9), "x"));
+        assert!(html.contains("id=\"differs\" class=\"warn\">"), "{html}");
+    }
+}

@@ -1,0 +1,67 @@
+// Browser test of the Provider Hub against a running devnet, in headless Debian Chromium driven by
+// playwright-core. Run by cli/tests/it/testnet.rs; by hand:
+//   node tools/browser/wallet-pages.mjs API_URL RPC_URL CONTRACT WALLET OUT_DIR
+// Checks that the wallet page shows the units an eth_call to computeUnits returns, in both
+// address forms, that the form toggle works, and saves screenshots of the dashboard and the
+// wallet page in OUT_DIR. Prints one JSON line; exits non-zero on any failure.
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+
+const [api, rpc, contract, wallet, out] = process.argv.slice(2);
+if (!out) {
+  console.error("usage: wallet-pages.mjs API_URL RPC_URL CONTRACT WALLET OUT_DIR");
+  process.exit(2);
+}
+mkdirSync(out, { recursive: true });
+
+// computeUnits(address): selector 0x43ebff79, the address left-padded to 32 bytes.
+async function computeUnits(addr) {
+  const data = "0x43ebff79" + addr.toLowerCase().replace(/^0x/, "").padStart(64, "0");
+  const r = await fetch(rpc, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_call", params: [{ to: contract, data }, "latest"] }),
+  });
+  const j = await r.json();
+  if (j.error) throw new Error("eth_call: " + JSON.stringify(j.error));
+  return BigInt(j.result).toString();
+}
+
+function fail(msg) {
+  console.error(msg);
+  process.exit(1);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.POCMESH_CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  const expected = await computeUnits(wallet);
+
+  await page.goto(api + "/", { waitUntil: "load" });
+  await page.waitForSelector("#online");
+  await page.screenshot({ path: out + "/dashboard.png", fullPage: true });
+
+  const xdc = "xdc" + wallet.slice(2);
+  const seen = {};
+  for (const form of [wallet, xdc]) {
+    const resp = await page.goto(api + "/wallet/" + form, { waitUntil: "load" });
+    if (!resp.ok()) fail(`/wallet/${form} answered ${resp.status()}`);
+    seen[form] = (await page.textContent("#onChain")).trim();
+    if (seen[form] !== expected) fail(`/wallet/${form} shows ${seen[form]} units; computeUnits says ${expected}`);
+  }
+  // The toggle switches every address on the page to the xdc form and back.
+  const header = "header code.addr";
+  if ((await page.textContent(header)).trim().toLowerCase() !== wallet.toLowerCase()) fail("the page starts in the 0x form");
+  await page.click("#form");
+  const shown = (await page.textContent(header)).trim();
+  if (shown.toLowerCase() !== xdc.toLowerCase()) fail(`after the toggle the header shows ${shown}`);
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: out + "/wallet.png", fullPage: true });
+  console.log(JSON.stringify({ wallet, expected, seen, screenshots: [out + "/dashboard.png", out + "/wallet.png"] }));
+} finally {
+  await browser.close();
+}
