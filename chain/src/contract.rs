@@ -186,6 +186,16 @@ impl ProofOfCompute {
         self.address
     }
 
+    /// The RPC URL it reads through.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The retry policy of its reads.
+    pub(crate) fn retry(&self) -> RetryPolicy {
+        self.retry
+    }
+
     /// The chain id.
     pub fn chain_id(&self) -> u64 {
         self.chain_id

@@ -19,6 +19,7 @@ pub mod client;
 pub mod contract;
 pub mod devnet;
 pub mod error;
+pub mod explorer;
 pub mod gas_bench;
 pub mod recorder;
 

@@ -1,22 +1,28 @@
 // Browser test of the Provider Hub against a running devnet, in headless Debian Chromium driven by
 // playwright-core. Run by cli/tests/it/testnet.rs; by hand:
-//   node tools/browser/wallet-pages.mjs API_URL RPC_URL CONTRACT WALLET OUT_DIR
+//   node tools/browser/wallet-pages.mjs API_URL RPC_URL CONTRACT WALLET TX OUT_DIR
 // Checks that the wallet page shows the units an eth_call to computeUnits returns, in both
-// address forms, that the form toggle works, and saves screenshots of the dashboard and the
-// wallet page in OUT_DIR. Prints one JSON line; exits non-zero on any failure.
+// address forms, that the form toggle works, that the explorer's page of TX (a batch that
+// credited WALLET) shows the decoded recordBatch with WALLET among the credited and its Transfer
+// events, and that the contract's address page shows totalUnits as eth_call reads it. Saves
+// screenshots of the dashboard, the wallet page and both explorer pages in OUT_DIR. Prints one
+// JSON line; exits non-zero on any failure.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 
-const [api, rpc, contract, wallet, out] = process.argv.slice(2);
+const [api, rpc, contract, wallet, tx, out] = process.argv.slice(2);
 if (!out) {
-  console.error("usage: wallet-pages.mjs API_URL RPC_URL CONTRACT WALLET OUT_DIR");
+  console.error("usage: wallet-pages.mjs API_URL RPC_URL CONTRACT WALLET TX OUT_DIR");
   process.exit(2);
 }
 mkdirSync(out, { recursive: true });
 
-// computeUnits(address): selector 0x43ebff79, the address left-padded to 32 bytes.
+// computeUnits(address): selector 0x43ebff79, the address left-padded to 32 bytes;
+// totalUnits(): 0x6d86acc4.
 async function computeUnits(addr) {
-  const data = "0x43ebff79" + addr.toLowerCase().replace(/^0x/, "").padStart(64, "0");
+  return ethCall("0x43ebff79" + addr.toLowerCase().replace(/^0x/, "").padStart(64, "0"));
+}
+async function ethCall(data) {
   const r = await fetch(rpc, {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -61,7 +67,28 @@ try {
   if (shown.toLowerCase() !== xdc.toLowerCase()) fail(`after the toggle the header shows ${shown}`);
   await page.setViewportSize({ width: 390, height: 844 });
   await page.screenshot({ path: out + "/wallet.png", fullPage: true });
-  console.log(JSON.stringify({ wallet, expected, seen, screenshots: [out + "/dashboard.png", out + "/wallet.png"] }));
+  await page.setViewportSize({ width: 1200, height: 900 });
+
+  // The explorer's transaction page: the decoded recordBatch, the wallet among those credited,
+  // the Transfer events.
+  const txResp = await page.goto(api + "/explorer/tx/" + tx, { waitUntil: "load" });
+  if (!txResp.ok()) fail(`/explorer/tx/${tx} answered ${txResp.status()}`);
+  const call = (await page.textContent("#call")).trim();
+  if (call !== "recordBatch") fail(`the transaction page shows call ${call}`);
+  const credited = (await page.textContent("#credited")).toLowerCase();
+  if (!credited.includes(wallet.toLowerCase())) fail(`${wallet} is not among the credited: ${credited}`);
+  const events = await page.textContent("#events");
+  if (!events.includes("Transfer") || !events.includes("BatchRecorded")) fail(`events: ${events}`);
+  if ((await page.textContent("#status")).trim() !== "success") fail("the batch transaction did not succeed");
+  await page.screenshot({ path: out + "/explorer-tx.png", fullPage: true });
+
+  // The contract's address page: totalUnits as the chain answers it.
+  const total = await ethCall("0x6d86acc4");
+  await page.goto(api + "/explorer/address/" + contract, { waitUntil: "load" });
+  const shownTotal = (await page.textContent("#total")).trim();
+  if (shownTotal !== total) fail(`the contract page shows ${shownTotal}; totalUnits says ${total}`);
+  await page.screenshot({ path: out + "/explorer-address.png", fullPage: true });
+  console.log(JSON.stringify({ wallet, expected, seen, total, screenshots: ["dashboard", "wallet", "explorer-tx", "explorer-address"].map((n) => `${out}/${n}.png`) }));
 } finally {
   await browser.close();
 }

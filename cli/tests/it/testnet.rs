@@ -151,6 +151,10 @@ async fn testnet_up_records_demo_jobs_and_down_leaves_nothing_running() {
         .expect("wallet")
         .parse()
         .expect("address");
+    let first_view = ApiClient::new(&api)
+        .wallet(first)
+        .await
+        .expect("wallet view");
     let by_xdc: serde_json::Value = ApiClient::new(&api)
         .get(&format!("/v1/wallets/{}", first.to_xdc()))
         .await
@@ -174,6 +178,7 @@ async fn testnet_up_records_demo_jobs_and_down_leaves_nothing_running() {
             rpc.as_str(),
             &contract.to_string(),
             &first.to_string(),
+            &first_view.credits[0].tx.to_string(),
             &artifacts.display().to_string(),
         ])
         .output()
@@ -184,7 +189,9 @@ async fn testnet_up_records_demo_jobs_and_down_leaves_nothing_running() {
         String::from_utf8_lossy(&browser.stdout),
         String::from_utf8_lossy(&browser.stderr)
     );
-    assert!(artifacts.join("wallet.png").exists() && artifacts.join("dashboard.png").exists());
+    for shot in ["dashboard", "wallet", "explorer-tx", "explorer-address"] {
+        assert!(artifacts.join(format!("{shot}.png")).exists(), "{shot}.png");
+    }
     let cli = pocmesh(
         &["wallet", &first.to_string(), "--api", &api, "--json"],
         None,

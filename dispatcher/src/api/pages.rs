@@ -224,6 +224,261 @@ const WALLET_SCRIPT: &str = r#"
 })();
 "#;
 
+/// Where the explorer reads: the chain reader, or a 503 page saying why not.
+async fn explorer_reader(s: &ApiState) -> Result<&pocmesh_chain::ProofOfCompute, Response> {
+    super::wallet::reader(s).await.map_err(|e| {
+        error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("the chain cannot be read: {e}"),
+        )
+    })
+}
+
+fn wallet_link(a: &pocmesh_protocol::Address) -> String {
+    format!(
+        "<a href=\"/wallet/{a}\"><code class=\"addr\" data-0x=\"{a}\" data-xdc=\"{}\">{a}</code></a>",
+        a.to_xdc()
+    )
+}
+
+/// `GET /explorer/tx/{hash}`: a transaction with its `recordBatch` call and events decoded.
+pub(super) async fn explorer_tx(
+    State(s): State<Arc<ApiState>>,
+    Path(hash): Path<String>,
+) -> Response {
+    let Ok(hash) = hash.parse::<pocmesh_protocol::Hash32>() else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "a transaction hash is 0x + 64 hex digits",
+        );
+    };
+    let poc = match explorer_reader(&s).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match poc.transaction(hash).await {
+        Ok(Some(tx)) => page(
+            &format!("pocmesh — tx {}", tx.hash),
+            &render_tx(&tx),
+            TOGGLE_SCRIPT,
+        ),
+        Ok(None) => error_page(
+            StatusCode::NOT_FOUND,
+            &format!("the chain does not know transaction {hash}"),
+        ),
+        Err(e) => error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+fn render_tx(tx: &pocmesh_chain::explorer::TxView) -> String {
+    use pocmesh_chain::explorer::{DecodedCall, DecodedEvent};
+    let mut b = String::new();
+    let _ = write!(
+        b,
+        "<header><h1>Transaction <code>{}</code></h1><a href=\"/\">dashboard</a> · \
+<button id=\"form\" type=\"button\">show xdc… form</button></header><main><section><table>",
+        tx.hash
+    );
+    let status = match tx.success {
+        Some(true) => "<span class=\"ok\" id=\"status\">success</span>",
+        Some(false) => "<span class=\"warn\" id=\"status\">reverted</span>",
+        None => "<span id=\"status\">pending</span>",
+    };
+    let _ = write!(b, "<tr><th>status</th><td>{status}</td></tr>");
+    if let Some(n) = tx.block {
+        let _ = write!(
+            b,
+            "<tr><th>block</th><td><a href=\"/explorer/block/{n}\">{n}</a></td></tr>"
+        );
+    }
+    let _ = write!(
+        b,
+        "<tr><th>from</th><td>{}</td></tr>",
+        wallet_link(&tx.from)
+    );
+    if let Some(to) = &tx.to {
+        let _ = write!(
+            b,
+            "<tr><th>to</th><td><a href=\"/explorer/address/{to}\"><code>{to}</code></a></td></tr>"
+        );
+    }
+    if let Some(g) = tx.gas_used {
+        let _ = write!(b, "<tr><th>gas used</th><td id=\"gas\">{g}</td></tr>");
+    }
+    b.push_str("</table></section>");
+    match &tx.call {
+        Some(DecodedCall::RecordBatch {
+            batch_id,
+            receipts_root,
+            providers,
+            units,
+        }) => {
+            let _ = write!(
+                b,
+                "<section><h2 id=\"call\">recordBatch</h2><table><tr><th>batch id</th><td><code>{batch_id}</code></td></tr>\
+<tr><th>receipts root</th><td><code id=\"root\">{receipts_root}</code></td></tr></table>\
+<table><thead><tr><th>wallet credited</th><th>units</th></tr></thead><tbody id=\"credited\">"
+            );
+            for (p, u) in providers.iter().zip(units) {
+                let _ = write!(b, "<tr><td>{}</td><td>{}</td></tr>", wallet_link(p), esc(u));
+            }
+            b.push_str("</tbody></table></section>");
+        }
+        Some(DecodedCall::Other { name }) => {
+            let _ = write!(b, "<section><h2 id=\"call\">{}</h2></section>", esc(name));
+        }
+        None => {}
+    }
+    b.push_str("<section><h2>Events</h2><table><tbody id=\"events\">");
+    for e in &tx.events {
+        match e {
+            DecodedEvent::BatchRecorded {
+                batch_id,
+                dispatcher,
+                receipts_root,
+                entries,
+                units,
+            } => {
+                let _ = write!(
+                    b,
+                    "<tr><td>BatchRecorded</td><td>batch <code>{batch_id}</code>, root <code>{receipts_root}</code>, \
+{} entries, {} units, by {}</td></tr>",
+                    esc(entries),
+                    esc(units),
+                    wallet_link(dispatcher)
+                );
+            }
+            DecodedEvent::Transfer { from, to, value } => {
+                let _ = write!(
+                    b,
+                    "<tr><td>Transfer</td><td>{} units from <code>{from}</code> to {}</td></tr>",
+                    esc(value),
+                    wallet_link(to)
+                );
+            }
+            DecodedEvent::ComputeRecorded {
+                provider,
+                units,
+                total,
+            } => {
+                let _ = write!(
+                    b,
+                    "<tr><td>ComputeRecorded</td><td>{} units to {} (total {})</td></tr>",
+                    esc(units),
+                    wallet_link(provider),
+                    esc(total)
+                );
+            }
+            DecodedEvent::Other { address, topic0 } => {
+                let _ = write!(
+                    b,
+                    "<tr><td>log</td><td>from <code>{address}</code>{}</td></tr>",
+                    topic0
+                        .map(|t| format!(", topic <code>{t}</code>"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+    b.push_str("</tbody></table></section></main>");
+    b
+}
+
+/// `GET /explorer/block/{n}`.
+pub(super) async fn explorer_block(State(s): State<Arc<ApiState>>, Path(n): Path<u64>) -> Response {
+    let poc = match explorer_reader(&s).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match poc.block(n).await {
+        Ok(Some(block)) => {
+            let mut b = format!(
+                "<header><h1>Block {}</h1><a href=\"/\">dashboard</a></header><main><section><table>\
+<tr><th>hash</th><td><code>{}</code></td></tr><tr><th>time</th><td>{} (unix seconds)</td></tr>\
+<tr><th>gas used</th><td>{}</td></tr></table></section><section><h2>Transactions</h2><table><tbody id=\"txs\">",
+                block.number, block.hash, block.timestamp, block.gas_used
+            );
+            for tx in &block.transactions {
+                let _ = write!(
+                    b,
+                    "<tr><td><a href=\"/explorer/tx/{tx}\"><code>{tx}</code></a></td></tr>"
+                );
+            }
+            if block.transactions.is_empty() {
+                b.push_str("<tr><td>no transactions</td></tr>");
+            }
+            if n > 0 {
+                let _ = write!(
+                    b,
+                    "</tbody></table><p><a href=\"/explorer/block/{}\">previous block</a></p>",
+                    n - 1
+                );
+            } else {
+                b.push_str("</tbody></table>");
+            }
+            b.push_str("</section></main>");
+            page(&format!("pocmesh — block {n}"), &b, "")
+        }
+        Ok(None) => error_page(
+            StatusCode::NOT_FOUND,
+            &format!("block {n} is not on the chain yet"),
+        ),
+        Err(e) => error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+/// `GET /explorer/address/{addr}`: the contract's totals for the contract, the wallet page for
+/// any other address (its units are its token balance; its credits are its transfers in).
+pub(super) async fn explorer_address(
+    State(s): State<Arc<ApiState>>,
+    Path(addr): Path<String>,
+) -> Response {
+    let Ok(address) = addr.parse::<pocmesh_protocol::Address>() else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "an address is 0x… or xdc… with 40 hex digits",
+        );
+    };
+    let poc = match explorer_reader(&s).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if address != poc.address() {
+        return axum::response::Redirect::to(&format!("/wallet/{address}")).into_response();
+    }
+    match poc.total_units().await {
+        Ok(total) => {
+            let body = format!(
+                "<header><h1>ProofOfCompute {}</h1><a href=\"/\">dashboard</a></header><main><section><table>\
+<tr><th>contract</th><td><code>{address}</code> ({})</td></tr>\
+<tr><th>total units (totalUnits, the token's supply)</th><td id=\"total\">{total}</td></tr>\
+<tr><th>chain id</th><td>{}</td></tr></table></section></main>",
+                address,
+                address.to_xdc(),
+                poc.chain_id()
+            );
+            page("pocmesh — contract", &body, "")
+        }
+        Err(e) => error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+/// The 0x/xdc toggle alone (pages without live figures).
+const TOGGLE_SCRIPT: &str = r#"
+(function () {
+  let xdc = false;
+  const btn = document.getElementById("form");
+  if (!btn) return;
+  btn.addEventListener("click", function () {
+    xdc = !xdc;
+    document.querySelectorAll("code.addr").forEach(function (el) {
+      el.textContent = xdc ? el.dataset.xdc : el.dataset["0x"];
+    });
+    btn.textContent = xdc ? "show 0x… form" : "show xdc… form";
+  });
+})();
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -177,20 +177,24 @@ async fn chain_view(
     wallet: Address,
     from_block: u64,
 ) -> Result<(u128, Vec<ChainCredit>), String> {
-    let Some((rpc, contract)) = &s.chain else {
-        return Err("this dispatcher has no chain configured (--rpc, --contract)".into());
-    };
-    let poc = s
-        .chain_reader
-        .get_or_try_init(|| ProofOfCompute::at(rpc, *contract))
-        .await
-        .map_err(|e| e.to_string())?;
+    let poc = reader(s).await?;
     let units = poc.units(wallet).await.map_err(|e| e.to_string())?;
     let credits = poc
         .credit_history(wallet, from_block, None, 10_000)
         .await
         .map_err(|e| e.to_string())?;
     Ok((units, credits))
+}
+
+/// The contract reader, made on first use.
+pub(super) async fn reader(s: &ApiState) -> Result<&ProofOfCompute, String> {
+    let Some((rpc, contract)) = &s.chain else {
+        return Err("this dispatcher has no chain configured (--rpc, --contract)".into());
+    };
+    s.chain_reader
+        .get_or_try_init(|| ProofOfCompute::at(rpc, *contract))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// `pocmesh node run` for this wallet on this dispatcher's network and contract.
