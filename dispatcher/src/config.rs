@@ -69,6 +69,18 @@ pub struct ApiSettings {
     /// the dispatcher's own RPC when it is on this machine, otherwise none — a provider URL
     /// may carry an API key.
     pub public_rpc: Option<String>,
+    /// Demo jobs anyone may ask for without a token (the dashboard's "Request a compute task"),
+    /// per hour, for the whole dispatcher. Default: 120 on a local devnet (`devnet-…`), none
+    /// elsewhere; 0 turns them off.
+    pub demo_jobs_per_hour: Option<u32>,
+}
+
+impl ApiSettings {
+    /// The demo quota in force on network `net`.
+    pub fn demo_quota(&self, net: &str) -> u32 {
+        self.demo_jobs_per_hour
+            .unwrap_or(if net.starts_with("devnet-") { 120 } else { 0 })
+    }
 }
 
 impl Default for ApiSettings {
@@ -80,6 +92,7 @@ impl Default for ApiSettings {
             client_rate_limit_per_minute: 12_000,
             max_body_bytes: 4 * 1024 * 1024,
             public_rpc: None,
+            demo_jobs_per_hour: None,
         }
     }
 }
@@ -216,6 +229,12 @@ impl DispatcherConfig {
         }
         if self.api.max_body_bytes < 1024 {
             return Err(invalid("api.max_body_bytes", "must be at least 1024"));
+        }
+        if self.api.demo_jobs_per_hour.is_some_and(|n| n > 100_000) {
+            return Err(invalid(
+                "api.demo_jobs_per_hour",
+                "must be at most 100000 (0 turns demo jobs off)",
+            ));
         }
         if self.api.rate_limit_per_minute == 0 {
             return Err(invalid("api.rate_limit_per_minute", "must be above 0"));

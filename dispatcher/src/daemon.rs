@@ -326,6 +326,7 @@ pub async fn start(
             store: store.clone(),
             chain: config.rpc.clone().zip(config.contract),
             tokens,
+            demo_jobs_per_hour: config.api.demo_quota(&config.network.net),
             rate_limit_per_minute: config.api.rate_limit_per_minute,
             client_rate_limit_per_minute: config.api.client_rate_limit_per_minute,
             max_body_bytes: config.api.max_body_bytes,

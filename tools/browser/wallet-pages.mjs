@@ -6,7 +6,8 @@
 // credited WALLET) shows the decoded recordBatch with WALLET among the credited and its Transfer
 // events, and that the contract's address page shows totalUnits as eth_call reads it. Saves
 // screenshots of the dashboard, the wallet page and both explorer pages in OUT_DIR. Prints one
-// JSON line; exits non-zero on any failure.
+// JSON line; exits non-zero on any failure. First of all it clicks the dashboard's "Request a
+// compute task" and waits for that job to be recorded, with a link to its transaction.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 
@@ -45,11 +46,19 @@ const browser = await chromium.launch({
 });
 try {
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
-  const expected = await computeUnits(wallet);
 
+  // The dashboard's button: a demo job appears and is followed to "recorded", with its tx.
   await page.goto(api + "/", { waitUntil: "load" });
   await page.waitForSelector("#online");
+  await page.click("#demo");
+  await page.waitForFunction(() => /: recorded/.test(document.getElementById("demoState").textContent),
+                             null, { timeout: 90000 });
+  const demoTx = await page.getAttribute("#demoTx", "href");
+  if (!demoTx) fail("the recorded demo job shows no transaction link");
   await page.screenshot({ path: out + "/dashboard.png", fullPage: true });
+
+  // Read after the demo job landed: the chain's figure the wallet page must show.
+  const expected = await computeUnits(wallet);
 
   const xdc = "xdc" + wallet.slice(2);
   const seen = {};
@@ -88,7 +97,7 @@ try {
   const shownTotal = (await page.textContent("#total")).trim();
   if (shownTotal !== total) fail(`the contract page shows ${shownTotal}; totalUnits says ${total}`);
   await page.screenshot({ path: out + "/explorer-address.png", fullPage: true });
-  console.log(JSON.stringify({ wallet, expected, seen, total, screenshots: ["dashboard", "wallet", "explorer-tx", "explorer-address"].map((n) => `${out}/${n}.png`) }));
+  console.log(JSON.stringify({ wallet, expected, seen, total, demoTx, screenshots: ["dashboard", "wallet", "explorer-tx", "explorer-address"].map((n) => `${out}/${n}.png`) }));
 } finally {
   await browser.close();
 }

@@ -145,6 +145,8 @@ async fn testnet_up_records_demo_jobs_and_down_leaves_nothing_running() {
         assert!(view.run_a_node.contains(&wallet.to_string()));
         sum += units;
     }
+    assert!(sum > 0);
+    assert_eq!(poc.total_units().await.expect("total"), sum);
     // The XDC form names the same wallet; a malformed address is a clear 400.
     let first: Address = report["wallets"][0]["wallet"]
         .as_str()
@@ -199,8 +201,6 @@ async fn testnet_up_records_demo_jobs_and_down_leaves_nothing_running() {
     assert!(cli.status.success(), "{cli:?}");
     let cli: serde_json::Value = json(&cli);
     assert_eq!(cli["wallet"], first.to_string());
-    assert!(sum > 0);
-    assert_eq!(poc.total_units().await.expect("total"), sum);
 
     // One more job through the CLI, followed to its transaction.
     let token_file = report["token_file"]
@@ -236,8 +236,8 @@ async fn testnet_up_records_demo_jobs_and_down_leaves_nothing_running() {
     let job_units = u128::from(job["units"].as_u64().expect("units"));
     assert_eq!(
         total_before_down,
-        sum + job_units,
-        "the CLI job's units landed too"
+        sum + job_units + 1,
+        "the CLI job's units landed too (and the browser's demo job's one unit)"
     );
 
     let out = pocmesh(&["testnet", "down", "--dir", &dir], None);

@@ -437,6 +437,10 @@ struct ApiState {
     chain: Option<(String, Address)>,
     /// A reader of that contract, made on first use (an unreachable RPC never delays startup).
     chain_reader: tokio::sync::OnceCell<pocmesh_chain::ProofOfCompute>,
+    /// The demo-job quota, if demo jobs are on.
+    demo: Option<RateLimiter>,
+    /// Its size, for messages.
+    demo_per_hour: u32,
     tokens: Vec<String>,
     limiter: RateLimiter,
     clients: RateLimiter,
@@ -536,6 +540,57 @@ async fn submit(
         Err(e) => return ApiError::new(StatusCode::BAD_REQUEST, "invalid_job", e).into_response(),
     };
     match s.engine.submit(spec, req.redundancy).await {
+        Ok(id) => (
+            StatusCode::ACCEPTED,
+            Json(Submitted {
+                id,
+                state: "queued".into(),
+            }),
+        )
+            .into_response(),
+        Err(SubmitError::Invalid(e)) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_job", e).into_response()
+        }
+        Err(e) => ApiError::unavailable(e).into_response(),
+    }
+}
+
+/// Iterations of a demo `hash` job: one unit's worth.
+const DEMO_ITERATIONS: u64 = 1_000_000;
+
+/// `POST /v1/demo`: one small `hash` job without a token, within the demo quota (the
+/// dashboard's "Request a compute task").
+async fn demo(State(s): State<Arc<ApiState>>) -> Response {
+    let Some(quota) = &s.demo else {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "demo_off",
+            "demo jobs are off on this dispatcher (they are on by default only on a local devnet; \
+             an operator turns them on with [api] demo_jobs_per_hour); submit with a token instead: \
+             `pocmesh job submit`",
+        )
+        .into_response();
+    };
+    if !quota.allow("demo") {
+        DispatcherMetrics::count(&s.metrics.api_refused, "demo_quota");
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "the demo quota ({} jobs an hour for everyone) is used up; try again in a minute",
+                s.demo_per_hour
+            ),
+        )
+        .into_response();
+    }
+    let spec = JobSpec {
+        params: JobParams::Hash {
+            seed: Hash32(rand::random()),
+            iterations: DEMO_ITERATIONS,
+        },
+        limits: s.default_limits,
+    };
+    match s.engine.submit(spec, None).await {
         Ok(id) => (
             StatusCode::ACCEPTED,
             Json(Submitted {
@@ -679,6 +734,7 @@ pub(crate) struct ApiParts {
     pub(crate) engine: EngineHandle,
     pub(crate) store: DispatcherStore,
     pub(crate) chain: Option<(String, Address)>,
+    pub(crate) demo_jobs_per_hour: u32,
     pub(crate) tokens: Vec<String>,
     pub(crate) rate_limit_per_minute: u32,
     pub(crate) client_rate_limit_per_minute: u32,
@@ -699,6 +755,11 @@ pub(crate) async fn serve(
         store: parts.store,
         chain: parts.chain,
         chain_reader: tokio::sync::OnceCell::new(),
+        demo: (parts.demo_jobs_per_hour > 0).then(|| RateLimiter {
+            per_minute: f64::from(parts.demo_jobs_per_hour) / 60.0,
+            buckets: Mutex::new(HashMap::new()),
+        }),
+        demo_per_hour: parts.demo_jobs_per_hour,
         tokens: parts.tokens,
         limiter: RateLimiter::new(parts.rate_limit_per_minute),
         clients: RateLimiter::new(parts.client_rate_limit_per_minute),
@@ -710,6 +771,7 @@ pub(crate) async fn serve(
         .route("/", get(dashboard))
         .route("/v1/jobs", get(list_jobs).post(submit))
         .route("/v1/jobs/{id}", get(get_job))
+        .route("/v1/demo", axum::routing::post(demo))
         .route("/v1/nodes", get(nodes))
         .route("/v1/wallets/{addr}", get(wallet::wallet))
         .route("/wallet/{addr}", get(pages::wallet_page))
@@ -759,6 +821,7 @@ mod tests {
                 engine: EngineHandle { inputs },
                 store: DispatcherStore::open(dir.path()).expect("store"),
                 chain: None,
+                demo_jobs_per_hour: 0,
                 tokens: vec!["t".into()],
                 rate_limit_per_minute: 100,
                 client_rate_limit_per_minute: 3,
