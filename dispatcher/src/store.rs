@@ -515,6 +515,14 @@ impl DispatcherStore {
         }
     }
 
+    /// One batch.
+    pub fn batch(&self, id: &BatchId) -> Result<Option<BatchRow>, StoreError> {
+        match self.batches.get(id.as_bytes()).map_err(|e| self.err(e))? {
+            Some(v) => decode("batches", &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Every batch.
     pub fn batches(&self) -> Result<Vec<BatchRow>, StoreError> {
         let mut out = Vec::new();

@@ -68,6 +68,8 @@ try {
     seen[form] = (await page.textContent("#onChain")).trim();
     if (seen[form] !== expected) fail(`/wallet/${form} shows ${seen[form]} units; computeUnits says ${expected}`);
   }
+  // Each recorded job's receipt is checked by the contract's verifyReceipt.
+  await page.waitForSelector("span.verified", { timeout: 30000 });
   // The toggle switches every address on the page to the xdc form and back.
   const header = "header code.addr";
   if ((await page.textContent(header)).trim().toLowerCase() !== wallet.toLowerCase()) fail("the page starts in the 0x form");

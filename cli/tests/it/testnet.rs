@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use pocmesh_chain::ProofOfCompute;
 use pocmesh_dispatcher::api::JobView;
 use pocmesh_dispatcher::api::client::{ApiClient, JobsQuery};
+use pocmesh_dispatcher::api::receipts::JobReceipts;
 use pocmesh_protocol::Address;
 use serde_json::Value;
 
@@ -157,6 +158,27 @@ async fn testnet_up_records_demo_jobs_and_down_leaves_nothing_running() {
         .wallet(first)
         .await
         .expect("wallet view");
+    // A recorded job's receipt: its proof leads to the batch root, and the contract agrees.
+    let recorded = first_view
+        .dispatcher
+        .recent
+        .iter()
+        .find(|r| r.tx.is_some())
+        .expect("a recorded job for the wallet");
+    let receipts: JobReceipts = ApiClient::new(&api)
+        .get(&format!("/v1/jobs/{}/receipts", recorded.job))
+        .await
+        .expect("receipts");
+    assert!(!receipts.receipts.is_empty());
+    for r in &receipts.receipts {
+        assert_eq!(r.verified_on_chain, Some(true), "{r:?}");
+        assert!(pocmesh_protocol::verify_proof(r.root, r.leaf, &r.proof));
+        assert_eq!(
+            poc.batch_root(r.batch).await.expect("root"),
+            Some(r.root),
+            "the contract holds the root the proof leads to"
+        );
+    }
     let by_xdc: serde_json::Value = ApiClient::new(&api)
         .get(&format!("/v1/wallets/{}", first.to_xdc()))
         .await

@@ -9,6 +9,7 @@ pub mod client;
 pub mod community;
 pub mod error;
 mod pages;
+pub mod receipts;
 pub mod wallet;
 
 pub use error::{ApiError, ErrorBody};
@@ -771,6 +772,7 @@ pub(crate) async fn serve(
         .route("/", get(dashboard))
         .route("/v1/jobs", get(list_jobs).post(submit))
         .route("/v1/jobs/{id}", get(get_job))
+        .route("/v1/jobs/{id}/receipts", get(receipts::job_receipts))
         .route("/v1/demo", axum::routing::post(demo))
         .route("/v1/nodes", get(nodes))
         .route("/v1/wallets/{addr}", get(wallet::wallet))

@@ -30,6 +30,19 @@ fn esc(text: &str) -> String {
     out
 }
 
+/// A long hex value shortened for narrow screens, whole in its tooltip.
+fn short(text: &str) -> String {
+    if text.len() <= 20 {
+        return format!("<code>{}</code>", esc(text));
+    }
+    format!(
+        "<code title=\"{0}\">{1}…{2}</code>",
+        esc(text),
+        esc(&text[..10]),
+        esc(&text[text.len() - 6..])
+    )
+}
+
 const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}\
 header{background:#1d2330;color:#fff;padding:12px 16px}header a{color:#cde}h1{margin:0;font-size:18px;overflow-wrap:anywhere}\
 main{padding:12px 16px;display:grid;gap:12px;max-width:1100px}\
@@ -125,17 +138,43 @@ may credit this wallet on the same contract.</p></section>",
     for c in &v.credits {
         let _ = write!(
             b,
-            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+            "<tr><td>{}</td><td>{}</td><td><a href=\"/explorer/tx/{}\">{}</a></td><td>{}</td></tr>",
             c.block,
             c.units,
             c.tx,
+            short(&c.tx.to_string()),
             c.batch
-                .map(|x| x.to_string())
+                .map(|x| short(&x.to_string()))
                 .unwrap_or_else(|| "recordCompute".into())
         );
     }
     if v.credits.is_empty() {
         b.push_str("<tr><td colspan=\"4\">no credits yet</td></tr>");
+    }
+    b.push_str("</tbody></table></section>");
+    b.push_str("<section><h2>Newest jobs and their proofs</h2><table><thead><tr><th>job</th><th>state</th><th>units</th><th>transaction</th><th>receipt on chain</th></tr></thead><tbody id=\"recent\">");
+    for r in &d.recent {
+        let tx =
+            r.tx.map(|t| format!("<a href=\"/explorer/tx/{t}\">{}</a>", short(&t.to_string())))
+                .unwrap_or_default();
+        let proof = if r.tx.is_some() {
+            format!(
+                "<a class=\"verify\" data-job=\"{0}\" href=\"/v1/jobs/{0}/receipts\">receipt and Merkle proof</a>",
+                r.job
+            )
+        } else {
+            "not recorded yet".to_string()
+        };
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{tx}</td><td>{proof}</td></tr>",
+            short(&r.job.to_string()),
+            esc(&r.state),
+            r.units
+        );
+    }
+    if d.recent.is_empty() {
+        b.push_str("<tr><td colspan=\"5\">no jobs yet</td></tr>");
     }
     b.push_str("</tbody></table></section>");
     b.push_str("<section><h2>Nodes earning for this wallet</h2><table><thead><tr><th>node</th><th></th><th>slots</th><th>reliability</th><th>standing</th></tr></thead><tbody id=\"nodes\">");
@@ -221,6 +260,21 @@ const WALLET_SCRIPT: &str = r#"
     } catch (e) { /* keep the last figures; the next refresh tries again */ }
   }
   setInterval(refresh, 5000);
+  // Each recorded job: ask the contract, through the API, whether its receipt verifies.
+  document.querySelectorAll("a.verify").forEach(async function (a) {
+    try {
+      const r = await fetch("/v1/jobs/" + a.dataset.job + "/receipts");
+      const v = await r.json();
+      if (!r.ok) return;
+      const ok = v.receipts.filter(function (x) { return x.verified_on_chain === true; }).length;
+      const span = document.createElement("span");
+      span.className = ok === v.receipts.length && ok > 0 ? "ok verified" : "warn";
+      span.textContent = ok === v.receipts.length && ok > 0
+        ? " verified by verifyReceipt (proof of " + v.receipts[0].proof.length + " hashes)"
+        : " not verified: " + (v.receipts.map(function (x) { return x.chain_error || "verifyReceipt false"; }).join("; "));
+      a.after(span);
+    } catch (e) { /* the link still leads to the receipt */ }
+  });
 })();
 "#;
 

@@ -35,6 +35,25 @@ pub struct WalletFigures {
     pub truncated: bool,
     /// Credits for the wallet that can never be recorded, with why.
     pub quarantined: Vec<QuarantineView>,
+    /// The newest jobs that credited it (at most [`RECENT_JOBS`]), newest first.
+    #[serde(default)]
+    pub recent: Vec<RecentJob>,
+}
+
+/// Jobs listed on a wallet's page.
+pub const RECENT_JOBS: usize = 20;
+
+/// One job that credited the wallet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecentJob {
+    /// The job.
+    pub job: pocmesh_protocol::JobId,
+    /// Its state's name.
+    pub state: String,
+    /// Units it credits the wallet.
+    pub units: u64,
+    /// The transaction that recorded it, once recorded.
+    pub tx: Option<pocmesh_protocol::Hash32>,
 }
 
 /// One wallet as `GET /v1/wallets/{addr}` shows it.
@@ -142,6 +161,17 @@ fn figures(
                 .filter(|c| c.wallet == wallet)
                 .map(|c| c.units)
                 .sum();
+            if out.recent.len() < RECENT_JOBS {
+                out.recent.push(RecentJob {
+                    job: job.id,
+                    state: job.state.name().to_string(),
+                    units,
+                    tx: match job.state {
+                        JobState::Recorded { tx, .. } => Some(tx),
+                        _ => None,
+                    },
+                });
+            }
             match job.state {
                 JobState::Recorded { .. } => out.units_recorded += units,
                 JobState::Verified | JobState::Recording { .. } => out.units_pending += units,
