@@ -55,6 +55,10 @@ try {
                              null, { timeout: 90000 });
   const demoTx = await page.getAttribute("#demoTx", "href");
   if (!demoTx) fail("the recorded demo job shows no transaction link");
+  // The charts: 24 hourly bars each, drawn here without any external script.
+  await page.waitForFunction(() => document.querySelectorAll("#unitsChart rect").length === 24, null, { timeout: 20000 });
+  if ((await page.$$("#jobsChart rect")).length !== 24) fail("the jobs chart has no 24 hourly bars");
+  if ((await page.$$("#statesChart rect")).length < 1) fail("the jobs-by-state chart is empty");
   await page.screenshot({ path: out + "/dashboard.png", fullPage: true });
 
   // Read after the demo job landed: the chain's figure the wallet page must show.

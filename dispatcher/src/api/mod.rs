@@ -10,6 +10,7 @@ pub mod community;
 pub mod error;
 mod pages;
 pub mod receipts;
+pub mod stats;
 pub mod wallet;
 
 pub use error::{ApiError, ErrorBody};
@@ -442,6 +443,8 @@ struct ApiState {
     demo: Option<RateLimiter>,
     /// Its size, for messages.
     demo_per_hour: u32,
+    /// The last `/v1/stats` answer and when it was made.
+    stats_cache: Mutex<Option<(Instant, stats::StatsView)>>,
     tokens: Vec<String>,
     limiter: RateLimiter,
     clients: RateLimiter,
@@ -761,6 +764,7 @@ pub(crate) async fn serve(
             buckets: Mutex::new(HashMap::new()),
         }),
         demo_per_hour: parts.demo_jobs_per_hour,
+        stats_cache: Mutex::new(None),
         tokens: parts.tokens,
         limiter: RateLimiter::new(parts.rate_limit_per_minute),
         clients: RateLimiter::new(parts.client_rate_limit_per_minute),
@@ -781,6 +785,7 @@ pub(crate) async fn serve(
         .route("/explorer/block/{n}", get(pages::explorer_block))
         .route("/explorer/address/{addr}", get(pages::explorer_address))
         .route("/v1/status", get(status))
+        .route("/v1/stats", get(stats::stats))
         .route("/v1/info", get(info))
         .route("/metrics", get(metrics))
         .merge(community::routes())
