@@ -73,9 +73,26 @@ pub struct ApiSettings {
     /// per hour, for the whole dispatcher. Default: 120 on a local devnet (`devnet-…`), none
     /// elsewhere; 0 turns them off.
     pub demo_jobs_per_hour: Option<u32>,
+    /// A public block explorer to link transactions to: its base URL, pages at `<base>/tx/<hash>`
+    /// and `<base>/address/<addr>`. Default: xdcscan for XDC Apothem (chain 51) and mainnet (50);
+    /// elsewhere none, and the links go to this dispatcher's own `/explorer/…` pages.
+    pub explorer_url: Option<String>,
 }
 
 impl ApiSettings {
+    /// The public explorer for chain `chain_id` (see [`ApiSettings::explorer_url`]).
+    pub fn explorer_for(&self, chain_id: u64) -> Option<String> {
+        match &self.explorer_url {
+            Some(u) if u.is_empty() => None,
+            Some(u) => Some(u.trim_end_matches('/').to_string()),
+            None => match chain_id {
+                51 => Some("https://testnet.xdcscan.com".into()),
+                50 => Some("https://xdcscan.io".into()),
+                _ => None,
+            },
+        }
+    }
+
     /// The demo quota in force on network `net`.
     pub fn demo_quota(&self, net: &str) -> u32 {
         self.demo_jobs_per_hour
@@ -93,6 +110,7 @@ impl Default for ApiSettings {
             max_body_bytes: 4 * 1024 * 1024,
             public_rpc: None,
             demo_jobs_per_hour: None,
+            explorer_url: None,
         }
     }
 }
@@ -230,6 +248,17 @@ impl DispatcherConfig {
         if self.api.max_body_bytes < 1024 {
             return Err(invalid("api.max_body_bytes", "must be at least 1024"));
         }
+        if let Some(u) = &self.api.explorer_url
+            && !u.is_empty()
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            return Err(invalid(
+                "api.explorer_url",
+                format!(
+                    "`{u}` is not an http(s) URL; e.g. https://testnet.xdcscan.com (\"\" for none)"
+                ),
+            ));
+        }
         if self.api.demo_jobs_per_hour.is_some_and(|n| n > 100_000) {
             return Err(invalid(
                 "api.demo_jobs_per_hour",
@@ -249,5 +278,48 @@ impl DispatcherConfig {
             return Err(invalid("announce_ms", "must be at least 1000"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xdc_chains_link_to_xdcscan_others_to_the_built_in_explorer_unless_set() {
+        let api = ApiSettings::default();
+        assert_eq!(
+            api.explorer_for(51).as_deref(),
+            Some("https://testnet.xdcscan.com")
+        );
+        assert_eq!(api.explorer_for(50).as_deref(), Some("https://xdcscan.io"));
+        assert_eq!(api.explorer_for(551), None);
+        let set = ApiSettings {
+            explorer_url: Some("https://explorer.example/".into()),
+            ..ApiSettings::default()
+        };
+        assert_eq!(
+            set.explorer_for(551).as_deref(),
+            Some("https://explorer.example")
+        );
+        let none = ApiSettings {
+            explorer_url: Some(String::new()),
+            ..ApiSettings::default()
+        };
+        assert_eq!(none.explorer_for(51), None);
+    }
+
+    #[test]
+    fn an_explorer_url_that_is_not_http_is_refused_naming_the_key() {
+        let mut c = DispatcherConfig {
+            key_file: Some("dispatcher.key".into()),
+            rpc: Some("http://127.0.0.1:8545".into()),
+            contract: Some(Address::from([5; 20])),
+            ..DispatcherConfig::default()
+        };
+        c.validate().expect("otherwise valid");
+        c.api.explorer_url = Some("javascript:alert(1)".into());
+        let err = c.validate().expect_err("not a URL").to_string();
+        assert!(err.contains("api.explorer_url"), "{err}");
     }
 }

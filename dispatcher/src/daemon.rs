@@ -315,6 +315,7 @@ pub async fn start(
         "contract": config.contract,
         "rpc": public_rpc(&config),
         "chain_id": chain_id,
+        "explorer": chain_id.and_then(|id| config.api.explorer_for(id)),
         "version": env!("CARGO_PKG_VERSION"),
     });
     let (api_addr, api_task) = crate::api::serve(

@@ -89,7 +89,7 @@ pub(super) async fn wallet_page(
     match view(&s, &addr, q.from_block.unwrap_or(0)).await {
         Ok(v) => page(
             &format!("pocmesh — wallet {}", v.wallet),
-            &render_wallet(&v),
+            &render_wallet(&v, s.info["explorer"].as_str()),
             WALLET_SCRIPT,
         ),
         Err(e) => error_page(e.status, &e.message),
@@ -98,7 +98,15 @@ pub(super) async fn wallet_page(
 
 /// The wallet page's body. Elements the script refreshes carry ids; addresses carry both
 /// forms (`data-0x`, `data-xdc`) so the toggle needs no second request.
-fn render_wallet(v: &WalletView) -> String {
+/// Where a transaction link points: the public explorer if one is configured, else ours.
+fn tx_href(explorer: Option<&str>, tx: &pocmesh_protocol::Hash32) -> String {
+    match explorer {
+        Some(base) => format!("{}/tx/{tx}", esc(base)),
+        None => format!("/explorer/tx/{tx}"),
+    }
+}
+
+fn render_wallet(v: &WalletView, explorer: Option<&str>) -> String {
     let addr = |a: &pocmesh_protocol::Address| {
         format!(
             "<code class=\"addr\" data-0x=\"{0}\" data-xdc=\"{1}\">{0}</code>",
@@ -138,10 +146,10 @@ may credit this wallet on the same contract.</p></section>",
     for c in &v.credits {
         let _ = write!(
             b,
-            "<tr><td>{}</td><td>{}</td><td><a href=\"/explorer/tx/{}\">{}</a></td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td><a href=\"{}\">{}</a></td><td>{}</td></tr>",
             c.block,
             c.units,
-            c.tx,
+            tx_href(explorer, &c.tx),
             short(&c.tx.to_string()),
             c.batch
                 .map(|x| short(&x.to_string()))
@@ -155,8 +163,14 @@ may credit this wallet on the same contract.</p></section>",
     b.push_str("<section><h2>Newest jobs and their proofs</h2><table><thead><tr><th>job</th><th>state</th><th>units</th><th>transaction</th><th>receipt on chain</th></tr></thead><tbody id=\"recent\">");
     for r in &d.recent {
         let tx =
-            r.tx.map(|t| format!("<a href=\"/explorer/tx/{t}\">{}</a>", short(&t.to_string())))
-                .unwrap_or_default();
+            r.tx.map(|t| {
+                format!(
+                    "<a href=\"{}\">{}</a>",
+                    tx_href(explorer, &t),
+                    short(&t.to_string())
+                )
+            })
+            .unwrap_or_default();
         let proof = if r.tx.is_some() {
             format!(
                 "<a class=\"verify\" data-job=\"{0}\" href=\"/v1/jobs/{0}/receipts\">receipt and Merkle proof</a>",
@@ -567,7 +581,7 @@ mod tests {
 
     #[test]
     fn the_page_shows_both_figures_both_address_forms_and_escapes_what_it_quotes() {
-        let html = render_wallet(&view_of(Some(7), "<script>alert(1)</script>"));
+        let html = render_wallet(&view_of(Some(7), "<script>alert(1)</script>"), None);
         assert!(html.contains("id=\"onChain\">7<"), "{html}");
         assert!(html.contains("id=\"recorded\">7<"), "{html}");
         assert!(html.contains("data-xdc=\"xdc2020202020202020202020202020202020202020\""));
@@ -581,9 +595,9 @@ mod tests {
 
     #[test]
     fn an_unreadable_chain_and_a_difference_are_said_plainly() {
-        let html = render_wallet(&view_of(None, "zero address"));
+        let html = render_wallet(&view_of(None, "zero address"), None);
         assert!(html.contains("unknown (rpc down)"), "{html}");
-        let html = render_wallet(&view_of(Some(9), "x"));
+        let html = render_wallet(&view_of(Some(9), "x"), None);
         assert!(html.contains("id=\"differs\" class=\"warn\">"), "{html}");
     }
 }
