@@ -1,13 +1,19 @@
 //! What `GET /v1/jobs` costs with 100,000 jobs in the store: one page read from the indexes and
 //! turned into the JSON the API sends (the handler's whole work, without the socket).
 //!
+//! Then the store-side work of the Provider Hub's pages with 10,000 jobs submitted over the last
+//! day across 100 wallets: the dashboard's 24-hour charts (`/v1/stats`) and one wallet's figures
+//! (`/v1/wallets/{addr}`, `/wallet/{addr}`; chain reads excluded).
+//!
 //! Run: `cargo bench -p pocmesh-dispatcher --bench list_jobs`; medians go to docs/benchmarks.md.
-//! Filling the store takes about a minute; set `POCMESH_BENCH_JOBS` for another size.
+//! Filling the stores takes about a minute; set `POCMESH_BENCH_JOBS` for another size.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use pocmesh_dispatcher::api::JobView;
+use pocmesh_dispatcher::api::stats::read_hours;
+use pocmesh_dispatcher::api::wallet::figures;
 use pocmesh_dispatcher::job_index::JobFilter;
 use pocmesh_dispatcher::lifecycle::{
     Attempt, AttemptState, Credit, Job, JobState, SubmittedResult,
@@ -190,9 +196,43 @@ fn benches(c: &mut Criterion) {
     group.finish();
 }
 
+/// A day's 10,000 jobs, newest now, one every 8.2 s (all inside the 24-hour window).
+fn pages(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = DispatcherStore::open(dir.path()).expect("open");
+    let now = pocmesh_protocol::unix_ms_now();
+    for chunk in (0..10_000u64).collect::<Vec<_>>().chunks(2_000) {
+        store
+            .commit(&Changes {
+                jobs: chunk
+                    .iter()
+                    .map(|&n| {
+                        let mut j = job(n);
+                        j.submitted_ms = now - n * 8_200;
+                        j.updated_ms = j.submitted_ms;
+                        j
+                    })
+                    .collect(),
+                ..Changes::default()
+            })
+            .expect("commit");
+    }
+    let (hours, truncated) = read_hours(&store, now).expect("hours");
+    assert!(!truncated);
+    assert_eq!(hours.iter().map(|h| h.jobs).sum::<u64>(), 10_000);
+    let mut group = c.benchmark_group("Provider Hub pages, 10,000 jobs in the last day");
+    group.bench_function("GET /v1/stats (24 hourly buckets, uncached)", |b| {
+        b.iter(|| read_hours(&store, black_box(now)).expect("hours"))
+    });
+    group.bench_function("wallet figures (100 of its jobs among 10,000)", |b| {
+        b.iter(|| figures(&store, black_box(wallet(7))).expect("figures"))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = list_jobs;
     config = Criterion::default().sample_size(30);
-    targets = benches
+    targets = benches, pages
 }
 criterion_main!(list_jobs);

@@ -73,6 +73,29 @@ pub fn bucket<'a>(
     hours
 }
 
+/// The 24 hourly buckets ending with the hour of `now_ms`, read from `store`'s time index back
+/// to the window's start; and whether the read stopped at its cap.
+pub fn read_hours(
+    store: &crate::store::DispatcherStore,
+    now_ms: u64,
+) -> Result<(Vec<HourStats>, bool), crate::job_index::ListError> {
+    let first = (now_ms - now_ms % HOUR_MS).saturating_sub(23 * HOUR_MS);
+    let mut jobs = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let (page, next) = store.list_jobs(&JobFilter::default(), 1_000, cursor.as_deref())?;
+        let older = page.last().is_none_or(|j| j.submitted_ms < first);
+        jobs.extend(page);
+        match next {
+            Some(_) if jobs.len() >= MAX_JOBS_READ => {
+                return Ok((bucket(now_ms, jobs.iter()), true));
+            }
+            Some(c) if !older => cursor = Some(c),
+            _ => return Ok((bucket(now_ms, jobs.iter()), false)),
+        }
+    }
+}
+
 pub(super) async fn stats(State(s): State<Arc<ApiState>>) -> Response {
     if let Ok(cache) = s.stats_cache.lock()
         && let Some((at, view)) = cache.as_ref()
@@ -86,26 +109,9 @@ pub(super) async fn stats(State(s): State<Arc<ApiState>>) -> Response {
     };
     let store = s.store.clone();
     let now = pocmesh_protocol::unix_ms_now();
-    let read = tokio::task::spawn_blocking(move || -> Result<(Vec<HourStats>, bool), String> {
-        let first = (now - now % HOUR_MS).saturating_sub(23 * HOUR_MS);
-        let mut jobs = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let (page, next) = store
-                .list_jobs(&JobFilter::default(), 1_000, cursor.as_deref())
-                .map_err(|e| e.to_string())?;
-            let older = page.last().is_none_or(|j| j.submitted_ms < first);
-            jobs.extend(page);
-            match next {
-                Some(_) if jobs.len() >= MAX_JOBS_READ => {
-                    return Ok((bucket(now, jobs.iter()), true));
-                }
-                Some(c) if !older => cursor = Some(c),
-                _ => return Ok((bucket(now, jobs.iter()), false)),
-            }
-        }
-    })
-    .await;
+    let read =
+        tokio::task::spawn_blocking(move || read_hours(&store, now).map_err(|e| e.to_string()))
+            .await;
     let (hours, truncated) = match read {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return ApiError::unavailable(e).into_response(),

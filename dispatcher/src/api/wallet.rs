@@ -140,7 +140,7 @@ pub(super) async fn view(
 }
 
 /// Totals the wallet's jobs from the store's wallet index.
-fn figures(
+pub fn figures(
     store: &crate::store::DispatcherStore,
     wallet: Address,
 ) -> Result<WalletFigures, crate::job_index::ListError> {
