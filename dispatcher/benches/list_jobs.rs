@@ -58,28 +58,16 @@ fn job(n: u64) -> Job {
     };
     let id = JobId::from(bytes32(n, 2));
     let submitted_ms = 1_700_000_000_000 + n * 10;
-    let mut job = Job {
-        id,
-        spec: JobSpec {
-            params,
-            limits: Limits {
-                max_ms: 10_000,
-                max_mem_mb: 64,
-                max_output_bytes: 4_096,
-                max_fuel: None,
-            },
+    let spec = JobSpec {
+        params,
+        limits: Limits {
+            max_ms: 10_000,
+            max_mem_mb: 64,
+            max_output_bytes: 4_096,
+            max_fuel: None,
         },
-        redundancy: 1,
-        submitted_ms,
-        updated_ms: submitted_ms,
-        state: JobState::Queued,
-        attempts: Vec::new(),
-        result_hash: None,
-        credits: Vec::new(),
-        audit: None,
-        reverify: false,
-        quarantined: Vec::new(),
     };
+    let mut job = Job::queued(id, spec, 1, submitted_ms);
     if n.is_multiple_of(QUEUED_EVERY) {
         return job;
     }

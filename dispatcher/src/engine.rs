@@ -83,6 +83,14 @@ pub(crate) struct LaneReceivers {
     reads: mpsc::Receiver<Input>,
 }
 
+#[cfg(test)]
+impl LaneReceivers {
+    /// The next submission, for tests that stand in for the engine.
+    pub(crate) async fn next_submission(&mut self) -> Option<Input> {
+        self.submissions.recv().await
+    }
+}
+
 /// Why an input was not queued (only heartbeats are ever sent with `try_send` and dropped).
 #[derive(Debug)]
 pub(crate) enum LaneSendError {
@@ -710,20 +718,7 @@ impl Engine {
         let id = JobId::from(keccak256(&seed));
         let k = crate::scheduler::redundancy_for(redundancy, spec.params.job_type())
             .min(self.config.jobs.max_redundancy);
-        let job = Job {
-            id,
-            spec,
-            redundancy: k,
-            submitted_ms: now,
-            updated_ms: now,
-            state: JobState::Queued,
-            attempts: Vec::new(),
-            result_hash: None,
-            credits: Vec::new(),
-            audit: None,
-            reverify: false,
-            quarantined: Vec::new(),
-        };
+        let job = Job::queued(id, spec, k, now);
         self.jobs.insert(id, job);
         *self.state_counts.entry("queued").or_default() += 1;
         let minute = now / 60_000;

@@ -157,31 +157,19 @@ mod tests {
     use crate::store::{Changes, DispatcherStore};
 
     fn job(i: u8, ms: u64) -> Job {
-        Job {
-            id: JobId::from([i; 32]),
-            spec: JobSpec {
-                params: JobParams::Hash {
-                    seed: Hash32([i; 32]),
-                    iterations: 1,
-                },
-                limits: Limits {
-                    max_ms: 1_000,
-                    max_mem_mb: 16,
-                    max_output_bytes: 64,
-                    max_fuel: None,
-                },
+        let spec = JobSpec {
+            params: JobParams::Hash {
+                seed: Hash32([i; 32]),
+                iterations: 1,
             },
-            redundancy: 1,
-            submitted_ms: ms,
-            updated_ms: ms,
-            state: JobState::Queued,
-            attempts: Vec::new(),
-            result_hash: None,
-            credits: Vec::new(),
-            audit: None,
-            reverify: false,
-            quarantined: Vec::new(),
-        }
+            limits: Limits {
+                max_ms: 1_000,
+                max_mem_mb: 16,
+                max_output_bytes: 64,
+                max_fuel: None,
+            },
+        };
+        Job::queued(JobId::from([i; 32]), spec, 1, ms)
     }
 
     fn credit(j: &Job, wallet: Address) -> Credit {

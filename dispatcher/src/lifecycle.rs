@@ -330,6 +330,24 @@ pub struct Job {
 }
 
 impl Job {
+    /// A job just accepted: queued, no attempts, results or credits yet.
+    pub fn queued(id: JobId, spec: JobSpec, redundancy: u32, submitted_ms: u64) -> Job {
+        Job {
+            id,
+            spec,
+            redundancy,
+            submitted_ms,
+            updated_ms: submitted_ms,
+            state: JobState::Queued,
+            attempts: Vec::new(),
+            result_hash: None,
+            credits: Vec::new(),
+            audit: None,
+            reverify: false,
+            quarantined: Vec::new(),
+        }
+    }
+
     /// Attempts still counting toward redundancy.
     pub fn active_attempts(&self) -> usize {
         self.attempts.iter().filter(|a| a.state.is_active()).count()

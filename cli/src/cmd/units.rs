@@ -63,19 +63,24 @@ pub(crate) fn run(a: UnitsArgs) -> anyhow::Result<ExitCode> {
             out.wallet.to_xdc(),
             out.units
         );
-        for c in out.history.iter().flatten() {
-            match c.batch {
-                Some(b) => println!(
-                    "  block {:>8}  +{:<6} tx {}  batch {b}",
-                    c.block, c.units, c.tx
-                ),
-                None => println!(
-                    "  block {:>8}  +{:<6} tx {}  recordCompute",
-                    c.block, c.units, c.tx
-                ),
-            }
-        }
+        print_credits(out.history.as_deref().unwrap_or_default());
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line per credit: block, units, transaction and batch (or `recordCompute`).
+pub(crate) fn print_credits(credits: &[Credit]) {
+    for c in credits {
+        match c.batch {
+            Some(b) => println!(
+                "  block {:>8}  +{:<6} tx {}  batch {b}",
+                c.block, c.units, c.tx
+            ),
+            None => println!(
+                "  block {:>8}  +{:<6} tx {}  recordCompute",
+                c.block, c.units, c.tx
+            ),
+        }
+    }
 }

@@ -46,18 +46,7 @@ pub(crate) fn run(a: WalletArgs) -> anyhow::Result<ExitCode> {
             "          the chain's figure differs from this dispatcher's: other dispatchers may credit this wallet too"
         );
     }
-    for c in &view.credits {
-        match c.batch {
-            Some(b) => println!(
-                "  block {:>8}  +{:<6} tx {}  batch {b}",
-                c.block, c.units, c.tx
-            ),
-            None => println!(
-                "  block {:>8}  +{:<6} tx {}  recordCompute",
-                c.block, c.units, c.tx
-            ),
-        }
-    }
+    super::units::print_credits(&view.credits);
     for n in &view.nodes {
         println!(
             "node      {} {} slots {}/{} reliability {:.2}{}",

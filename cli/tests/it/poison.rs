@@ -24,31 +24,22 @@ fn verified_job(n: u8, wallet: Address) -> (Job, Credit) {
         units: 1,
         result_hash: Hash32([n; 32]),
     };
-    let job = Job {
-        id,
-        spec: JobSpec {
-            params: JobParams::Hash {
-                seed: Hash32::ZERO,
-                iterations: 1_000,
-            },
-            limits: Limits {
-                max_ms: 1_000,
-                max_mem_mb: 16,
-                max_output_bytes: 64,
-                max_fuel: None,
-            },
+    let spec = JobSpec {
+        params: JobParams::Hash {
+            seed: Hash32::ZERO,
+            iterations: 1_000,
         },
-        redundancy: 1,
-        submitted_ms: pocmesh_protocol::unix_ms_now(),
-        updated_ms: pocmesh_protocol::unix_ms_now(),
-        state: JobState::Verified,
-        attempts: Vec::new(),
-        result_hash: Some(Hash32([n; 32])),
-        credits: vec![credit.clone()],
-        audit: None,
-        reverify: false,
-        quarantined: Vec::new(),
+        limits: Limits {
+            max_ms: 1_000,
+            max_mem_mb: 16,
+            max_output_bytes: 64,
+            max_fuel: None,
+        },
     };
+    let mut job = Job::queued(id, spec, 1, pocmesh_protocol::unix_ms_now());
+    job.state = JobState::Verified;
+    job.result_hash = Some(Hash32([n; 32]));
+    job.credits = vec![credit.clone()];
     (job, credit)
 }
 

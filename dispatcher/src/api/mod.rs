@@ -543,7 +543,12 @@ async fn submit(
         Ok(spec) => spec,
         Err(e) => return ApiError::new(StatusCode::BAD_REQUEST, "invalid_job", e).into_response(),
     };
-    match s.engine.submit(spec, req.redundancy).await {
+    accepted(s.engine.submit(spec, req.redundancy).await)
+}
+
+/// The answer to a submission: `202` with the job's id once it is durable, or why not.
+fn accepted(submitted: Result<JobId, SubmitError>) -> Response {
+    match submitted {
         Ok(id) => (
             StatusCode::ACCEPTED,
             Json(Submitted {
@@ -594,20 +599,7 @@ async fn demo(State(s): State<Arc<ApiState>>) -> Response {
         },
         limits: s.default_limits,
     };
-    match s.engine.submit(spec, None).await {
-        Ok(id) => (
-            StatusCode::ACCEPTED,
-            Json(Submitted {
-                id,
-                state: "queued".into(),
-            }),
-        )
-            .into_response(),
-        Err(SubmitError::Invalid(e)) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_job", e).into_response()
-        }
-        Err(e) => ApiError::unavailable(e).into_response(),
-    }
+    accepted(s.engine.submit(spec, None).await)
 }
 
 async fn get_job(State(s): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
@@ -873,6 +865,112 @@ mod tests {
         assert!(metrics.encode().contains("client_rate_limited"));
         stop.cancel();
         let _ = task.await;
+    }
+
+    /// Serves the API over `inputs` with a demo quota; everything else as in production.
+    async fn serve_demo(
+        inputs: crate::engine::Lanes,
+        dir: &std::path::Path,
+        demo_jobs_per_hour: u32,
+        stop: &CancellationToken,
+    ) -> SocketAddr {
+        let (addr, _task) = serve(
+            "127.0.0.1:0".parse().expect("addr"),
+            ApiParts {
+                engine: EngineHandle { inputs },
+                store: DispatcherStore::open(dir).expect("store"),
+                chain: None,
+                demo_jobs_per_hour,
+                tokens: vec!["t".into()],
+                rate_limit_per_minute: 100,
+                client_rate_limit_per_minute: 100,
+                max_body_bytes: 4096,
+                default_limits: Limits {
+                    max_ms: 1_000,
+                    max_mem_mb: 16,
+                    max_output_bytes: 64,
+                    max_fuel: Some(1_000),
+                },
+                metrics: Arc::new(DispatcherMetrics::new()),
+                info: serde_json::json!({"net": "devnet-1"}),
+            },
+            stop.clone(),
+        )
+        .await
+        .expect("serve");
+        addr
+    }
+
+    #[tokio::test]
+    async fn demo_jobs_are_refused_when_off_and_past_the_shared_quota() {
+        let client = reqwest::Client::new();
+        let stop = CancellationToken::new();
+
+        // Off: a clear 403 that says how to turn it on, and nothing reaches the engine.
+        let dir = tempfile::tempdir().expect("tmp");
+        let (inputs, mut engine) = crate::engine::Lanes::new(8);
+        let off = serve_demo(inputs, dir.path(), 0, &stop).await;
+        let r = client
+            .post(format!("http://{off}/v1/demo"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), 403);
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(body["code"], "demo_off");
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("demo_jobs_per_hour"))
+        );
+        assert!(
+            tokio::time::timeout(
+                std::time::Duration::from_millis(100),
+                engine.next_submission()
+            )
+            .await
+            .is_err(),
+            "a refused demo job never reaches the engine"
+        );
+
+        // 60 an hour: the first is submitted (a one-unit hash job), the next is over the quota.
+        let dir = tempfile::tempdir().expect("tmp");
+        let (inputs, mut engine) = crate::engine::Lanes::new(8);
+        let on = serve_demo(inputs, dir.path(), 60, &stop).await;
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        let fake_engine = tokio::spawn(async move {
+            while let Some(Input::Submit { spec, reply, .. }) = engine.next_submission().await {
+                let _ = seen_tx.send(spec);
+                let _ = reply.send(Ok(JobId::from([7; 32])));
+            }
+        });
+        let first = client
+            .post(format!("http://{on}/v1/demo"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(first.status(), 202);
+        let second = client
+            .post(format!("http://{on}/v1/demo"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(second.status(), 429);
+        let body: serde_json::Value = second.json().await.expect("json");
+        assert_eq!(body["code"], "rate_limited");
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("60 jobs an hour"))
+        );
+        let spec = seen.try_recv().expect("the first reached the engine");
+        assert!(
+            matches!(spec.params, JobParams::Hash { iterations, .. } if iterations == DEMO_ITERATIONS),
+            "{spec:?}"
+        );
+        assert!(seen.try_recv().is_err(), "the refused one did not");
+        stop.cancel();
+        fake_engine.abort();
     }
 
     #[test]

@@ -136,49 +136,35 @@ mod tests {
     use pocmesh_protocol::{Address, BatchId, Hash32, JobId, JobParams, JobSpec, Limits};
 
     fn job(n: u8, submitted_ms: u64, recorded_units: Option<u64>) -> Job {
-        Job {
-            id: JobId::from([n; 32]),
-            spec: JobSpec {
-                params: JobParams::Hash {
-                    seed: Hash32([n; 32]),
-                    iterations: 1,
-                },
-                limits: Limits {
-                    max_ms: 1,
-                    max_mem_mb: 1,
-                    max_output_bytes: 32,
-                    max_fuel: None,
-                },
+        let spec = JobSpec {
+            params: JobParams::Hash {
+                seed: Hash32([n; 32]),
+                iterations: 1,
             },
-            redundancy: 1,
-            submitted_ms,
-            updated_ms: submitted_ms,
-            state: match recorded_units {
-                Some(_) => JobState::Recorded {
-                    batch: BatchId::from([1; 32]),
-                    tx: Hash32([2; 32]),
-                    block: 1,
-                },
-                None => JobState::Queued,
+            limits: Limits {
+                max_ms: 1,
+                max_mem_mb: 1,
+                max_output_bytes: 32,
+                max_fuel: None,
             },
-            attempts: Vec::new(),
-            result_hash: None,
-            credits: recorded_units
-                .map(|units| {
-                    vec![Credit {
-                        job: JobId::from([n; 32]),
-                        node: Address::from([3; 20]),
-                        peer: String::new(),
-                        wallet: Address::from([4; 20]),
-                        units,
-                        result_hash: Hash32([0; 32]),
-                    }]
-                })
-                .unwrap_or_default(),
-            audit: None,
-            reverify: false,
-            quarantined: Vec::new(),
+        };
+        let mut job = Job::queued(JobId::from([n; 32]), spec, 1, submitted_ms);
+        if let Some(units) = recorded_units {
+            job.state = JobState::Recorded {
+                batch: BatchId::from([1; 32]),
+                tx: Hash32([2; 32]),
+                block: 1,
+            };
+            job.credits.push(Credit {
+                job: job.id,
+                node: Address::from([3; 20]),
+                peer: String::new(),
+                wallet: Address::from([4; 20]),
+                units,
+                result_hash: Hash32([0; 32]),
+            });
         }
+        job
     }
 
     #[test]
