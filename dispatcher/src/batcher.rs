@@ -190,12 +190,22 @@ impl Engine {
     }
 
     /// The recorder reports a batch on chain.
-    pub(crate) fn on_batch_landed(&mut self, batch: BatchId, tx: Hash32, block: u64) {
+    pub(crate) fn on_batch_landed(
+        &mut self,
+        batch: BatchId,
+        tx: Hash32,
+        block: u64,
+        gas_used: Option<u64>,
+    ) {
         let Some(mut row) = self.batch_in_flight.take_if(|b| b.id == batch) else {
             warn!(%batch, "a batch landed that is not the one in flight");
             return;
         };
-        row.status = BatchStatus::Recorded { tx, block };
+        row.status = BatchStatus::Recorded {
+            tx,
+            block,
+            gas_used,
+        };
         let units: u64 = row.credits.iter().map(|c| c.units).sum();
         self.counters.units_recorded += units;
         self.counters.batches_recorded += 1;

@@ -260,6 +260,7 @@ pub(crate) enum Input {
         batch: BatchId,
         tx: Hash32,
         block: u64,
+        gas_used: Option<u64>,
     },
     GetJob {
         id: JobId,
@@ -596,7 +597,12 @@ impl Engine {
                 provider,
                 reason,
             } => self.on_batch_refused(batch, provider, reason),
-            Input::BatchLanded { batch, tx, block } => self.on_batch_landed(batch, tx, block),
+            Input::BatchLanded {
+                batch,
+                tx,
+                block,
+                gas_used,
+            } => self.on_batch_landed(batch, tx, block, gas_used),
             Input::GetJob { id, reply } => {
                 let found = match self.jobs.get(&id) {
                     Some(j) => Ok(Some(j.clone())),

@@ -302,6 +302,7 @@ impl Rig {
             batch,
             tx: Hash32([0x77; 32]),
             block: 9,
+            gas_used: Some(150_000),
         }]);
     }
 

@@ -408,6 +408,7 @@ async fn record_batch(
                         batch: batch.id,
                         tx: landed.tx,
                         block: landed.block,
+                        gas_used: landed.gas_used,
                     })
                     .await;
                 return;

@@ -258,7 +258,7 @@ fn mix(mut z: u64) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::policy::{Counters, Origin, Trust};
     use pocmesh_protocol::{Capabilities, JobParams, Limits};
@@ -271,7 +271,8 @@ mod tests {
         Hash32::keccak(b"consent v1")
     }
 
-    fn node(n: u8) -> NodeView {
+    /// A trusted, online node `n` with 4 free slots (also used by the page tests).
+    pub(crate) fn node(n: u8) -> NodeView {
         NodeView {
             address: addr(n),
             wallet: addr(100 + n),

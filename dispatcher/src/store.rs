@@ -50,6 +50,10 @@ pub enum BatchStatus {
         tx: Hash32,
         /// Its block.
         block: u64,
+        /// Gas its transaction used (unknown for batches recorded before this was kept, or
+        /// found on chain after a restart).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gas_used: Option<u64>,
     },
     /// The contract would refuse it (one wallet it can never credit); never sent. Its other
     /// credits went back to the outbox.
@@ -153,6 +157,14 @@ fn url_key(domain: &str, url: &str) -> Vec<u8> {
     k
 }
 
+/// A batch's key in the time order: when it was built, then its id.
+fn batch_order_key(b: &BatchRow) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..8].copy_from_slice(&b.created_ms.to_be_bytes());
+    k[8..].copy_from_slice(b.id.as_bytes());
+    k
+}
+
 /// The quarantine row key: job id then node address.
 fn quarantine_key(c: &Credit) -> [u8; 52] {
     let mut k = [0u8; 52];
@@ -178,6 +190,8 @@ pub struct DispatcherStore {
     health_domains: sled::Tree,
     /// Listings by time, state and wallet ([`crate::job_index`]).
     job_index: sled::Tree,
+    /// Batches by the time they were built: `created_ms` (big-endian) then the id.
+    batch_order: sled::Tree,
 }
 
 impl std::fmt::Debug for DispatcherStore {
@@ -225,10 +239,12 @@ impl DispatcherStore {
             health_urls: db.open_tree("health_urls").map_err(err)?,
             health_domains: db.open_tree("health_domains").map_err(err)?,
             job_index: db.open_tree("job_index").map_err(err)?,
+            batch_order: db.open_tree("batch_order").map_err(err)?,
             db,
             path,
         };
         store.build_index_if_missing()?;
+        store.build_batch_order_if_missing()?;
         Ok(store)
     }
 
@@ -245,6 +261,50 @@ impl DispatcherStore {
         self.job_index.flush().map_err(|e| self.err(e))?;
         tracing::info!(jobs = n, "job indexes built");
         Ok(())
+    }
+
+    /// A store written before batches were listed by time gets that order built once, at open.
+    fn build_batch_order_if_missing(&self) -> Result<(), StoreError> {
+        if !self.batch_order.is_empty() || self.batches.is_empty() {
+            return Ok(());
+        }
+        for row in self.batches()? {
+            self.batch_order
+                .insert(batch_order_key(&row), &[][..])
+                .map_err(|e| self.err(e))?;
+        }
+        self.batch_order.flush().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// A page of batches, newest first, after `cursor` (from a previous page); with the cursor
+    /// of the next page when there may be more. Reads only the rows it returns.
+    pub fn list_batches(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<BatchRow>, Option<String>), crate::job_index::ListError> {
+        use crate::job_index::{cursor_of, parse_cursor};
+        let end = match cursor {
+            Some(c) => parse_cursor(c)?,
+            None => [0xff; 40],
+        };
+        let limit = limit.max(1);
+        let mut out = Vec::new();
+        for row in self.batch_order.range(..end.to_vec()).rev() {
+            let (key, _) = row.map_err(|e| self.err(e))?;
+            let Some(id) = key.get(8..40).and_then(|b| <[u8; 32]>::try_from(b).ok()) else {
+                continue;
+            };
+            let Some(batch) = self.batch(&BatchId::from(id))? else {
+                continue;
+            };
+            out.push(batch);
+            if out.len() == limit {
+                return Ok((out, cursor_of(&key)));
+            }
+        }
+        Ok((out, None))
     }
 
     /// Forgets the job indexes, as a store from before they existed (tests of the rebuild).
@@ -311,6 +371,7 @@ impl DispatcherStore {
             &self.health_urls,
             &self.health_domains,
             &self.job_index,
+            &self.batch_order,
         )
             .transaction(
                 |(
@@ -325,6 +386,7 @@ impl DispatcherStore {
                     health_urls,
                     health_domains,
                     job_index,
+                    batch_order,
                 )| {
                     for job in &changes.jobs {
                         jobs.insert(&job.id.as_bytes()[..], encode(job))?;
@@ -338,6 +400,7 @@ impl DispatcherStore {
                     }
                     for batch in &changes.batches {
                         batches.insert(&batch.id.as_bytes()[..], encode(batch))?;
+                        batch_order.insert(&batch_order_key(batch)[..], &[][..])?;
                     }
                     if let Some(c) = &changes.counters {
                         meta.insert(COUNTERS, encode(c))?;
@@ -531,5 +594,81 @@ impl DispatcherStore {
             out.push(decode("batches", &v)?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(n: u8, created_ms: u64) -> BatchRow {
+        BatchRow {
+            id: BatchId::from([n; 32]),
+            root: Hash32([n; 32]),
+            credits: Vec::new(),
+            seqs: Vec::new(),
+            status: BatchStatus::Pending,
+            created_ms,
+        }
+    }
+
+    #[test]
+    fn batches_list_newest_first_page_by_page_and_an_old_store_gets_the_order_at_open() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = DispatcherStore::open(dir.path()).expect("open");
+        // Ids out of time order, so a listing by id would come out wrong.
+        let rows = [
+            batch(9, 1_000),
+            batch(3, 2_000),
+            batch(7, 3_000),
+            batch(1, 4_000),
+        ];
+        store
+            .commit(&Changes {
+                batches: rows.to_vec(),
+                ..Changes::default()
+            })
+            .expect("commit");
+        // The newest lands: rewritten with its gas, still listed once.
+        let mut landed = rows[3].clone();
+        landed.status = BatchStatus::Recorded {
+            tx: Hash32([0xaa; 32]),
+            block: 7,
+            gas_used: Some(123_456),
+        };
+        store
+            .commit(&Changes {
+                batches: vec![landed.clone()],
+                ..Changes::default()
+            })
+            .expect("commit");
+
+        let walk = |store: &DispatcherStore| {
+            let mut seen = Vec::new();
+            let mut cursor = None;
+            for _ in 0..10 {
+                let (page, next) = store.list_batches(3, cursor.as_deref()).expect("page");
+                seen.extend(page.into_iter().map(|b| b.created_ms));
+                match next {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            seen
+        };
+        assert_eq!(walk(&store), vec![4_000, 3_000, 2_000, 1_000]);
+        let (first, _) = store.list_batches(1, None).expect("page");
+        assert_eq!(first, vec![landed]);
+        assert!(
+            store.list_batches(3, Some("zz")).is_err(),
+            "a cursor this API never handed out is refused"
+        );
+
+        // A store from before the order existed: it is rebuilt when the store opens.
+        store.batch_order.clear().expect("clear");
+        store.batch_order.flush().expect("flush");
+        drop(store);
+        let store = DispatcherStore::open(dir.path()).expect("reopen");
+        assert_eq!(walk(&store), vec![4_000, 3_000, 2_000, 1_000]);
     }
 }

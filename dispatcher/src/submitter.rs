@@ -16,6 +16,8 @@ pub struct Landed {
     pub block: u64,
     /// Whether this call sent it (false: it was there already).
     pub sent_now: bool,
+    /// Gas the recording transaction used, when this call sent it.
+    pub gas_used: Option<u64>,
 }
 
 /// Why a batch is not on chain (yet).
@@ -60,15 +62,21 @@ impl ProofSubmitter for Recorder {
     fn submit<'a>(&'a self, plan: &'a BatchPlan) -> SubmitFuture<'a> {
         Box::pin(async move {
             match self.record(plan).await {
-                Ok(RecordOutcome::Recorded { tx, block, .. }) => Ok(Landed {
+                Ok(RecordOutcome::Recorded {
+                    tx,
+                    block,
+                    gas_used,
+                }) => Ok(Landed {
                     tx,
                     block,
                     sent_now: true,
+                    gas_used: Some(gas_used),
                 }),
                 Ok(RecordOutcome::AlreadyRecorded { tx, block }) => Ok(Landed {
                     tx: tx.unwrap_or(Hash32::ZERO),
                     block: block.unwrap_or(0),
                     sent_now: false,
+                    gas_used: None,
                 }),
                 Err(e) => Err(SubmitError {
                     retryable: e.is_retryable(),

@@ -7,7 +7,10 @@
 // events, and that the contract's address page shows totalUnits as eth_call reads it. Saves
 // screenshots of the dashboard, the wallet page and both explorer pages in OUT_DIR. Prints one
 // JSON line; exits non-zero on any failure. First of all it clicks the dashboard's "Request a
-// compute task" and waits for that job to be recorded, with a link to its transaction.
+// compute task" and waits for that job to be recorded, with a link to its transaction. Then the
+// network pages: /nodes against /v1/nodes (and that it refreshes itself), /jobs filtered to
+// recorded jobs with their transaction links, /batches with TX's gas as its receipt says; and
+// the same pages read with JavaScript off.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 
@@ -103,7 +106,59 @@ try {
   const shownTotal = (await page.textContent("#total")).trim();
   if (shownTotal !== total) fail(`the contract page shows ${shownTotal}; totalUnits says ${total}`);
   await page.screenshot({ path: out + "/explorer-address.png", fullPage: true });
-  console.log(JSON.stringify({ wallet, expected, seen, total, demoTx, screenshots: ["dashboard", "wallet", "explorer-tx", "explorer-address"].map((n) => `${out}/${n}.png`) }));
+
+  // The network pages. Nodes: every node the API lists, online ones counted.
+  const nodes = await (await fetch(api + "/v1/nodes")).json();
+  await page.goto(api + "/nodes", { waitUntil: "load" });
+  const onlineShown = (await page.textContent("#online")).trim();
+  const onlineApi = String(nodes.filter((n) => n.online).length);
+  if (onlineShown !== onlineApi) fail(`/nodes shows ${onlineShown} online; /v1/nodes says ${onlineApi}`);
+  if ((await page.$$("#nodes tr")).length !== nodes.length) fail("/nodes does not list every node");
+  // It refreshes itself: the <main> marked here is replaced by a fresh one within a few seconds.
+  await page.evaluate(() => document.querySelector("main").setAttribute("data-old", "1"));
+  await page.waitForFunction(() => !document.querySelector("main").hasAttribute("data-old"), null, { timeout: 15000 });
+  await page.screenshot({ path: out + "/nodes.png", fullPage: true });
+
+  // Jobs: the recorded filter shows only recorded jobs, each with its transaction link.
+  await page.goto(api + "/jobs", { waitUntil: "load" });
+  await page.click("a[href='/jobs?state=recorded']");
+  await page.waitForURL(/state=recorded/);
+  const states = await page.$$eval("#jobs tr", (rows) => rows.map((r) => r.cells[2].textContent.trim()));
+  if (states.length === 0 || states.some((st) => st !== "recorded")) fail(`recorded filter shows ${states}`);
+  const linked = await page.$$eval("#jobs tr", (rows) => rows.filter((r) => r.cells[6].querySelector("a")).length);
+  if (linked !== states.length) fail(`${states.length - linked} recorded jobs without a transaction link`);
+  await page.screenshot({ path: out + "/jobs.png", fullPage: true });
+
+  // Batches: the gas shown for TX's batch is the gas its receipt says it used.
+  const receipt = await fetch(rpc, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_getTransactionReceipt", params: [tx] }),
+  }).then((r) => r.json());
+  const gas = BigInt(receipt.result.gasUsed).toString();
+  await page.goto(api + "/batches", { waitUntil: "load" });
+  const gasShown = await page.$$eval("#batches tr", (rows, tx) => {
+    const row = rows.find((r) => r.cells[6].querySelector(`code[title="${tx}"]`));
+    return row ? row.cells[8].textContent.trim() : null;
+  }, tx.toLowerCase());
+  if (gasShown !== gas) fail(`/batches shows gas ${gasShown} for ${tx}; its receipt says ${gas}`);
+  await page.screenshot({ path: out + "/batches.png", fullPage: true });
+
+  // Without JavaScript: the server-rendered pages carry the same figures, the dashboard links
+  // to them.
+  const plain = await browser.newContext({ javaScriptEnabled: false });
+  const noJs = await plain.newPage();
+  await noJs.goto(api + "/nodes", { waitUntil: "load" });
+  if ((await noJs.textContent("#online")).trim() !== onlineApi) fail("/nodes without JavaScript");
+  await noJs.goto(api + "/wallet/" + wallet, { waitUntil: "load" });
+  if ((await noJs.textContent("#onChain")).trim() !== expected) fail("/wallet without JavaScript");
+  await noJs.goto(api + "/", { waitUntil: "load" });
+  // (Chromium with scripts switched off still parses <noscript> as text, so the check is the
+  // header's links to the server-rendered pages.)
+  if (!(await noJs.isVisible("header nav a[href='/batches']"))) fail("the dashboard without JavaScript links nowhere");
+  await plain.close();
+
+  console.log(JSON.stringify({ wallet, expected, seen, total, demoTx, gas, screenshots: ["dashboard", "wallet", "explorer-tx", "explorer-address", "nodes", "jobs", "batches"].map((n) => `${out}/${n}.png`) }));
 } finally {
   await browser.close();
 }

@@ -179,6 +179,46 @@ async fn testnet_up_records_demo_jobs_and_down_leaves_nothing_running() {
             "the contract holds the root the proof leads to"
         );
     }
+    // Every batch carries the gas its transaction used, as the chain's receipt says, and the
+    // recorded batches add up to the contract's total.
+    let batches = ApiClient::new(&api)
+        .batches(500, None)
+        .await
+        .expect("batches");
+    assert!(
+        batches.next.is_none(),
+        "one page holds this testnet's batches"
+    );
+    let recorded_batches: Vec<_> = batches
+        .items
+        .iter()
+        .filter(|b| b.state == "recorded")
+        .collect();
+    assert!(!recorded_batches.is_empty());
+    for b in &recorded_batches {
+        let tx = poc
+            .transaction(b.tx.expect("a recorded batch has its tx"))
+            .await
+            .expect("tx")
+            .expect("mined");
+        assert!(b.gas_used.is_some(), "{b:?}");
+        assert_eq!(b.gas_used, tx.gas_used, "{b:?}");
+        assert_eq!(b.gas_per_credit, b.gas_used.map(|g| g / b.credits as u64));
+    }
+    assert_eq!(
+        u128::from(recorded_batches.iter().map(|b| b.units).sum::<u64>()),
+        sum,
+        "the batches add up to totalUnits"
+    );
+    let full = ApiClient::new(&api)
+        .batch(&recorded_batches[0].id)
+        .await
+        .expect("one batch");
+    assert_eq!(
+        full.entries.iter().map(|e| e.units).sum::<u64>(),
+        full.units
+    );
+    assert!(!full.jobs.is_empty());
     let by_xdc: serde_json::Value = ApiClient::new(&api)
         .get(&format!("/v1/wallets/{}", first.to_xdc()))
         .await
@@ -213,7 +253,15 @@ async fn testnet_up_records_demo_jobs_and_down_leaves_nothing_running() {
         String::from_utf8_lossy(&browser.stdout),
         String::from_utf8_lossy(&browser.stderr)
     );
-    for shot in ["dashboard", "wallet", "explorer-tx", "explorer-address"] {
+    for shot in [
+        "dashboard",
+        "wallet",
+        "explorer-tx",
+        "explorer-address",
+        "nodes",
+        "jobs",
+        "batches",
+    ] {
         assert!(artifacts.join(format!("{shot}.png")).exists(), "{shot}.png");
     }
     let cli = pocmesh(

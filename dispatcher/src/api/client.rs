@@ -178,6 +178,33 @@ impl ApiClient {
         Ok(Page { items, next })
     }
 
+    /// One page of batches, newest first (`GET /v1/batches`), after `cursor`.
+    pub async fn batches(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<super::batches::BatchView>, ClientError> {
+        let mut path = format!("/v1/batches?limit={limit}");
+        if let Some(c) = cursor {
+            path.push_str("&cursor=");
+            path.push_str(c);
+        }
+        let (items, headers) = self.get_with_headers(&path).await?;
+        let next = headers
+            .get(NEXT_CURSOR)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        Ok(Page { items, next })
+    }
+
+    /// One batch with each wallet's share and its jobs (`GET /v1/batches/{id}`).
+    pub async fn batch(
+        &self,
+        id: &pocmesh_protocol::BatchId,
+    ) -> Result<super::batches::BatchView, ClientError> {
+        self.get(&format!("/v1/batches/{id}")).await
+    }
+
     /// Every job `query` lists, page after page (at most `max_pages` pages).
     pub async fn all_jobs(
         &self,

@@ -5,9 +5,11 @@
 //! that says whose fault it was. [`client`] is the typed client the CLI, the testnet launcher and
 //! the tests use.
 
+pub mod batches;
 pub mod client;
 pub mod community;
 pub mod error;
+mod network;
 mod pages;
 pub mod receipts;
 pub mod stats;
@@ -624,7 +626,7 @@ async fn get_job(State(s): State<Arc<ApiState>>, Path(id): Path<String>) -> Resp
 }
 
 /// `GET /v1/jobs` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 struct ListQuery {
     state: Option<String>,
     wallet: Option<String>,
@@ -635,18 +637,15 @@ struct ListQuery {
 /// The response header naming the cursor of the next page of a job listing.
 pub const NEXT_CURSOR: &str = "x-next-cursor";
 
-/// Newest first, from the store's indexes (never the engine, never a scan): one page of at
-/// most `limit` jobs, with the next page's cursor in [`NEXT_CURSOR`] when there may be more.
-async fn list_jobs(State(s): State<Arc<ApiState>>, Query(q): Query<ListQuery>) -> Response {
+/// One page of jobs under `q`, newest first, from the store's indexes on a blocking thread,
+/// with the next page's cursor when there may be more.
+async fn read_jobs(s: &ApiState, q: ListQuery) -> Result<(Vec<Job>, Option<String>), ApiError> {
     use crate::job_index::{JobFilter, ListError};
     let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
     let wallet = match q.wallet.as_deref().map(str::parse::<Address>) {
         None => None,
         Some(Ok(w)) => Some(w),
-        Some(Err(e)) => {
-            return ApiError::new(StatusCode::BAD_REQUEST, "bad_wallet", e.to_string())
-                .into_response();
-        }
+        Some(Err(e)) => return Err(ApiError::bad_request("bad_wallet", e.to_string())),
     };
     let store = s.store.clone();
     let read = tokio::task::spawn_blocking(move || {
@@ -658,21 +657,30 @@ async fn list_jobs(State(s): State<Arc<ApiState>>, Query(q): Query<ListQuery>) -
     })
     .await;
     match read {
-        Ok(Ok((jobs, next))) => {
+        Ok(Ok(page)) => Ok(page),
+        Ok(Err(e @ ListError::UnknownState(_))) => {
+            Err(ApiError::bad_request("bad_state", e.to_string()))
+        }
+        Ok(Err(e @ (ListError::BadCursor(_) | ListError::TwoFilters))) => {
+            Err(ApiError::bad_request("bad_query", e.to_string()))
+        }
+        Ok(Err(e @ ListError::Store(_))) => Err(ApiError::unavailable(e)),
+        Err(e) => Err(ApiError::unavailable(e)),
+    }
+}
+
+/// Newest first, from the store's indexes (never the engine, never a scan): one page of at
+/// most `limit` jobs, with the next page's cursor in [`NEXT_CURSOR`] when there may be more.
+async fn list_jobs(State(s): State<Arc<ApiState>>, Query(q): Query<ListQuery>) -> Response {
+    match read_jobs(&s, q).await {
+        Ok((jobs, next)) => {
             let body = Json(jobs.iter().map(JobView::from).collect::<Vec<_>>());
             match next {
                 Some(c) => ([(NEXT_CURSOR, c)], body).into_response(),
                 None => body.into_response(),
             }
         }
-        Ok(Err(e @ ListError::UnknownState(_))) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_state", e.to_string()).into_response()
-        }
-        Ok(Err(e @ (ListError::BadCursor(_) | ListError::TwoFilters))) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.to_string()).into_response()
-        }
-        Ok(Err(e @ ListError::Store(_))) => ApiError::unavailable(e).into_response(),
-        Err(e) => ApiError::unavailable(e).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -771,6 +779,11 @@ pub(crate) async fn serve(
         .route("/v1/jobs/{id}/receipts", get(receipts::job_receipts))
         .route("/v1/demo", axum::routing::post(demo))
         .route("/v1/nodes", get(nodes))
+        .route("/v1/batches", get(batches::list_batches))
+        .route("/v1/batches/{id}", get(batches::get_batch))
+        .route("/nodes", get(network::nodes_page))
+        .route("/jobs", get(network::jobs_page))
+        .route("/batches", get(network::batches_page))
         .route("/v1/wallets/{addr}", get(wallet::wallet))
         .route("/wallet/{addr}", get(pages::wallet_page))
         .route("/explorer/tx/{hash}", get(pages::explorer_tx))

@@ -1,4 +1,5 @@
-//! Server-rendered pages of the Provider Hub beyond the dashboard: `/wallet/{addr}`. Each page is
+//! Server-rendered pages of the Provider Hub beyond the dashboard: `/wallet/{addr}` and the built-in
+//! explorer (`/explorer/…`; the network pages are in `network.rs`). Each page is
 //! complete HTML without JavaScript (readable on a phone, no external assets); a small script
 //! then refreshes its figures from the JSON API every few seconds and lets the reader switch
 //! addresses between the 0x and xdc forms. Nothing secret is ever rendered: pages are built only
@@ -15,7 +16,7 @@ use super::ApiState;
 use super::wallet::{WalletQuery, WalletView, view};
 
 /// Escapes text for HTML element content and attribute values.
-fn esc(text: &str) -> String {
+pub(super) fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -31,7 +32,7 @@ fn esc(text: &str) -> String {
 }
 
 /// A long hex value shortened for narrow screens, whole in its tooltip.
-fn short(text: &str) -> String {
+pub(super) fn short(text: &str) -> String {
     if text.len() <= 20 {
         return format!("<code>{}</code>", esc(text));
     }
@@ -51,9 +52,9 @@ h2{font-size:15px;margin:0 0 6px}table{border-collapse:collapse;width:100%}\
 td,th{text-align:left;padding:3px 6px;border-bottom:1px solid #eef;font-variant-numeric:tabular-nums}\
 .big{font-size:26px;font-weight:600}.stats{display:flex;gap:24px;flex-wrap:wrap}\
 .warn{color:#a50e0e}.ok{color:#137333}code{font-size:12px;overflow-wrap:anywhere}\
-button{font:inherit;padding:4px 10px}";
+button{font:inherit;padding:4px 10px}nav{font-size:14px}nav a{color:#cde}";
 
-fn page(title: &str, body: &str, script: &str) -> Response {
+pub(super) fn page(title: &str, body: &str, script: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -70,7 +71,7 @@ fn page(title: &str, body: &str, script: &str) -> Response {
         .into_response()
 }
 
-fn error_page(status: StatusCode, message: &str) -> Response {
+pub(super) fn error_page(status: StatusCode, message: &str) -> Response {
     let body = format!(
         "<header><h1>pocmesh Provider Hub</h1></header><main><section><h2>{}</h2>\
 <p class=\"warn\">{}</p><p><a href=\"/\">back to the dashboard</a></p></section></main>",
@@ -99,7 +100,7 @@ pub(super) async fn wallet_page(
 /// The wallet page's body. Elements the script refreshes carry ids; addresses carry both
 /// forms (`data-0x`, `data-xdc`) so the toggle needs no second request.
 /// Where a transaction link points: the public explorer if one is configured, else ours.
-fn tx_href(explorer: Option<&str>, tx: &pocmesh_protocol::Hash32) -> String {
+pub(super) fn tx_href(explorer: Option<&str>, tx: &pocmesh_protocol::Hash32) -> String {
     match explorer {
         Some(base) => format!("{}/tx/{tx}", esc(base)),
         None => format!("/explorer/tx/{tx}"),
