@@ -119,18 +119,41 @@ pub async fn run(
     result
 }
 
-async fn run_in(
-    config: &DispatchBenchConfig,
+/// What [`launch`] starts: the chain and the dispatcher (its nodes are in the caller's list).
+pub(crate) struct Launched {
+    /// anvil, the contract and the dispatcher's key.
+    pub devnet: Devnet,
+    /// The dispatcher, in this process.
+    pub dispatcher: pocmesh_dispatcher::Running,
+}
+
+/// How [`launch`] sets up the network.
+pub(crate) struct LaunchShape<'a> {
+    /// The anvil executable.
+    pub anvil: &'a Path,
+    /// The `pocmesh` executable the nodes run as.
+    pub pocmesh: &'a Path,
+    /// Node processes.
+    pub nodes: usize,
+    /// Job slots per node.
+    pub slots: u32,
+    /// Credits per on-chain batch.
+    pub batch_max: usize,
+}
+
+/// Starts anvil with the contract, a dispatcher in this process (verification as deployed, the
+/// loopback origin rule relaxed as on any devnet) and `shape.nodes` node processes (pushed on
+/// `nodes` as they start, so the caller stops them whatever happens), and waits until every
+/// node is online.
+pub(crate) async fn launch(
+    shape: &LaunchShape<'_>,
     dir: &Path,
     nodes: &mut Vec<Proc>,
     progress: &mut dyn FnMut(String),
-) -> Result<DispatchBenchReport, String> {
+) -> Result<Launched, String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
-    if config.rounds == 0 || config.nodes == 0 || config.jobs == 0 {
-        return Err("rounds, nodes and jobs must be above 0".into());
-    }
     progress("starting anvil and deploying".into());
-    let devnet = Devnet::start(Some(&config.anvil), &AnvilConfig::default())
+    let devnet = Devnet::start(Some(shape.anvil), &AnvilConfig::default())
         .await
         .map_err(|e| err(&e))?;
     let key = devnet.dispatcher.clone();
@@ -144,15 +167,22 @@ async fn run_in(
     dc.network.net = net.clone();
     dc.network.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
     dc.network.mdns = false;
+    // Every node here comes from 127.0.0.1.
+    dc.network.max_connections_per_ip = dc
+        .network
+        .max_connections_per_ip
+        .max(2 * shape.nodes as u32 + 16);
     dc.api.listen = "127.0.0.1:0".parse().map_err(|e| err(&e))?;
     dc.api.tokens = vec!["bench".into()];
     dc.registry.heartbeat_interval_ms = 1_000;
     // Verification as deployed (probation, adaptive audits down to the floor); only the origin
     // rule is relaxed, as on any devnet: every node here is on 127.0.0.1.
     dc.verify.loopback_quorum = true;
-    dc.batch.max_credits = config.batch_max;
+    dc.batch.max_credits = shape.batch_max;
     dc.batch.max_age_ms = 500;
-    let (probation_results, audit_floor) = (dc.verify.probation_results, dc.verify.audit_floor);
+    // The chain reads of the API (wallet units, the explorer pages).
+    dc.contract = Some(devnet.contract());
+    dc.rpc = Some(devnet.rpc());
     progress("starting the dispatcher".into());
     let dispatcher = pocmesh_dispatcher::start(dc, key.clone(), Arc::new(recorder))
         .await
@@ -162,16 +192,16 @@ async fn run_in(
         .first()
         .cloned()
         .ok_or("the dispatcher has no listen address")?;
-    progress(format!("starting {} node processes", config.nodes));
+    progress(format!("starting {} node processes", shape.nodes));
     let consent = pocmesh_protocol::consent::consent_hash().to_string();
-    for i in 0..config.nodes {
+    for i in 0..shape.nodes {
         let name = format!("node-{i}");
         let data = dir.join(&name);
         let args: Vec<String> = [
             "node",
             "run",
             "--wallet",
-            &Address::from([0x20 + i as u8; 20]).to_string(),
+            &bench_wallet(i).to_string(),
             "--data-dir",
             &data.display().to_string(),
             "--net",
@@ -184,7 +214,7 @@ async fn run_in(
             "--heartbeat-ms",
             "1000",
             "--max-jobs",
-            &config.slots.to_string(),
+            &shape.slots.to_string(),
             "--job-types",
             "hash",
             "--trust-dispatcher",
@@ -200,20 +230,22 @@ async fn run_in(
         let marker = data.display().to_string();
         let p = procs::spawn(
             &name,
-            &config.pocmesh,
+            shape.pocmesh,
             &args,
             &dir.join(format!("{name}.log")),
             &marker,
         )
-        .map_err(|e| format!("starting {}: {e}", config.pocmesh.display()))?;
+        .map_err(|e| format!("starting {}: {e}", shape.pocmesh.display()))?;
         nodes.push(p);
     }
     let handle = dispatcher.handle.clone();
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(120);
+    let wait = Duration::from_secs(120 + shape.nodes as u64);
+    let deadline = started + wait;
     loop {
         let s = handle.status().await.map_err(|e| err(&e))?;
-        if s.nodes_online >= config.nodes {
+        progress(format!("{}/{} nodes online", s.nodes_online, shape.nodes));
+        if s.nodes_online >= shape.nodes {
             break;
         }
         // (Right after the fork, a child's command line is still ours: give them a moment.)
@@ -225,12 +257,45 @@ async fn run_in(
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "only {} of {} nodes online after 120 s",
-                s.nodes_online, config.nodes
+                "only {} of {} nodes online after {} s",
+                s.nodes_online,
+                shape.nodes,
+                wait.as_secs()
             ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    Ok(Launched { devnet, dispatcher })
+}
+
+/// The wallet bench node `i` earns for (one per node).
+pub(crate) fn bench_wallet(i: usize) -> Address {
+    let mut b = [0x20; 20];
+    b[12..].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+    Address::from(b)
+}
+
+async fn run_in(
+    config: &DispatchBenchConfig,
+    dir: &Path,
+    nodes: &mut Vec<Proc>,
+    progress: &mut dyn FnMut(String),
+) -> Result<DispatchBenchReport, String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    if config.rounds == 0 || config.nodes == 0 || config.jobs == 0 {
+        return Err("rounds, nodes and jobs must be above 0".into());
+    }
+    let shape = LaunchShape {
+        anvil: &config.anvil,
+        pocmesh: &config.pocmesh,
+        nodes: config.nodes,
+        slots: config.slots,
+        batch_max: config.batch_max,
+    };
+    let Launched { devnet, dispatcher } = launch(&shape, dir, nodes, progress).await?;
+    let verify = pocmesh_dispatcher::policy::VerifySettings::default();
+    let (probation_results, audit_floor) = (verify.probation_results, verify.audit_floor);
+    let handle = dispatcher.handle.clone();
 
     let warmup = config.warmup_per_node * config.nodes;
     let mut seq = 0u64;
@@ -238,13 +303,13 @@ async fn run_in(
         progress(format!(
             "warm-up: {warmup} jobs so the nodes earn their standing"
         ));
-        batch(&handle, &mut seq, warmup, progress, "warm-up").await?;
+        run_jobs(&handle, &mut seq, warmup, progress, "warm-up").await?;
     }
     let mut rounds = Vec::new();
     let audits_before = audits(&handle).await?;
     for r in 0..config.rounds {
         progress(format!("round {}/{}", r + 1, config.rounds));
-        let mut round = batch(&handle, &mut seq, config.jobs, progress, "round").await?;
+        let mut round = run_jobs(&handle, &mut seq, config.jobs, progress, "round").await?;
         if let Some(rr) = &config.rrbench {
             progress(format!("round {}/{}: rrbench beside", r + 1, config.rounds));
             round.rrbench_per_s = Some(rrbench(rr, config).await?);
@@ -284,8 +349,9 @@ async fn audits(handle: &pocmesh_dispatcher::api::EngineHandle) -> Result<u64, S
     Ok(nodes.iter().map(|n| n.counters.audited).sum())
 }
 
-/// Submits `n` jobs and waits until they are all recorded.
-async fn batch(
+/// Submits `n` jobs (`hash`, 1 iteration, redundancy 1, seeds from `seq` on) and waits until
+/// they are all recorded.
+pub(crate) async fn run_jobs(
     handle: &pocmesh_dispatcher::api::EngineHandle,
     seq: &mut u64,
     n: usize,

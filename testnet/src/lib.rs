@@ -8,7 +8,8 @@
 //! credits are on chain.
 //!
 //! [`bench`] is `pocmesh bench dispatch`: a chain, a dispatcher and nodes, measured end to end
-//! (it lives here because it starts both daemons).
+//! (it lives here because it starts both daemons); [`bench_pages`] is `pocmesh bench pages`, the
+//! Provider Hub's pages timed over HTTP on the same kind of network.
 //!
 //! [`start_chain`] is the in-process chain part alone (anvil + contract + a demo batch), for
 //! tests and tools that need a chain without the mesh.
@@ -17,6 +18,7 @@
 //! and nodes are the `pocmesh` binary's own daemons.
 
 pub mod bench;
+pub mod bench_pages;
 pub mod install;
 pub mod network;
 pub mod procs;

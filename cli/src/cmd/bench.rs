@@ -1,4 +1,4 @@
-//! `pocmesh bench gas|gossip|node|dispatch|verify`: benchmark harnesses (JSON out, table on the
+//! `pocmesh bench gas|gossip|node|dispatch|pages|verify`: benchmark harnesses (JSON out, table on the
 //! terminal).
 
 use std::path::PathBuf;
@@ -25,6 +25,9 @@ pub(crate) enum BenchCommand {
     /// Verified completions per second: a dispatcher and N nodes on 127.0.0.1, trivial hash
     /// jobs, every credit recorded on a local anvil.
     Dispatch(DispatchBenchArgs),
+    /// Provider Hub page times over HTTP: N node processes, J jobs recorded on a local anvil,
+    /// then every page and API read timed (cold, median, p90) against the 300 ms target.
+    Pages(PagesBenchArgs),
     /// The verification policy against cheating nodes (a simulation running the dispatcher's
     /// own policy code): jobs until exclusion, wrong units credited, overhead.
     Verify(VerifyBenchArgs),
@@ -328,6 +331,94 @@ fn dispatch_bench(a: DispatchBenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct PagesBenchArgs {
+    /// Node processes (each heartbeating as a real volunteer would).
+    #[arg(long, default_value_t = 100)]
+    nodes: usize,
+    /// Jobs run and recorded before the pages are timed.
+    #[arg(long, default_value_t = 10_000)]
+    jobs: usize,
+    /// Timed requests per page (after one cold request).
+    #[arg(long, default_value_t = 30)]
+    requests: usize,
+    /// anvil executable (default: tools folders, then PATH).
+    #[arg(long, env = "POCMESH_ANVIL", value_name = "FILE")]
+    anvil: Option<PathBuf>,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE", default_value = "bench-results/pages.json")]
+    out: PathBuf,
+    /// Print the JSON report on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn pages_bench(a: PagesBenchArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        (1..=500).contains(&a.nodes),
+        "--nodes must be between 1 and 500"
+    );
+    anyhow::ensure!(
+        a.jobs > 0 && a.requests > 0,
+        "--jobs and --requests must be above 0"
+    );
+    let bin = locate_anvil(a.anvil.as_deref(), &default_tool_dirs())?;
+    let config = pocmesh_testnet::bench_pages::PagesBenchConfig {
+        anvil: bin,
+        pocmesh: std::env::current_exe().context("locating the pocmesh binary for the nodes")?,
+        nodes: a.nodes,
+        jobs: a.jobs,
+        requests: a.requests,
+    };
+    let bar = ProgressBar::new_spinner().with_style(ProgressStyle::with_template(
+        "{spinner} pages benchmark: {msg} [{elapsed}]",
+    )?);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = rt
+        .block_on(pocmesh_testnet::bench_pages::run(&config, &mut |m| {
+            bar.set_message(m)
+        }))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    bar.finish_and_clear();
+    let json = serde_json::to_string_pretty(&report)?;
+    write_report(&a.out, &json)?;
+    if a.json {
+        println!("{json}");
+    } else {
+        println!(
+            "{} nodes ({} online), {} jobs, {} batches, {} units on chain; {} requests per page:",
+            report.nodes,
+            report.nodes_online,
+            report.jobs,
+            report.batches,
+            report.units_recorded,
+            report.requests
+        );
+        println!(
+            "  {:<60} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "path", "cold ms", "median", "p90", "max", "bytes"
+        );
+        for p in &report.pages {
+            println!(
+                "  {:<60} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9}",
+                p.path, p.cold_ms, p.median_ms, p.p90_ms, p.max_ms, p.bytes
+            );
+        }
+        println!(
+            "slowest median {:.2} ms; every page under {} ms: {}",
+            report.slowest_median_ms,
+            report.target_ms,
+            if report.all_under_target { "yes" } else { "NO" }
+        );
+        println!("report written to {}", a.out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct GossipArgs {
     /// Network sizes to run, one after the other.
     #[arg(long, value_delimiter = ',', default_values_t = [10usize, 50, 100])]
@@ -431,6 +522,7 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Gossip(a) => gossip(a),
         BenchCommand::Node(a) => node_bench(a),
         BenchCommand::Dispatch(a) => dispatch_bench(a),
+        BenchCommand::Pages(a) => pages_bench(a),
         BenchCommand::Verify(a) => verify_bench(a),
     }
 }
