@@ -105,6 +105,10 @@ pub fn check_envelope(
     Ok(verified)
 }
 
+/// How far behind the newest accepted sequence an author's own message may arrive and still
+/// count as reordered rather than replayed (see [`ReplayFilter::check`]).
+pub const REORDER_WINDOW: u64 = 16;
+
 /// Most senders whose last heartbeat time is remembered.
 const PACE_ENTRIES: usize = 100_000;
 
@@ -134,9 +138,18 @@ impl ReplayFilter {
         })
     }
 
-    /// Accepts a fresh message (and remembers it), rejects a replay of an older one, ignores an
-    /// exact repeat of the newest and a heartbeat that comes too soon after the last.
-    pub fn check(&mut self, verified: Verified, now_ms: u64) -> Verdict {
+    /// Accepts a fresh message (and remembers it), ignores an exact repeat of the newest and a
+    /// heartbeat that comes too soon after the last.
+    ///
+    /// An older message is a *late copy* — ignored (not acted on, not forwarded) without a
+    /// penalty — when another peer relays it (`relayed`), or when it is at most
+    /// [`REORDER_WINDOW`] sequence numbers behind: gossip keeps no order across paths, and
+    /// envelopes are checked on parallel workers, so under load an honest peer's beat 6 is
+    /// often seen after its beat 7. Rejecting those graylisted honest relays within seconds on
+    /// a busy 100-node network, and their own heartbeats were lost with them. Only an older
+    /// message from its own author beyond the window is a replay (rejected: the author's score
+    /// pays).
+    pub fn check(&mut self, verified: Verified, relayed: bool, now_ms: u64) -> Verdict {
         let m = &verified.message;
         let seq = m.body.seq().unwrap_or(m.ts);
         match self
@@ -171,6 +184,27 @@ impl ReplayFilter {
                 Verdict::Ignore(Rejection {
                     label: "duplicate",
                     detail: format!("sequence {seq} already seen"),
+                })
+            }
+            Err(ReplayError::OldSequence { seq, last, .. })
+                if relayed || last - seq <= REORDER_WINDOW =>
+            {
+                Verdict::Ignore(Rejection {
+                    label: "stale",
+                    detail: format!(
+                        "sequence {seq} arrived after {last}: a late copy{}",
+                        if relayed {
+                            ", relayed by another peer"
+                        } else {
+                            ""
+                        }
+                    ),
+                })
+            }
+            Err(e @ ReplayError::BelowEvictionFloor { .. }) if relayed => {
+                Verdict::Ignore(Rejection {
+                    label: "stale",
+                    detail: format!("{e} (relayed by another peer)"),
                 })
             }
             Err(e) => Verdict::Reject(Rejection {
@@ -219,28 +253,68 @@ mod tests {
         let mut f = ReplayFilter::new(ReplayConfig::default(), 30_000, 250).expect("filter");
         let t = 1_000_000;
         assert!(matches!(
-            f.check(heartbeat(&key, 1, t), t),
+            f.check(heartbeat(&key, 20, t), false, t),
             Verdict::Accept(_)
         ));
-        match f.check(heartbeat(&key, 2, t + 100), t + 100) {
+        match f.check(heartbeat(&key, 21, t + 100), false, t + 100) {
             Verdict::Ignore(r) => {
                 assert_eq!(r.label, "rate_limited");
                 assert!(r.detail.contains("250 ms"), "{}", r.detail);
             }
             other => panic!("{other:?}"),
         }
-        // A replay is still a replay (rejected, not merely paced); another sender is not
+        // A replay (far behind, from its author) is still a replay (rejected, not merely paced); another sender is not
         // affected, and the first one is welcome again after the gap.
         assert!(matches!(
-            f.check(heartbeat(&key, 1, t + 150), t + 150),
+            f.check(heartbeat(&key, 1, t + 150), false, t + 150),
             Verdict::Reject(_)
         ));
         assert!(matches!(
-            f.check(heartbeat(&other, 1, t + 100), t + 100),
+            f.check(heartbeat(&other, 1, t + 100), false, t + 100),
             Verdict::Accept(_)
         ));
         assert!(matches!(
-            f.check(heartbeat(&key, 3, t + 250), t + 250),
+            f.check(heartbeat(&key, 22, t + 250), false, t + 250),
+            Verdict::Accept(_)
+        ));
+    }
+
+    #[test]
+    fn an_older_beat_is_a_late_copy_when_relayed_or_just_behind_and_a_replay_otherwise() {
+        let key = SecretKey::from_bytes(&[5; 32]).expect("key");
+        let mut f = ReplayFilter::new(ReplayConfig::default(), 30_000, 0).expect("filter");
+        let t = 2_000_000;
+        assert!(matches!(
+            f.check(heartbeat(&key, 30, t), true, t),
+            Verdict::Accept(_)
+        ));
+        // Beat 29 arrives after beat 30 through another peer: not that peer's fault.
+        match f.check(heartbeat(&key, 29, t - 1_000), true, t + 10) {
+            Verdict::Ignore(r) => {
+                assert_eq!(r.label, "stale");
+                assert!(r.detail.contains("relayed"), "{}", r.detail);
+            }
+            other => panic!("{other:?}"),
+        }
+        // From the author itself, a little behind: checked out of order here, ignored.
+        let late = 30 - REORDER_WINDOW;
+        match f.check(heartbeat(&key, late, t - 2_000), false, t + 20) {
+            Verdict::Ignore(r) => assert_eq!(r.label, "stale"),
+            other => panic!("{other:?}"),
+        }
+        // From the author, far behind: a replay, penalised. Relayed, the same beat is ignored.
+        let old = late - 1;
+        match f.check(heartbeat(&key, old, t - 3_000), false, t + 30) {
+            Verdict::Reject(r) => assert_eq!(r.label, "replay"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            f.check(heartbeat(&key, old, t - 3_000), true, t + 40),
+            Verdict::Ignore(_)
+        ));
+        // None of them moved the sender's sequence: beat 31 is still welcome.
+        assert!(matches!(
+            f.check(heartbeat(&key, 31, t + 1_000), true, t + 1_000),
             Verdict::Accept(_)
         ));
     }

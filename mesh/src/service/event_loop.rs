@@ -329,7 +329,10 @@ impl EventLoop {
             result,
         } = checked;
         let verdict = match result {
-            Ok(verified) => self.replay.check(verified, unix_ms_now()),
+            Ok(verified) => {
+                let relayed = crate::identity::peer_address(&via) != Some(verified.signer);
+                self.replay.check(verified, relayed, unix_ms_now())
+            }
             Err(verdict) => verdict,
         };
         match verdict {
