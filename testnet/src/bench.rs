@@ -139,6 +139,8 @@ pub(crate) struct LaunchShape<'a> {
     pub slots: u32,
     /// Credits per on-chain batch.
     pub batch_max: usize,
+    /// The nodes' heartbeat interval, ms (the dispatcher is told the same).
+    pub heartbeat_ms: u64,
 }
 
 /// Starts anvil with the contract, a dispatcher in this process (verification as deployed, the
@@ -174,7 +176,7 @@ pub(crate) async fn launch(
         .max(2 * shape.nodes as u32 + 16);
     dc.api.listen = "127.0.0.1:0".parse().map_err(|e| err(&e))?;
     dc.api.tokens = vec!["bench".into()];
-    dc.registry.heartbeat_interval_ms = 1_000;
+    dc.registry.heartbeat_interval_ms = shape.heartbeat_ms;
     // Verification as deployed (probation, adaptive audits down to the floor); only the origin
     // rule is relaxed, as on any devnet: every node here is on 127.0.0.1.
     dc.verify.loopback_quorum = true;
@@ -212,7 +214,7 @@ pub(crate) async fn launch(
             "/ip4/127.0.0.1/tcp/0",
             "--no-mdns",
             "--heartbeat-ms",
-            "1000",
+            &shape.heartbeat_ms.to_string(),
             "--max-jobs",
             &shape.slots.to_string(),
             "--job-types",
@@ -291,6 +293,8 @@ async fn run_in(
         nodes: config.nodes,
         slots: config.slots,
         batch_max: config.batch_max,
+        // Fast beats: the nodes are online within a second of starting.
+        heartbeat_ms: 1_000,
     };
     let Launched { devnet, dispatcher } = launch(&shape, dir, nodes, progress).await?;
     let verify = pocmesh_dispatcher::policy::VerifySettings::default();
