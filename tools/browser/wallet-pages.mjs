@@ -144,8 +144,8 @@ try {
   if (gasShown !== gas) fail(`/batches shows gas ${gasShown} for ${tx}; its receipt says ${gas}`);
   await page.screenshot({ path: out + "/batches.png", fullPage: true });
 
-  // Without JavaScript: the server-rendered pages carry the same figures, the dashboard links
-  // to them.
+  // Without JavaScript: the server-rendered pages carry the same figures; the dashboard has its
+  // network figures filled in by the server and links to them.
   const plain = await browser.newContext({ javaScriptEnabled: false });
   const noJs = await plain.newPage();
   await noJs.goto(api + "/nodes", { waitUntil: "load" });
@@ -153,6 +153,7 @@ try {
   await noJs.goto(api + "/wallet/" + wallet, { waitUntil: "load" });
   if ((await noJs.textContent("#onChain")).trim() !== expected) fail("/wallet without JavaScript");
   await noJs.goto(api + "/", { waitUntil: "load" });
+  if ((await noJs.textContent("#online")).trim() !== onlineApi) fail("the dashboard's figures without JavaScript");
   // (Chromium with scripts switched off still parses <noscript> as text, so the check is the
   // header's links to the server-rendered pages.)
   if (!(await noJs.isVisible("header nav a[href='/batches']"))) fail("the dashboard without JavaScript links nowhere");
