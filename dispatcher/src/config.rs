@@ -28,6 +28,10 @@ pub struct DispatcherConfig {
     pub rpc: Option<String>,
     /// The ProofOfCompute contract.
     pub contract: Option<Address>,
+    /// The block the contract was deployed in (`pocmesh contract deploy` prints it): chain logs
+    /// (credit histories, a batch's transaction after a restart) are searched from here instead
+    /// of from block 0, which on a long chain is thousands of `eth_getLogs` pages.
+    pub contract_block: Option<u64>,
     /// Confirmations to wait for each batch.
     pub confirmations: u64,
     /// How the dispatcher joins the mesh.
@@ -171,6 +175,7 @@ impl Default for DispatcherConfig {
             key_file: None,
             rpc: None,
             contract: None,
+            contract_block: None,
             confirmations: 1,
             network: NetSettings::default(),
             api: ApiSettings::default(),

@@ -153,7 +153,10 @@ pub async fn run(
     }
     config.net_from_chain = false;
     config.validate()?;
-    let recorder = Recorder::new(client, contract).await?;
+    let mut recorder = Recorder::new(client, contract).await?;
+    if let Some(block) = config.contract_block {
+        recorder.log_from_block = block;
+    }
     info!(%rpc, %contract, dispatcher = %key.address(), "chain checked: DISPATCHER_ROLE held");
     run_with(config, key, Arc::new(recorder), shutdown).await
 }
@@ -326,6 +329,7 @@ pub async fn start(
             },
             store: store.clone(),
             chain: config.rpc.clone().zip(config.contract),
+            contract_block: config.contract_block,
             tokens,
             demo_jobs_per_hour: config.api.demo_quota(&config.network.net),
             rate_limit_per_minute: config.api.rate_limit_per_minute,

@@ -307,6 +307,26 @@ impl DispatcherStore {
         Ok((out, None))
     }
 
+    /// The block of the oldest batch this dispatcher recorded (looking at its 100 oldest
+    /// batches), if any: no credit of its own is older.
+    pub fn first_recorded_block(&self) -> Result<Option<u64>, StoreError> {
+        for row in self.batch_order.iter().take(100) {
+            let (key, _) = row.map_err(|e| self.err(e))?;
+            let Some(id) = key.get(8..40).and_then(|b| <[u8; 32]>::try_from(b).ok()) else {
+                continue;
+            };
+            if let Some(BatchRow {
+                status: BatchStatus::Recorded { block, .. },
+                ..
+            }) = self.batch(&BatchId::from(id))?
+                && block > 0
+            {
+                return Ok(Some(block));
+            }
+        }
+        Ok(None)
+    }
+
     /// Forgets the job indexes, as a store from before they existed (tests of the rebuild).
     #[cfg(test)]
     pub(crate) fn drop_index_for_test(&self) {
@@ -659,6 +679,11 @@ mod tests {
         assert_eq!(walk(&store), vec![4_000, 3_000, 2_000, 1_000]);
         let (first, _) = store.list_batches(1, None).expect("page");
         assert_eq!(first, vec![landed]);
+        assert_eq!(
+            store.first_recorded_block().expect("read"),
+            Some(7),
+            "the only recorded batch, though the newest"
+        );
         assert!(
             store.list_batches(3, Some("zz")).is_err(),
             "a cursor this API never handed out is refused"

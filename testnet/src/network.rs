@@ -84,6 +84,9 @@ pub struct TestnetState {
     pub rpc: String,
     /// The contract.
     pub contract: Address,
+    /// The block it was deployed in (0 in states written before it was kept).
+    #[serde(default)]
+    pub contract_block: u64,
     /// The dispatcher's address.
     pub dispatcher: Address,
     /// The dispatcher API URL.
@@ -273,6 +276,7 @@ struct Chain {
 /// The deployed contract and the dispatcher's key, funded and holding DISPATCHER_ROLE.
 struct Deployment {
     contract: Address,
+    contract_block: u64,
     dispatcher_key: SecretKey,
     dispatcher_dir: PathBuf,
 }
@@ -310,6 +314,7 @@ async fn up_inner(
         net: dispatcher.net.clone(),
         rpc: chain.rpc.clone(),
         contract: deployment.contract,
+        contract_block: deployment.contract_block,
         dispatcher: deployment.dispatcher_key.address(),
         api: dispatcher.api.clone(),
         mesh_port: dispatcher.mesh_port,
@@ -413,17 +418,22 @@ impl Launch<'_> {
         std::fs::create_dir_all(&dispatcher_dir).map_err(|e| io(&dispatcher_dir, e))?;
         let (dispatcher_key, _) = SecretKey::load_or_create(&dispatcher_dir.join("dispatcher.key"))
             .map_err(|e| TestnetError::Internal(e.to_string()))?;
-        let contract = match self.previous.as_ref().map(|p| p.contract) {
+        let previous = self
+            .previous
+            .as_ref()
+            .map(|p| (p.contract, p.contract_block));
+        let (contract, contract_block) = match previous {
             // `at` checks that a ProofOfCompute answers there.
-            Some(c) if ProofOfCompute::at(rpc, c).await.is_ok() => {
+            Some((c, block)) if ProofOfCompute::at(rpc, c).await.is_ok() => {
                 (self.progress)(Progress::Step(
                     "resuming: the contract is on the saved chain",
                 ));
-                c
+                (c, block)
             }
             _ => {
                 (self.progress)(Progress::Step("deploying ProofOfCompute"));
-                deploy(&admin_client, &[]).await?.address
+                let d = deploy(&admin_client, &[]).await?;
+                (d.address, d.block)
             }
         };
         (self.progress)(Progress::Step(
@@ -441,6 +451,7 @@ impl Launch<'_> {
         grant_dispatcher(&admin_client, contract, dispatcher_key.address()).await?;
         Ok(Deployment {
             contract,
+            contract_block,
             dispatcher_key,
             dispatcher_dir,
         })
@@ -478,6 +489,8 @@ impl Launch<'_> {
             &chain.rpc,
             "--contract",
             &deployment.contract.to_string(),
+            "--contract-block",
+            &deployment.contract_block.to_string(),
             "--key",
             &dispatcher_dir.join("dispatcher.key").display().to_string(),
             "--data-dir",

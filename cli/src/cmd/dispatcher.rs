@@ -24,6 +24,10 @@ pub(crate) struct RunArgs {
     /// The ProofOfCompute contract (0x… or xdc…).
     #[arg(long, env = "POCMESH_CONTRACT", value_name = "ADDR")]
     contract: Option<Address>,
+    /// The block the contract was deployed in (`pocmesh contract deploy` prints it); chain logs
+    /// are searched from there [default: this dispatcher's first batch, else block 0].
+    #[arg(long, env = "POCMESH_CONTRACT_BLOCK", value_name = "N")]
+    contract_block: Option<u64>,
     /// Key file of the dispatcher: its mesh identity and the chain account holding DISPATCHER_ROLE.
     #[arg(long, env = "POCMESH_KEY", value_name = "FILE")]
     key: Option<PathBuf>,
@@ -92,6 +96,9 @@ fn build_config(a: &RunArgs) -> anyhow::Result<DispatcherConfig> {
     }
     if a.contract.is_some() {
         c.contract = a.contract;
+    }
+    if a.contract_block.is_some() {
+        c.contract_block = a.contract_block;
     }
     if a.key.is_some() {
         c.key_file = a.key.clone();

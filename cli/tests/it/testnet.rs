@@ -91,6 +91,14 @@ async fn testnet_up_records_demo_jobs_and_down_leaves_nothing_running() {
     assert_eq!(report["jobs"]["recorded"], 40, "{report}");
     let started = pids(&dir);
     assert_eq!(started.len(), 6, "anvil, the dispatcher and 4 nodes");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(std::path::Path::new(&dir).join("testnet.json")).expect("state"),
+    )
+    .expect("state json");
+    let contract_block = state["contract_block"]
+        .as_u64()
+        .expect("contract_block kept");
+    assert!(contract_block > 0, "the deployment block is known: {state}");
 
     // The dispatcher's records, straight from its API.
     let jobs: Vec<JobView> = ApiClient::new(&api)
@@ -133,6 +141,10 @@ async fn testnet_up_records_demo_jobs_and_down_leaves_nothing_running() {
             "{wallet}"
         );
         assert!(!view.differs, "{wallet}");
+        assert_eq!(
+            view.credits_from_block, contract_block,
+            "credits are searched from the contract's deployment block, not from 0"
+        );
         assert_eq!(
             view.credits.iter().map(|c| c.units).sum::<u128>(),
             units,

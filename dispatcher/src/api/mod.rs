@@ -441,6 +441,8 @@ struct ApiState {
     chain: Option<(String, Address)>,
     /// A reader of that contract, made on first use (an unreachable RPC never delays startup).
     chain_reader: tokio::sync::OnceCell<pocmesh_chain::ProofOfCompute>,
+    /// The contract's deployment block, if configured: where log searches start.
+    contract_block: Option<u64>,
     /// The demo-job quota, if demo jobs are on.
     demo: Option<RateLimiter>,
     /// Its size, for messages.
@@ -782,6 +784,7 @@ pub(crate) struct ApiParts {
     pub(crate) engine: EngineHandle,
     pub(crate) store: DispatcherStore,
     pub(crate) chain: Option<(String, Address)>,
+    pub(crate) contract_block: Option<u64>,
     pub(crate) demo_jobs_per_hour: u32,
     pub(crate) tokens: Vec<String>,
     pub(crate) rate_limit_per_minute: u32,
@@ -803,6 +806,7 @@ pub(crate) async fn serve(
         store: parts.store,
         chain: parts.chain,
         chain_reader: tokio::sync::OnceCell::new(),
+        contract_block: parts.contract_block,
         demo: (parts.demo_jobs_per_hour > 0).then(|| RateLimiter {
             per_minute: f64::from(parts.demo_jobs_per_hour) / 60.0,
             buckets: Mutex::new(HashMap::new()),
@@ -877,6 +881,7 @@ mod tests {
                 engine: EngineHandle { inputs },
                 store: DispatcherStore::open(dir.path()).expect("store"),
                 chain: None,
+                contract_block: None,
                 demo_jobs_per_hour: 0,
                 tokens: vec!["t".into()],
                 rate_limit_per_minute: 100,
@@ -937,6 +942,7 @@ mod tests {
                 engine: EngineHandle { inputs },
                 store: DispatcherStore::open(dir).expect("store"),
                 chain: None,
+                contract_block: None,
                 demo_jobs_per_hour,
                 tokens: vec!["t".into()],
                 rate_limit_per_minute: 100,

@@ -87,7 +87,7 @@ pub(super) async fn wallet_page(
     Path(addr): Path<String>,
     Query(q): Query<WalletQuery>,
 ) -> Response {
-    match view(&s, &addr, q.from_block.unwrap_or(0)).await {
+    match view(&s, &addr, q.from_block).await {
         Ok(v) => page(
             &format!("pocmesh — wallet {}", v.wallet),
             &render_wallet(&v, s.info["explorer"].as_str()),
@@ -143,7 +143,20 @@ may credit this wallet on the same contract.</p></section>",
         if d.truncated { " (at least)" } else { "" },
         if v.differs { "" } else { " hidden" },
     );
-    b.push_str("<section><h2>Credits on chain</h2><table><thead><tr><th>block</th><th>units</th><th>transaction</th><th>batch</th></tr></thead><tbody id=\"credits\">");
+    let _ = write!(
+        b,
+        "<section><h2>Credits on chain</h2><p id=\"searched\">Transfers to this wallet from block {}{}.</p><table>",
+        v.credits_from_block,
+        if v.credits_from_block > 0 {
+            format!(
+                " (<a href=\"/wallet/{}?from_block=0\">search from block 0</a>: slow on a long chain)",
+                v.wallet
+            )
+        } else {
+            String::new()
+        }
+    );
+    b.push_str("<table><thead><tr><th>block</th><th>units</th><th>transaction</th><th>batch</th></tr></thead><tbody id=\"credits\">");
     for c in &v.credits {
         let _ = write!(
             b,
@@ -575,6 +588,7 @@ mod tests {
             },
             differs: units_on_chain != Some(7),
             credits: Vec::new(),
+            credits_from_block: 12,
             nodes: Vec::new(),
             run_a_node: format!("pocmesh node run --wallet {wallet}"),
         }
@@ -591,6 +605,10 @@ mod tests {
             "equal figures"
         );
         assert!(!html.contains("<script>alert"), "quoted text is escaped");
+        assert!(
+            html.contains("from block 12 (<a href=\"/wallet/0x2020202020202020202020202020202020202020?from_block=0\">"),
+            "says where the search began and how to search it all: {html}"
+        );
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     }
 

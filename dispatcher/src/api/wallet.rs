@@ -72,8 +72,13 @@ pub struct WalletView {
     /// Whether the contract's figure differs from what this dispatcher recorded (expected when
     /// other dispatchers credit the same wallet on the same contract).
     pub differs: bool,
-    /// Every credit on chain, oldest first (empty when the chain cannot be read).
+    /// Every credit on chain from block [`WalletView::credits_from_block`] on, oldest first
+    /// (empty when the chain cannot be read).
     pub credits: Vec<ChainCredit>,
+    /// The first block searched for credits: `?from_block=`, else the configured
+    /// `contract_block`, else this dispatcher's first recorded batch, else 0.
+    #[serde(default)]
+    pub credits_from_block: u64,
     /// Nodes that earn for this wallet, with their standing.
     pub nodes: Vec<NodeView>,
     /// The command that runs one more node for this wallet.
@@ -83,8 +88,8 @@ pub struct WalletView {
 /// `GET /v1/wallets/{addr}` query.
 #[derive(Debug, Deserialize)]
 pub(super) struct WalletQuery {
-    /// First block searched for credits (the contract's deployment block saves time on real
-    /// chains).
+    /// First block searched for credits [default: the configured `contract_block`, else this
+    /// dispatcher's first recorded batch, else 0].
     pub(super) from_block: Option<u64>,
 }
 
@@ -93,7 +98,7 @@ pub(super) async fn wallet(
     Path(addr): Path<String>,
     Query(q): Query<WalletQuery>,
 ) -> Response {
-    match view(&s, &addr, q.from_block.unwrap_or(0)).await {
+    match view(&s, &addr, q.from_block).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => e.into_response(),
     }
@@ -103,16 +108,25 @@ pub(super) async fn wallet(
 pub(super) async fn view(
     s: &ApiState,
     addr: &str,
-    from_block: u64,
+    from_block: Option<u64>,
 ) -> Result<WalletView, ApiError> {
     let wallet = addr
         .parse::<Address>()
         .map_err(|e| ApiError::bad_request("bad_wallet", e.to_string()))?;
     let store = s.store.clone();
-    let figures = tokio::task::spawn_blocking(move || figures(&store, wallet))
-        .await
-        .map_err(ApiError::unavailable)?
-        .map_err(ApiError::unavailable)?;
+    let configured = from_block.or(s.contract_block);
+    let (figures, from_block) = tokio::task::spawn_blocking(move || {
+        let from = match configured {
+            Some(b) => b,
+            // On a long chain a search from block 0 is thousands of log pages; no credit of
+            // this dispatcher's own is older than its first batch.
+            None => store.first_recorded_block()?.unwrap_or(0),
+        };
+        Ok::<_, crate::job_index::ListError>((figures(&store, wallet)?, from))
+    })
+    .await
+    .map_err(ApiError::unavailable)?
+    .map_err(ApiError::unavailable)?;
     let nodes = s
         .engine
         .nodes()
@@ -134,6 +148,7 @@ pub(super) async fn view(
         dispatcher: figures,
         differs,
         credits,
+        credits_from_block: from_block,
         nodes,
         run_a_node: run_a_node(&s.info, wallet),
     })
