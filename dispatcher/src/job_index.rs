@@ -149,14 +149,15 @@ pub(crate) fn matches(job: &Job, filter: &JobFilter<'_>) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use pocmesh_protocol::{Hash32, JobParams, JobSpec, Limits};
 
     use super::*;
     use crate::lifecycle::{Credit, JobState};
     use crate::store::{Changes, DispatcherStore};
 
-    fn job(i: u8, ms: u64) -> Job {
+    /// A queued one-round hash job seeded with `i`, submitted at `ms` (also used by the page tests).
+    pub(crate) fn job(i: u8, ms: u64) -> Job {
         let spec = JobSpec {
             params: JobParams::Hash {
                 seed: Hash32([i; 32]),

@@ -107,16 +107,42 @@ pub async fn run(
     config: &DispatchBenchConfig,
     progress: &mut dyn FnMut(String),
 ) -> Result<DispatchBenchReport, String> {
-    let stamp = pocmesh_protocol::unix_ms_now();
-    let dir = std::env::temp_dir().join(format!("pocmesh-bench-{}-{stamp}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut nodes = Vec::new();
-    let result = run_in(config, &dir, &mut nodes, progress).await;
-    for n in &nodes {
-        procs::stop(n, Duration::from_secs(5));
+    let mut scratch = Scratch::new("pocmesh-bench")?;
+    run_in(config, &scratch.dir, &mut scratch.nodes, progress).await
+}
+
+/// A benchmark run's scratch folder and the node processes it starts: when it goes (the run
+/// ended, failed or panicked), the processes are stopped by PID and the folder removed.
+pub(crate) struct Scratch {
+    /// The folder (stores, keys, logs).
+    pub dir: PathBuf,
+    /// Node processes started so far.
+    pub nodes: Vec<Proc>,
+}
+
+impl Scratch {
+    /// A new folder under the system's temporary directory, named `<prefix>-<pid>-<ms>`.
+    pub(crate) fn new(prefix: &str) -> Result<Self, String> {
+        let dir = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            pocmesh_protocol::unix_ms_now()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(Scratch {
+            dir,
+            nodes: Vec::new(),
+        })
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for n in &self.nodes {
+            procs::stop(n, Duration::from_secs(5));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// What [`launch`] starts: the chain and the dispatcher (its nodes are in the caller's list).

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use pocmesh_dispatcher::api::client::{ApiClient, JobsQuery};
 use serde::Serialize;
 
-use crate::bench::{LaunchShape, Launched, bench_wallet, launch, run_jobs};
-use crate::procs::{self, Proc};
+use crate::bench::{LaunchShape, Launched, Scratch, bench_wallet, launch, run_jobs};
+use crate::procs::Proc;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -109,19 +109,8 @@ pub async fn run(
     if config.nodes == 0 || config.jobs == 0 || config.requests == 0 {
         return Err("nodes, jobs and requests must be above 0".into());
     }
-    let stamp = pocmesh_protocol::unix_ms_now();
-    let dir = std::env::temp_dir().join(format!(
-        "pocmesh-bench-pages-{}-{stamp}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut nodes = Vec::new();
-    let result = run_in(config, &dir, &mut nodes, progress).await;
-    for n in &nodes {
-        procs::stop(n, Duration::from_secs(5));
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    let mut scratch = Scratch::new("pocmesh-bench-pages")?;
+    run_in(config, &scratch.dir, &mut scratch.nodes, progress).await
 }
 
 async fn run_in(

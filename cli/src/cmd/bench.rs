@@ -231,11 +231,26 @@ pub(crate) struct DispatchBenchArgs {
     json: bool,
 }
 
-fn node_bench(a: NodeBenchArgs) -> anyhow::Result<ExitCode> {
-    let bar = ProgressBar::new_spinner().with_style(ProgressStyle::with_template(
-        "{spinner} node benchmark: {msg} [{elapsed}]",
-    )?);
+/// A ticking spinner for a long benchmark; its message is the harness's progress.
+fn spinner(label: &str) -> anyhow::Result<ProgressBar> {
+    let bar = ProgressBar::new_spinner().with_style(ProgressStyle::with_template(&format!(
+        "{{spinner}} {label}: {{msg}} [{{elapsed}}]"
+    ))?);
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    Ok(bar)
+}
+
+/// The runtime a harness that starts daemons runs on: every core (the dispatcher under test
+/// lives in it).
+fn bench_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn node_bench(a: NodeBenchArgs) -> anyhow::Result<ExitCode> {
+    let bar = spinner("node benchmark")?;
     bar.set_message("k256 signature checks");
     let verify_per_s = pocmesh_executor::bench::k256_verify_per_sec(2_000)?;
     bar.set_message("wasm kernel vs native");
@@ -280,15 +295,8 @@ fn dispatch_bench(a: DispatchBenchArgs) -> anyhow::Result<ExitCode> {
         warmup_per_node: a.warmup_per_node,
         rrbench: a.rrbench.clone(),
     };
-    let bar = ProgressBar::new_spinner().with_style(ProgressStyle::with_template(
-        "{spinner} dispatch benchmark: {msg} [{elapsed}]",
-    )?);
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let report = rt
+    let bar = spinner("dispatch benchmark")?;
+    let report = bench_runtime()?
         .block_on(pocmesh_testnet::bench::run(&config, &mut |m| {
             bar.set_message(m)
         }))
@@ -369,15 +377,8 @@ fn pages_bench(a: PagesBenchArgs) -> anyhow::Result<ExitCode> {
         jobs: a.jobs,
         requests: a.requests,
     };
-    let bar = ProgressBar::new_spinner().with_style(ProgressStyle::with_template(
-        "{spinner} pages benchmark: {msg} [{elapsed}]",
-    )?);
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let report = rt
+    let bar = spinner("pages benchmark")?;
+    let report = bench_runtime()?
         .block_on(pocmesh_testnet::bench_pages::run(&config, &mut |m| {
             bar.set_message(m)
         }))
@@ -537,10 +538,7 @@ fn gas(a: GasArgs) -> anyhow::Result<ExitCode> {
             (Some(anvil), url, SecretKey::from_hex(DEV_KEY_0)?)
         }
     };
-    let bar = ProgressBar::new_spinner().with_style(ProgressStyle::with_template(
-        "{spinner} gas benchmark: {msg} [{elapsed}]",
-    )?);
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let bar = spinner("gas benchmark")?;
     let report = runtime()?.block_on(gas_bench::run(&url, &key, &a.sizes, &mut |label| {
         bar.set_message(label.to_string())
     }))?;

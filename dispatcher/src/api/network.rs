@@ -460,10 +460,10 @@ pub(super) async fn batches_page(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lifecycle::{Job, JobState};
+    use crate::lifecycle::JobState;
     use crate::policy::Exclusion;
     use crate::store::{BatchRow, BatchStatus};
-    use pocmesh_protocol::{BatchId, Hash32, JobId, JobParams, JobSpec, Limits};
+    use pocmesh_protocol::{BatchId, Hash32, JobId};
 
     const NOW: u64 = 1_800_000_000_000;
 
@@ -507,19 +507,7 @@ mod tests {
     }
 
     fn job(n: u8, state: JobState) -> JobView {
-        let spec = JobSpec {
-            params: JobParams::Hash {
-                seed: Hash32([n; 32]),
-                iterations: 1,
-            },
-            limits: Limits {
-                max_ms: 1_000,
-                max_mem_mb: 16,
-                max_output_bytes: 64,
-                max_fuel: None,
-            },
-        };
-        let mut job = Job::queued(JobId::from([n; 32]), spec, 1, NOW - 90_000);
+        let mut job = crate::job_index::tests::job(n, NOW - 90_000);
         job.state = state;
         JobView::from(&job)
     }
