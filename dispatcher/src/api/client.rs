@@ -170,12 +170,7 @@ impl ApiClient {
 
     /// One page of `GET /v1/jobs`.
     pub async fn jobs(&self, query: &JobsQuery) -> Result<Page<JobView>, ClientError> {
-        let (items, headers) = self.get_with_headers(&query.path()).await?;
-        let next = headers
-            .get(NEXT_CURSOR)
-            .and_then(|v| v.to_str().ok())
-            .map(String::from);
-        Ok(Page { items, next })
+        self.get_page(&query.path()).await
     }
 
     /// One page of batches, newest first (`GET /v1/batches`), after `cursor`.
@@ -189,12 +184,7 @@ impl ApiClient {
             path.push_str("&cursor=");
             path.push_str(c);
         }
-        let (items, headers) = self.get_with_headers(&path).await?;
-        let next = headers
-            .get(NEXT_CURSOR)
-            .and_then(|v| v.to_str().ok())
-            .map(String::from);
-        Ok(Page { items, next })
+        self.get_page(&path).await
     }
 
     /// One batch with each wallet's share and its jobs (`GET /v1/batches/{id}`).
@@ -286,6 +276,16 @@ impl ApiClient {
             .body(body);
         let (bytes, _) = self.send(request, &url).await?;
         decode(&bytes, &url)
+    }
+
+    /// A listing page: its items and the next page's cursor from [`NEXT_CURSOR`].
+    async fn get_page<T: DeserializeOwned>(&self, path: &str) -> Result<Page<T>, ClientError> {
+        let (items, headers) = self.get_with_headers(path).await?;
+        let next = headers
+            .get(NEXT_CURSOR)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        Ok(Page { items, next })
     }
 
     async fn get_with_headers<T: DeserializeOwned>(

@@ -16,7 +16,7 @@ use axum::response::Response;
 use pocmesh_protocol::unix_ms_now;
 
 use super::batches::{BatchQuery, BatchView};
-use super::pages::{error_page, esc, page, short, tx_href};
+use super::pages::{error_page, esc, page, short, tx_link};
 use super::{ApiState, JobView, ListQuery};
 use crate::policy::Trust;
 use crate::registry::NodeView;
@@ -257,15 +257,7 @@ pub(super) fn render_jobs(
 <th>units</th><th>credited</th><th>transaction</th></tr></thead><tbody id=\"jobs\">",
     );
     for j in jobs {
-        let tx =
-            j.tx.map(|t| {
-                format!(
-                    "<a href=\"{}\">{}</a>",
-                    tx_href(explorer, &t),
-                    short(&t.to_string())
-                )
-            })
-            .unwrap_or_default();
+        let tx = tx_link(explorer, j.tx.as_ref());
         let wallets: Vec<String> = j
             .credits
             .iter()
@@ -384,15 +376,7 @@ Merkle root, one ERC-20 <code>Transfer</code> per wallet.</p><table><thead><tr><
 <th>block</th><th>gas used</th><th>gas per credit</th></tr></thead><tbody id=\"batches\">",
     );
     for v in batches {
-        let tx =
-            v.tx.map(|t| {
-                format!(
-                    "<a href=\"{}\">{}</a>",
-                    tx_href(explorer, &t),
-                    short(&t.to_string())
-                )
-            })
-            .unwrap_or_default();
+        let tx = tx_link(explorer, v.tx.as_ref());
         let state = match &v.reason {
             Some(r) => format!("<span class=\"warn\">{}</span>: {}", esc(&v.state), esc(r)),
             None => esc(&v.state),

@@ -100,6 +100,18 @@ pub(super) async fn wallet_page(
 /// The wallet page's body. Elements the script refreshes carry ids; addresses carry both
 /// forms (`data-0x`, `data-xdc`) so the toggle needs no second request.
 /// Where a transaction link points: the public explorer if one is configured, else ours.
+/// A short transaction link for a table cell (empty when there is no transaction yet).
+pub(super) fn tx_link(explorer: Option<&str>, tx: Option<&pocmesh_protocol::Hash32>) -> String {
+    tx.map(|t| {
+        format!(
+            "<a href=\"{}\">{}</a>",
+            tx_href(explorer, t),
+            short(&t.to_string())
+        )
+    })
+    .unwrap_or_default()
+}
+
 pub(super) fn tx_href(explorer: Option<&str>, tx: &pocmesh_protocol::Hash32) -> String {
     match explorer {
         Some(base) => format!("{}/tx/{tx}", esc(base)),
@@ -176,15 +188,7 @@ may credit this wallet on the same contract.</p></section>",
     b.push_str("</tbody></table></section>");
     b.push_str("<section><h2>Newest jobs and their proofs</h2><table><thead><tr><th>job</th><th>state</th><th>units</th><th>transaction</th><th>receipt on chain</th></tr></thead><tbody id=\"recent\">");
     for r in &d.recent {
-        let tx =
-            r.tx.map(|t| {
-                format!(
-                    "<a href=\"{}\">{}</a>",
-                    tx_href(explorer, &t),
-                    short(&t.to_string())
-                )
-            })
-            .unwrap_or_default();
+        let tx = tx_link(explorer, r.tx.as_ref());
         let proof = if r.tx.is_some() {
             format!(
                 "<a class=\"verify\" data-job=\"{0}\" href=\"/v1/jobs/{0}/receipts\">receipt and Merkle proof</a>",
