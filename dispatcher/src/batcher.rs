@@ -8,7 +8,7 @@
 //! is cut (the same rules as `BatchPlan`), and whatever the contract still refuses when the
 //! recorder asks it first (`eth_call`) is quarantined by wallet while the rest go again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use pocmesh_protocol::{Address, BatchId, BatchPlan, Hash32, JobId, Receipt};
 use tracing::{info, warn};
@@ -219,13 +219,23 @@ impl Engine {
         }
         match BatchPlan::new(row.credits.iter().map(leaf_of).collect()) {
             Ok(plan) => {
+                // One message per node (or per `batch` of its receipts) where the node takes
+                // them together: one signature and one stream instead of one per credit.
+                let mut per_peer: HashMap<String, (usize, Vec<Receipt>)> = HashMap::new();
                 for (i, c) in row.credits.iter().enumerate() {
                     let Ok(proof) = plan.proof(i) else {
                         continue;
                     };
-                    self.outgoing.push(Outgoing::Receipt {
-                        peer: c.peer.clone(),
-                        receipt: Receipt {
+                    let batch_size = self
+                        .registry
+                        .get(&c.node)
+                        .map_or(0, |e| e.caps.receipts_batch as usize)
+                        .min(pocmesh_protocol::MAX_BATCH_ITEMS);
+                    per_peer
+                        .entry(c.peer.clone())
+                        .or_insert_with(|| (batch_size, Vec::new()))
+                        .1
+                        .push(Receipt {
                             job: c.job,
                             batch,
                             tx,
@@ -234,7 +244,13 @@ impl Engine {
                             provider: c.wallet,
                             result_hash: c.result_hash,
                             proof,
-                        },
+                        });
+                }
+                for (peer, (batch, receipts)) in per_peer {
+                    self.outgoing.push(Outgoing::Receipts {
+                        peer,
+                        receipts,
+                        batch,
                     });
                 }
             }

@@ -283,10 +283,12 @@ pub(crate) enum Outgoing {
         node: Address,
         offer: pocmesh_protocol::JobOffer,
     },
-    /// Tell a node its credit is on chain.
-    Receipt {
+    /// Tell a node its credits are on chain: in `receipts` messages of at most `batch` each
+    /// when the node announces `receipts_batch`, else one `receipt` message per credit.
+    Receipts {
         peer: String,
-        receipt: pocmesh_protocol::Receipt,
+        receipts: Vec<pocmesh_protocol::Receipt>,
+        batch: usize,
     },
     /// Put a batch on chain (until it lands).
     Record(BatchRow),

@@ -67,7 +67,8 @@ fn wallet(i: u8) -> Address {
     Address::from([0x40 + i; 20])
 }
 
-/// Node `i` says it is alive (sequence `seq`), with all 4 slots free, on the current policy.
+/// Node `i` says it is alive (sequence `seq`), with all 4 slots free, on the current policy;
+/// odd nodes take receipts 64 to a message, even ones (as older nodes) one at a time.
 fn heartbeat(i: u8, seq: u64) -> Input {
     Input::Heartbeat {
         from: node(i),
@@ -82,6 +83,7 @@ fn heartbeat(i: u8, seq: u64) -> Input {
                 job_types: vec![JobType::Hash],
                 slots_total: 4,
                 slots_free: 4,
+                receipts_batch: if i % 2 == 1 { 64 } else { 0 },
             },
             policy: consent_hash(),
             sw: "test".into(),
@@ -229,9 +231,16 @@ impl Rig {
         })
     }
 
-    fn receipts(&mut self) -> usize {
-        self.take(|e| matches!(e, Outgoing::Receipt { .. }).then_some(()))
-            .len()
+    /// The receipt messages to send: (peer, receipts, most per message).
+    fn receipts(&mut self) -> Vec<(String, usize, usize)> {
+        self.take(|e| match e {
+            Outgoing::Receipts {
+                peer,
+                receipts,
+                batch,
+            } => Some((peer.clone(), receipts.len(), *batch)),
+            _ => None,
+        })
     }
 
     fn accept(&mut self, job: JobId, attempt: u32) {
@@ -545,7 +554,17 @@ fn batches_are_cut_when_full_or_when_their_oldest_credit_is_old_enough() {
     rig.advance(rig.config.batch.max_age_ms + 1_000);
     assert!(rig.records().is_empty(), "one batch in flight at a time");
     rig.landed(cut[0].id);
-    assert_eq!(rig.receipts(), 3, "each credited node hears of its receipt");
+    let sent = rig.receipts();
+    assert_eq!(
+        sent.iter().map(|(_, n, _)| n).sum::<usize>(),
+        3,
+        "each credited node hears of its receipt: {sent:?}"
+    );
+    assert_eq!(sent.len(), 2, "one message list per node: {sent:?}");
+    for (peer, _, batch) in &sent {
+        let want = if peer == "peer-1" { 64 } else { 0 };
+        assert_eq!(*batch, want, "{peer} announced receipts_batch {want}");
+    }
     for id in [a, b, c] {
         assert_eq!(rig.job(id).state.name(), "recorded");
     }

@@ -284,15 +284,7 @@ pub(crate) mod tests {
             );
             store.drop_index_for_test();
         }
-        // sled's flusher may hold the lock for a moment after the drop.
-        let store = (0..250)
-            .find_map(|_| {
-                DispatcherStore::open(dir.path()).ok().or_else(|| {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                    None
-                })
-            })
-            .expect("the store reopens");
+        let store = DispatcherStore::reopen_for_test(dir.path());
         let (page, _) = store
             .list_jobs(&JobFilter::default(), 10, None)
             .expect("list");

@@ -13,8 +13,8 @@ use pocmesh_mesh::identity::peer_address;
 use pocmesh_mesh::{MeshEvent, MeshHandle, ReplyToken};
 use pocmesh_protocol::{
     Address, BatchPlan, Body, DeclineReason, DispatcherAnnounce, Envelope, JobId, JobOffer,
-    JobReply, JobSpec, JobType, Message, PolicyRef, Receipt, ReceiptLeaf, SecretKey, Topic,
-    Validator, unix_ms_now,
+    JobReply, JobSpec, JobType, Message, PolicyRef, ReceiptLeaf, SecretKey, Topic, Validator,
+    unix_ms_now,
 };
 use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -297,8 +297,23 @@ impl EngineIo {
                 Outgoing::Offer { peer, node, offer } => {
                     tokio::spawn(send_offer(net, peer, node, offer));
                 }
-                Outgoing::Receipt { peer, receipt } => {
-                    tokio::spawn(send_receipt(net, peer, receipt));
+                Outgoing::Receipts {
+                    peer,
+                    receipts,
+                    batch,
+                } if batch > 1 => {
+                    for chunk in receipts.chunks(batch) {
+                        let body = Body::Receipts(pocmesh_protocol::Receipts {
+                            receipts: chunk.to_vec(),
+                        });
+                        tokio::spawn(send_receipts(net.clone(), peer.clone(), body, chunk.len()));
+                    }
+                }
+                Outgoing::Receipts { peer, receipts, .. } => {
+                    for r in receipts {
+                        let body = Body::Receipt(r);
+                        tokio::spawn(send_receipts(net.clone(), peer.clone(), body, 1));
+                    }
                 }
                 Outgoing::Record(batch) => {
                     tokio::spawn(record_batch(net, self.submitter.clone(), batch));
@@ -354,12 +369,12 @@ async fn send_offer(net: Arc<NetCtx>, peer: String, node: Address, offer: JobOff
         .await;
 }
 
-async fn send_receipt(net: Arc<NetCtx>, peer: String, receipt: Receipt) {
+/// Sends one `receipt` or `receipts` message (carrying `count` receipts) to `peer`.
+async fn send_receipts(net: Arc<NetCtx>, peer: String, body: Body, count: usize) {
     let Ok(peer_id) = peer.parse::<PeerId>() else {
         return;
     };
-    let job = receipt.job;
-    let Some(bytes) = net.seal(Body::Receipt(receipt)) else {
+    let Some(bytes) = net.seal(body) else {
         return;
     };
     let _slot = net.receipt_slots.acquire(peer_id).await;
@@ -371,11 +386,11 @@ async fn send_receipt(net: Arc<NetCtx>, peer: String, receipt: Receipt) {
         }
         match net.mesh.request(peer_id, None, bytes.clone()).await {
             Ok(_) => {
-                net.metrics.receipts_sent.inc();
+                net.metrics.receipts_sent.inc_by(count as u64);
                 return;
             }
             Err(e) => {
-                debug!(%job, %peer, error = %e, "receipt not delivered");
+                debug!(%peer, receipts = count, error = %e, "receipts not delivered");
                 tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
             }
         }

@@ -696,6 +696,7 @@ mod tests {
             job_types: vec![JobType::Hash],
             slots_total: 4,
             slots_free: 3,
+            receipts_batch: 0,
         };
         let (peer, policy, sw) = ("12D3KooW".into(), Hash32::keccak(b"v1"), "0.1.0".into());
         Heartbeat {

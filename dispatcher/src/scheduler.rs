@@ -287,6 +287,7 @@ pub(crate) mod tests {
                 job_types: vec![JobType::Hash, JobType::LinkHealth],
                 slots_total: 4,
                 slots_free: 4,
+                receipts_batch: 0,
             },
             policy: consent(),
             policy_current: true,

@@ -327,6 +327,20 @@ impl DispatcherStore {
         Ok(None)
     }
 
+    /// Opens the store in `dir` again after a test dropped it: sled's flusher may hold the
+    /// lock for a moment after the drop.
+    #[cfg(test)]
+    pub(crate) fn reopen_for_test(dir: &Path) -> Self {
+        (0..250)
+            .find_map(|_| {
+                DispatcherStore::open(dir).ok().or_else(|| {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    None
+                })
+            })
+            .expect("the store reopens")
+    }
+
     /// Forgets the job indexes, as a store from before they existed (tests of the rebuild).
     #[cfg(test)]
     pub(crate) fn drop_index_for_test(&self) {
@@ -693,7 +707,7 @@ mod tests {
         store.batch_order.clear().expect("clear");
         store.batch_order.flush().expect("flush");
         drop(store);
-        let store = DispatcherStore::open(dir.path()).expect("reopen");
+        let store = DispatcherStore::reopen_for_test(dir.path());
         assert_eq!(walk(&store), vec![4_000, 3_000, 2_000, 1_000]);
     }
 }

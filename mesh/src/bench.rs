@@ -148,6 +148,7 @@ pub async fn run(config: &GossipBenchConfig) -> Result<GossipBenchResult, MeshEr
                             job_types: vec![JobType::Hash],
                             slots_total: 2,
                             slots_free: 2,
+                            receipts_batch: 0,
                         },
                         policy: Hash32::ZERO,
                         sw: env!("CARGO_PKG_VERSION").into(),

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use libp2p::PeerId;
 use pocmesh_mesh::{ReplyToken, identity::peer_address};
 use pocmesh_protocol::{
-    Body, Bytes, DeclineReason, Envelope, JobId, JobOffer, JobReply, JobResult, Message, Metering,
-    Receipt, ResultStatus, unix_ms_now,
+    Body, Bytes, DeclineReason, Envelope, JobId, JobOffer, JobReply, JobResult, MAX_BATCH_ITEMS,
+    Message, Metering, Receipt, Replies, ResultStatus, unix_ms_now,
 };
 use tracing::{debug, info, warn};
 
@@ -40,28 +40,57 @@ pub(crate) async fn on_request(
 ) {
     // One signature check (~75 µs) on this request's own task: handing it to the blocking pool
     // costs more in thread wake-ups than the check itself.
+    let refused = || {
+        Body::JobReply(JobReply::declined(
+            JobId::default(),
+            0,
+            DeclineReason::InvalidOffer,
+        ))
+    };
     let answer = match core.validator.validate(&envelope, unix_ms_now()) {
         Ok(verified) if peer_address(&peer) != Some(verified.message.from) => {
             warn!(%peer, from = %verified.message.from, "request signed by another key than the peer's; refused");
-            JobReply::declined(JobId::default(), 0, DeclineReason::InvalidOffer)
+            refused()
         }
         Ok(verified) => {
             let from = verified.message.from;
             match verified.message.body {
-                Body::JobOffer(offer) => on_offer(&core, peer, from, offer).await,
-                Body::Receipt(receipt) => on_receipt(&core, from, receipt).await,
+                Body::JobOffer(offer) => Body::JobReply(on_offer(&core, peer, from, offer).await),
+                Body::Receipt(receipt) => Body::JobReply(on_receipt(&core, from, receipt).await),
+                Body::Receipts(batch) if batch.receipts.len() > MAX_BATCH_ITEMS => {
+                    warn!(%peer, receipts = batch.receipts.len(), max = MAX_BATCH_ITEMS, "receipts message over the announced size; refused");
+                    refused()
+                }
+                // One signature checked for all of them; each stored as a single one would be
+                // (concurrently, so their flushes are shared), answered in order.
+                Body::Receipts(batch) => {
+                    let n = batch.receipts.len();
+                    let mut tasks = tokio::task::JoinSet::new();
+                    for (i, r) in batch.receipts.into_iter().enumerate() {
+                        let core = core.clone();
+                        tasks.spawn(async move { (i, on_receipt(&core, from, r).await) });
+                    }
+                    let mut replies =
+                        vec![JobReply::declined(JobId::default(), 0, DeclineReason::Busy); n];
+                    while let Some(done) = tasks.join_next().await {
+                        if let Ok((i, reply)) = done {
+                            replies[i] = reply;
+                        }
+                    }
+                    Body::Replies(Replies { replies })
+                }
                 other => {
                     warn!(%peer, kind = %other.kind(), "unexpected request kind");
-                    JobReply::declined(JobId::default(), 0, DeclineReason::InvalidOffer)
+                    refused()
                 }
             }
         }
         Err(e) => {
             warn!(%peer, error = %e, "invalid request");
-            JobReply::declined(JobId::default(), 0, DeclineReason::InvalidOffer)
+            refused()
         }
     };
-    if let Some(bytes) = seal(&core, Body::JobReply(answer))
+    if let Some(bytes) = seal(&core, answer)
         && let Err(e) = core.mesh.respond(reply, bytes).await
     {
         warn!(%peer, error = %e, "cannot answer a request");

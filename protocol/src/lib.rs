@@ -50,8 +50,8 @@ pub use job_types::{JobTypeInfo, REGISTRY as JOB_TYPES, UnknownJobType, Verifica
 pub use keys::{KeyError, SecretKey};
 pub use message::{
     Body, Capabilities, DeclineReason, DispatcherAnnounce, Heartbeat, JobOffer, JobParams,
-    JobReply, JobResult, JobSpec, JobType, Kind, Limits, Message, Metering, OptOut, PolicyRef,
-    Receipt, ResultStatus,
+    JobReply, JobResult, JobSpec, JobType, Kind, Limits, MAX_BATCH_ITEMS, Message, Metering,
+    OptOut, PolicyRef, Receipt, Receipts, Replies, ResultStatus,
 };
 pub use receipt::{MerkleError, MerkleTree, ReceiptLeaf, verify_proof};
 pub use replay::{ReplayConfig, ReplayError, ReplayGuard};

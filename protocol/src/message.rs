@@ -48,6 +48,11 @@ pub enum Body {
     JobResult(JobResult),
     /// Proof that a job's credit was recorded on chain, sent back to the node.
     Receipt(Receipt),
+    /// Several receipts to one node in one signed message (to nodes that announce
+    /// `receipts_batch`).
+    Receipts(Receipts),
+    /// The answers to a `receipts` message, one per receipt in its order.
+    Replies(Replies),
 }
 
 /// The `kind` of a message without its fields.
@@ -67,6 +72,10 @@ pub enum Kind {
     JobResult,
     /// `receipt`
     Receipt,
+    /// `receipts`
+    Receipts,
+    /// `replies`
+    Replies,
 }
 
 impl Kind {
@@ -80,6 +89,8 @@ impl Kind {
             Kind::JobReply => "job_reply",
             Kind::JobResult => "job_result",
             Kind::Receipt => "receipt",
+            Kind::Receipts => "receipts",
+            Kind::Replies => "replies",
         }
     }
 }
@@ -101,6 +112,8 @@ impl Body {
             Body::JobReply(_) => Kind::JobReply,
             Body::JobResult(_) => Kind::JobResult,
             Body::Receipt(_) => Kind::Receipt,
+            Body::Receipts(_) => Kind::Receipts,
+            Body::Replies(_) => Kind::Replies,
         }
     }
 
@@ -186,6 +199,15 @@ pub struct Capabilities {
     pub slots_total: u32,
     /// Slots free right now.
     pub slots_free: u32,
+    /// Most receipts this node takes in one `receipts` message (0, or absent from older
+    /// nodes: one `receipt` message each). Left out of the encoding when 0, so a heartbeat
+    /// without it is byte for byte what it was before the field existed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub receipts_batch: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// `heartbeat`: a node's liveness and capabilities.
@@ -448,4 +470,22 @@ pub struct Receipt {
     pub result_hash: Hash32,
     /// Merkle proof of the leaf in the batch's receipts root.
     pub proof: Vec<Hash32>,
+}
+
+/// Most items in one `receipts` or `replies` message.
+pub const MAX_BATCH_ITEMS: usize = 64;
+
+/// `receipts`: several jobs' credits are on chain — one signature and one stream for all of
+/// them instead of one each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Receipts {
+    /// At most [`MAX_BATCH_ITEMS`], and at most the receiver's `receipts_batch`.
+    pub receipts: Vec<Receipt>,
+}
+
+/// `replies`: the answers to a `receipts` message, one per receipt, in its order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replies {
+    /// One per item answered.
+    pub replies: Vec<JobReply>,
 }

@@ -177,6 +177,7 @@ async fn heartbeats(
                 job_types: vec![JobType::Hash, JobType::Wasm],
                 slots_total: 8,
                 slots_free: 8,
+                receipts_batch: 0,
             },
             policy,
             sw: "rogue/0".into(),

@@ -28,15 +28,19 @@ fn caps() -> impl Strategy<Value = Capabilities> {
         vec(job_type(), 0..4),
         any::<u32>(),
         any::<u32>(),
+        any::<u32>(),
     )
         .prop_map(
-            |(cores, mem_mb, gpu, job_types, slots_total, slots_free)| Capabilities {
-                cores,
-                mem_mb,
-                gpu,
-                job_types,
-                slots_total,
-                slots_free,
+            |(cores, mem_mb, gpu, job_types, slots_total, slots_free, receipts_batch)| {
+                Capabilities {
+                    cores,
+                    mem_mb,
+                    gpu,
+                    job_types,
+                    slots_total,
+                    slots_free,
+                    receipts_batch,
+                }
             },
         )
 }
@@ -190,5 +194,36 @@ pub(crate) fn body() -> impl Strategy<Value = Body> {
                     }
                 )
             ),
+        vec((hash32(), any::<u64>(), vec(hash32(), 0..4)), 0..5).prop_map(|items| {
+            Body::Receipts(Receipts {
+                receipts: items
+                    .into_iter()
+                    .map(|(h, units, proof)| Receipt {
+                        job: JobId(h),
+                        batch: BatchId(h),
+                        tx: h,
+                        block: units / 2,
+                        units,
+                        provider: pocmesh_protocol::Address([7; 20]),
+                        result_hash: h,
+                        proof,
+                    })
+                    .collect(),
+            })
+        }),
+        vec((hash32(), any::<u32>(), any::<bool>()), 0..5).prop_map(|items| {
+            Body::Replies(Replies {
+                replies: items
+                    .into_iter()
+                    .map(|(h, attempt, ok)| {
+                        if ok {
+                            JobReply::accepted(JobId(h), attempt)
+                        } else {
+                            JobReply::declined(JobId(h), attempt, DeclineReason::Busy)
+                        }
+                    })
+                    .collect(),
+            })
+        }),
     ]
 }

@@ -45,6 +45,7 @@ fn heartbeat(seq: u64, ts: u64) -> Message {
                 job_types: vec![JobType::Hash, JobType::Wasm],
                 slots_total: 2,
                 slots_free: 1,
+                receipts_batch: 0,
             },
             policy: Hash32::keccak(b"consent v1"),
             sw: "0.1.0".into(),
@@ -122,6 +123,59 @@ fn unknown_fields_and_job_types_are_tolerated() {
         panic!("heartbeat")
     };
     assert_eq!(h.caps.job_types, vec![JobType::Unknown]);
+}
+
+#[test]
+fn receipts_batch_is_announced_only_when_set_and_receipts_travel_as_one_list() {
+    // 0 (and older nodes) leave it out: the pinned heartbeat below is unchanged by it.
+    let env = Envelope::seal(&heartbeat(1, 5), &key()).expect("seal");
+    let msg: Value = serde_cbor::from_slice(&env.payload).expect("cbor");
+    let caps = as_map(field(as_map(&msg), "caps"));
+    assert!(!caps.contains_key(&Value::Text("receipts_batch".into())));
+    let mut m = heartbeat(2, 6);
+    if let Body::Heartbeat(h) = &mut m.body {
+        h.caps.receipts_batch = 64;
+    }
+    let env = Envelope::seal(&m, &key()).expect("seal");
+    let msg: Value = serde_cbor::from_slice(&env.payload).expect("cbor");
+    let caps = as_map(field(as_map(&msg), "caps"));
+    assert_eq!(
+        field(caps, "receipts_batch"),
+        &Value::Integer(64),
+        "announced as a plain integer"
+    );
+
+    let receipt = pocmesh_protocol::Receipt {
+        job: pocmesh_protocol::JobId::from([1; 32]),
+        batch: pocmesh_protocol::BatchId::from([2; 32]),
+        tx: Hash32([3; 32]),
+        block: 4,
+        units: 5,
+        provider: key().address(),
+        result_hash: Hash32([6; 32]),
+        proof: vec![Hash32([7; 32])],
+    };
+    let m = Message::new(
+        "devnet-551",
+        key().address(),
+        9,
+        Body::Receipts(pocmesh_protocol::Receipts {
+            receipts: vec![receipt.clone(), receipt],
+        }),
+    );
+    let env = Envelope::seal(&m, &key()).expect("seal");
+    let msg: Value = serde_cbor::from_slice(&env.payload).expect("cbor");
+    let msg = as_map(&msg);
+    assert_eq!(field(msg, "kind"), &Value::Text("receipts".into()));
+    let Value::Array(items) = field(msg, "receipts") else {
+        panic!("receipts must be an array")
+    };
+    assert_eq!(items.len(), 2);
+    assert_eq!(
+        field(as_map(&items[0]), "job"),
+        &Value::Bytes(vec![1; 32]),
+        "each item is a receipt as the single kind carries it"
+    );
 }
 
 #[test]
