@@ -160,6 +160,31 @@ async fn testnet_up_records_demo_jobs_and_down_leaves_nothing_running() {
     }
     assert!(sum > 0);
     assert_eq!(poc.total_units().await.expect("total"), sum);
+    // Every credit's receipt reached its node over the mesh (nodes take them in one `receipts`
+    // message each) and the node checked it against the chain: its verified units are its
+    // wallet's units on the contract.
+    for n in state["nodes"].as_array().expect("nodes") {
+        let wallet: Address = n["wallet"].as_str().expect("wallet").parse().expect("addr");
+        let on_chain = poc.units(wallet).await.expect("units");
+        let data_dir = n["data_dir"].as_str().expect("data dir");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let out = pocmesh(&["node", "status", "--data-dir", data_dir, "--json"], None);
+            assert!(out.status.success(), "{out:?}");
+            let status: Value = json(&out);
+            let earned = u128::from(status["units_earned"].as_u64().expect("units_earned"));
+            if earned == on_chain {
+                assert_eq!(status["receipts"]["failed"], 0, "{status}");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: {earned} units verified from receipts, {on_chain} on chain: {status}",
+                n["name"]
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
     // The XDC form names the same wallet; a malformed address is a clear 400.
     let first: Address = report["wallets"][0]["wallet"]
         .as_str()
