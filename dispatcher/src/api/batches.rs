@@ -116,9 +116,14 @@ impl BatchView {
                 credits,
             })
             .collect();
-        let mut jobs: Vec<JobId> = row.credits.iter().map(|c| c.job).collect();
-        jobs.dedup();
-        v.jobs = jobs;
+        // A job with several credits (redundancy) is listed once, wherever its credits stand.
+        let mut seen = std::collections::HashSet::new();
+        v.jobs = row
+            .credits
+            .iter()
+            .map(|c| c.job)
+            .filter(|j| seen.insert(*j))
+            .collect();
         v
     }
 }

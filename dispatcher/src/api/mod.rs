@@ -443,6 +443,9 @@ struct ApiState {
     chain_reader: tokio::sync::OnceCell<pocmesh_chain::ProofOfCompute>,
     /// The contract's deployment block, if configured: where log searches start.
     contract_block: Option<u64>,
+    /// The block of this dispatcher's first recorded batch, once there is one (it never
+    /// changes: batches are never removed).
+    first_batch_block: std::sync::OnceLock<u64>,
     /// The demo-job quota, if demo jobs are on.
     demo: Option<RateLimiter>,
     /// Its size, for messages.
@@ -718,45 +721,47 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
 /// The Provider Hub: one static page over this API and the chain's RPC.
 const DASHBOARD: &str = include_str!("../../assets/dashboard.html");
 
+/// The dashboard's placeholders the server fills in: the element's id and its empty content.
+const DASHBOARD_FIGURES: [(&str, &str); 5] = [
+    ("online", "–"),
+    ("total", "–"),
+    ("day", "–"),
+    ("units", "–"),
+    ("states", ""),
+];
+
+/// The dashboard with the network's figures in place of its placeholders.
+fn dashboard_with(v: &StatusView) -> String {
+    let states: Vec<String> = v
+        .jobs
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(st, n)| format!("{n} {st}"))
+        .collect();
+    // Job state names are the engine's own words; nothing a peer wrote.
+    let values = [
+        v.nodes_online.to_string(),
+        v.nodes_total.to_string(),
+        v.jobs_last_24h.to_string(),
+        v.units_recorded.to_string(),
+        states.join(" · "),
+    ];
+    let mut page = DASHBOARD.to_string();
+    for ((id, empty), value) in DASHBOARD_FIGURES.iter().zip(values) {
+        page = page.replacen(
+            &format!("id=\"{id}\">{empty}<"),
+            &format!("id=\"{id}\">{value}<"),
+            1,
+        );
+    }
+    page
+}
+
 /// The dashboard with the network's figures filled in on the server, so the page says something
 /// without JavaScript too (its script then keeps them live, with the charts and tables).
 async fn dashboard(State(s): State<Arc<ApiState>>) -> Response {
     let page = match s.engine.status().await {
-        Ok(v) => {
-            let states: Vec<String> = v
-                .jobs
-                .iter()
-                .filter(|(_, n)| **n > 0)
-                .map(|(st, n)| format!("{n} {st}"))
-                .collect();
-            DASHBOARD
-                .replacen(
-                    "id=\"online\">–<",
-                    &format!("id=\"online\">{}<", v.nodes_online),
-                    1,
-                )
-                .replacen(
-                    "id=\"total\">–<",
-                    &format!("id=\"total\">{}<", v.nodes_total),
-                    1,
-                )
-                .replacen(
-                    "id=\"day\">–<",
-                    &format!("id=\"day\">{}<", v.jobs_last_24h),
-                    1,
-                )
-                .replacen(
-                    "id=\"units\">–<",
-                    &format!("id=\"units\">{}<", v.units_recorded),
-                    1,
-                )
-                // Job state names are the engine's own words; nothing a peer wrote.
-                .replacen(
-                    "<p id=\"states\"></p>",
-                    &format!("<p id=\"states\">{}</p>", states.join(" · ")),
-                    1,
-                )
-        }
+        Ok(v) => dashboard_with(&v),
         // The static page still works: its script says what it cannot reach.
         Err(_) => DASHBOARD.to_string(),
     };
@@ -807,6 +812,7 @@ pub(crate) async fn serve(
         chain: parts.chain,
         chain_reader: tokio::sync::OnceCell::new(),
         contract_block: parts.contract_block,
+        first_batch_block: std::sync::OnceLock::new(),
         demo: (parts.demo_jobs_per_hour > 0).then(|| RateLimiter {
             per_minute: f64::from(parts.demo_jobs_per_hour) / 60.0,
             buckets: Mutex::new(HashMap::new()),
@@ -868,6 +874,33 @@ pub(crate) async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dashboard_gets_every_figure_filled_in_by_the_server() {
+        for (id, empty) in DASHBOARD_FIGURES {
+            assert_eq!(
+                DASHBOARD.matches(&format!("id=\"{id}\">{empty}<")).count(),
+                1,
+                "the dashboard's placeholder for {id} moved: the server would leave it empty"
+            );
+        }
+        let v: StatusView = serde_json::from_value(serde_json::json!({
+            "nodes_online": 3, "nodes_total": 4, "jobs": {"recorded": 7, "queued": 0},
+            "jobs_last_24h": 9, "units_recorded": 11, "batches_recorded": 2, "outbox": 0,
+            "batch_in_flight": null
+        }))
+        .expect("status");
+        let page = dashboard_with(&v);
+        for want in [
+            "id=\"online\">3<",
+            "id=\"total\">4<",
+            "id=\"day\">9<",
+            "id=\"units\">11<",
+            "id=\"states\">7 recorded<",
+        ] {
+            assert!(page.contains(want), "{want}");
+        }
+    }
 
     #[tokio::test]
     async fn each_client_address_has_a_request_budget_and_hears_why_when_over_it() {

@@ -114,19 +114,25 @@ pub(super) async fn view(
         .parse::<Address>()
         .map_err(|e| ApiError::bad_request("bad_wallet", e.to_string()))?;
     let store = s.store.clone();
-    let configured = from_block.or(s.contract_block);
-    let (figures, from_block) = tokio::task::spawn_blocking(move || {
-        let from = match configured {
-            Some(b) => b,
-            // On a long chain a search from block 0 is thousands of log pages; no credit of
-            // this dispatcher's own is older than its first batch.
-            None => store.first_recorded_block()?.unwrap_or(0),
+    let configured = from_block
+        .or(s.contract_block)
+        .or(s.first_batch_block.get().copied());
+    let (figures, from_block, first_batch) = tokio::task::spawn_blocking(move || {
+        // On a long chain a search from block 0 is thousands of log pages; no credit of this
+        // dispatcher's own is older than its first batch.
+        let first_batch = match configured {
+            Some(_) => None,
+            None => store.first_recorded_block()?,
         };
-        Ok::<_, crate::job_index::ListError>((figures(&store, wallet)?, from))
+        let from = configured.or(first_batch).unwrap_or(0);
+        Ok::<_, crate::job_index::ListError>((figures(&store, wallet)?, from, first_batch))
     })
     .await
     .map_err(ApiError::unavailable)?
     .map_err(ApiError::unavailable)?;
+    if let Some(b) = first_batch {
+        let _ = s.first_batch_block.set(b);
+    }
     let nodes = s
         .engine
         .nodes()
