@@ -697,6 +697,7 @@ mod tests {
             slots_total: 4,
             slots_free: 3,
             receipts_batch: 0,
+            jobs_batch: 0,
         };
         let (peer, policy, sw) = ("12D3KooW".into(), Hash32::keccak(b"v1"), "0.1.0".into());
         Heartbeat {

@@ -288,6 +288,7 @@ pub(crate) mod tests {
                 slots_total: 4,
                 slots_free: 4,
                 receipts_batch: 0,
+                jobs_batch: 0,
             },
             policy: consent(),
             policy_current: true,

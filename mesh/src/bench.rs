@@ -149,6 +149,7 @@ pub async fn run(config: &GossipBenchConfig) -> Result<GossipBenchResult, MeshEr
                             slots_total: 2,
                             slots_free: 2,
                             receipts_batch: 0,
+                            jobs_batch: 0,
                         },
                         policy: Hash32::ZERO,
                         sw: env!("CARGO_PKG_VERSION").into(),

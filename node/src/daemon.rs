@@ -113,6 +113,8 @@ pub(crate) struct NodeCore {
     pub(crate) dispatchers: std::sync::Mutex<HashMap<Address, String>>,
     /// Results being delivered right now (so a slow try is not started twice).
     pub(crate) delivering: std::sync::Mutex<std::collections::HashSet<(JobId, u32)>>,
+    /// Dispatchers (PeerIds) that sent `job_offers` since this start: they take `job_results`.
+    pub(crate) batching: std::sync::Mutex<std::collections::HashSet<libp2p::PeerId>>,
 }
 
 impl NodeCore {
@@ -233,6 +235,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
         },
         dispatchers: std::sync::Mutex::new(HashMap::new()),
         delivering: std::sync::Mutex::new(std::collections::HashSet::new()),
+        batching: std::sync::Mutex::new(std::collections::HashSet::new()),
         key,
         config,
     });

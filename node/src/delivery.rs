@@ -2,12 +2,15 @@
 //! with a signed reply, with exponential backoff between tries, across restarts (the results
 //! live in the store's outbox).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::PeerId;
 use pocmesh_mesh::identity::peer_address;
-use pocmesh_protocol::{Body, unix_ms_now};
+use pocmesh_protocol::{
+    BATCH_PAYLOAD_BYTES, Body, JobId, JobResults, MAX_BATCH_ITEMS, unix_ms_now,
+};
 use rand::Rng;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -46,7 +49,8 @@ pub(crate) async fn run(core: Arc<NodeCore>, stop: CancellationToken) {
 }
 
 /// Sends every result that is due (all of them when `all`), concurrently, and waits for the
-/// round to finish.
+/// round to finish. Results for a dispatcher that batches its offers travel together, up to
+/// [`MAX_BATCH_ITEMS`] in one `job_results` message.
 pub(crate) async fn deliver_due(core: &Arc<NodeCore>, all: bool) {
     let pending = match core.store.pending_results() {
         Ok(p) => p,
@@ -56,34 +60,180 @@ pub(crate) async fn deliver_due(core: &Arc<NodeCore>, all: bool) {
         }
     };
     let now = unix_ms_now();
-    let limit = Arc::new(Semaphore::new(DELIVERY_CONCURRENCY));
-    let mut tasks = Vec::new();
+    let batching = core.batching.lock().map(|b| b.clone()).unwrap_or_default();
+    let mut singles = Vec::new();
+    let mut groups: HashMap<PeerId, Vec<PendingResult>> = HashMap::new();
     for p in pending {
         if !all && p.next_try_ms > now {
             continue;
         }
-        let key = (p.job, p.attempt);
         if let Ok(mut set) = core.delivering.lock()
-            && !set.insert(key)
+            && !set.insert((p.job, p.attempt))
         {
             continue;
         }
-        let core = core.clone();
-        let limit = limit.clone();
+        match p.dispatcher_peer.parse::<PeerId>() {
+            Ok(peer) if batching.contains(&peer) => groups.entry(peer).or_default().push(p),
+            _ => singles.push(p),
+        }
+    }
+    let limit = Arc::new(Semaphore::new(DELIVERY_CONCURRENCY));
+    let mut tasks = Vec::new();
+    let mut start = |core: &Arc<NodeCore>, peer: Option<PeerId>, chunk: Vec<PendingResult>| {
+        let (core, limit) = (core.clone(), limit.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = limit.acquire_owned().await;
-            deliver(&core, p).await;
+            let keys: Vec<(JobId, u32)> = chunk.iter().map(|p| (p.job, p.attempt)).collect();
+            match peer {
+                Some(peer) => deliver_batch(&core, peer, chunk).await,
+                None => {
+                    for p in chunk {
+                        deliver(&core, p).await;
+                    }
+                }
+            }
             if let Ok(mut set) = core.delivering.lock() {
-                set.remove(&key);
+                for key in &keys {
+                    set.remove(key);
+                }
             }
         }));
+    };
+    for p in singles {
+        start(core, None, vec![p]);
+    }
+    for (peer, results) in groups {
+        for chunk in chunks(results) {
+            start(core, Some(peer), chunk);
+        }
     }
     for t in tasks {
         let _ = t.await;
     }
 }
 
-async fn deliver(core: &Arc<NodeCore>, mut p: PendingResult) {
+/// Splits results into messages of at most [`MAX_BATCH_ITEMS`] and about
+/// [`BATCH_PAYLOAD_BYTES`] each (a result larger than that travels alone).
+fn chunks(results: Vec<PendingResult>) -> Vec<Vec<PendingResult>> {
+    let mut out: Vec<Vec<PendingResult>> = Vec::new();
+    let mut bytes = 0;
+    for p in results {
+        let size = p.result.payload_bytes();
+        match out.last_mut() {
+            Some(last) if last.len() < MAX_BATCH_ITEMS && bytes + size <= BATCH_PAYLOAD_BYTES => {
+                bytes += size;
+                last.push(p);
+            }
+            _ => {
+                bytes = size;
+                out.push(vec![p]);
+            }
+        }
+    }
+    out
+}
+
+/// Sends `chunk` to `peer` as one `job_results` message; each answer settles its own result.
+async fn deliver_batch(core: &Arc<NodeCore>, peer: PeerId, chunk: Vec<PendingResult>) {
+    let body = Body::JobResults(JobResults {
+        results: chunk.iter().map(|p| p.result.clone()).collect(),
+    });
+    let Some(envelope) = crate::jobs::seal(core, body) else {
+        return;
+    };
+    let answers = match core.mesh.request(peer, None, envelope).await {
+        Ok(bytes) => check_replies(core, &chunk, peer, &bytes),
+        Err(e) => Err(e.to_string()),
+    };
+    let answers = match answers {
+        Ok(a) => a,
+        Err(reason) => {
+            for p in chunk {
+                retry(core, p, &reason);
+            }
+            return;
+        }
+    };
+    let mut settled = Vec::new();
+    for (p, answer) in chunk.into_iter().zip(answers) {
+        match answer {
+            Some(accepted) => {
+                if !accepted {
+                    warn!(job = %job_label(&p.job, p.attempt), "the dispatcher refused the result; it will not be sent again");
+                } else if p.tries > 0 {
+                    info!(job = %job_label(&p.job, p.attempt), tries = p.tries + 1, "result delivered");
+                }
+                settled.push((p.job, p.attempt));
+            }
+            None => retry(core, p, "the dispatcher answered without taking the result"),
+        }
+    }
+    if settled.is_empty() {
+        return;
+    }
+    match core.store.results_acknowledged(&settled) {
+        Ok(()) => {
+            core.metrics.results_delivered.inc_by(settled.len() as u64);
+            debug!(results = settled.len(), %peer, "results delivered");
+        }
+        Err(e) => warn!(results = settled.len(), error = %e, "cannot record the acknowledgements"),
+    }
+}
+
+/// The dispatcher's signed `replies` to a `job_results` message: per result, `Some(true)`
+/// acknowledged, `Some(false)` refused for good, `None` not answered (try again). `Err` when
+/// the answer as a whole is not one (try them all again; a dispatcher that refuses the kind
+/// gets single results from now on).
+fn check_replies(
+    core: &NodeCore,
+    chunk: &[PendingResult],
+    peer: PeerId,
+    bytes: &[u8],
+) -> Result<Vec<Option<bool>>, String> {
+    let verified = core
+        .validator
+        .validate(bytes, unix_ms_now())
+        .map_err(|e| format!("invalid reply: {e}"))?;
+    if peer_address(&peer) != Some(verified.message.from) {
+        return Err("reply not signed by the dispatcher's key".into());
+    }
+    match verified.message.body {
+        Body::Replies(r) if r.replies.len() == chunk.len() => Ok(chunk
+            .iter()
+            .zip(r.replies)
+            .map(|(p, r)| (r.job == p.job && r.attempt == p.attempt).then_some(r.accept))
+            .collect()),
+        other => {
+            if let Ok(mut batching) = core.batching.lock() {
+                batching.remove(&peer);
+            }
+            Err(format!(
+                "the dispatcher did not answer a job_results message ({}); sending singly",
+                other.kind()
+            ))
+        }
+    }
+}
+
+/// Schedules the next try of a result that was not delivered.
+fn retry(core: &NodeCore, mut p: PendingResult, reason: &str) {
+    let settings = &core.config.delivery;
+    let wait = backoff(
+        p.tries,
+        settings.retry_base_ms,
+        settings.retry_max_ms,
+        &mut rand::thread_rng(),
+    );
+    p.tries += 1;
+    p.next_try_ms = unix_ms_now() + wait;
+    core.metrics.delivery_retries.inc();
+    warn!(job = %job_label(&p.job, p.attempt), tries = p.tries, retry_in_ms = wait, %reason, "result not delivered; will retry");
+    if let Err(e) = core.store.reschedule(&p) {
+        warn!(job = %job_label(&p.job, p.attempt), error = %e, "cannot reschedule the delivery");
+    }
+}
+
+async fn deliver(core: &Arc<NodeCore>, p: PendingResult) {
     let label = job_label(&p.job, p.attempt);
     let Ok(peer) = p.dispatcher_peer.parse::<PeerId>() else {
         warn!(job = %label, peer = %p.dispatcher_peer, "stored dispatcher id is unreadable; dropping the result");
@@ -112,22 +262,7 @@ async fn deliver(core: &Arc<NodeCore>, mut p: PendingResult) {
                 warn!(job = %label, "the dispatcher refused the result; it will not be sent again");
             }
         }
-        Err(reason) => {
-            let settings = &core.config.delivery;
-            let wait = backoff(
-                p.tries,
-                settings.retry_base_ms,
-                settings.retry_max_ms,
-                &mut rand::thread_rng(),
-            );
-            p.tries += 1;
-            p.next_try_ms = unix_ms_now() + wait;
-            core.metrics.delivery_retries.inc();
-            warn!(job = %label, tries = p.tries, retry_in_ms = wait, %reason, "result not delivered; will retry");
-            if let Err(e) = core.store.reschedule(&p) {
-                warn!(job = %label, error = %e, "cannot reschedule the delivery");
-            }
-        }
+        Err(reason) => retry(core, p, &reason),
     }
 }
 
@@ -162,6 +297,48 @@ fn check_reply(
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    fn pending(i: u32, output: usize) -> PendingResult {
+        let job = JobId::from([i as u8; 32]);
+        PendingResult {
+            job,
+            attempt: i,
+            dispatcher_peer: "peer".into(),
+            result: pocmesh_protocol::JobResult {
+                job,
+                attempt: i,
+                status: pocmesh_protocol::ResultStatus::Ok,
+                output: Some(pocmesh_protocol::Bytes(vec![0; output])),
+                result_hash: Default::default(),
+                metering: Default::default(),
+                error: None,
+            },
+            tries: 0,
+            next_try_ms: 0,
+        }
+    }
+
+    #[test]
+    fn results_are_cut_into_messages_by_count_and_by_size() {
+        let sizes = |c: Vec<Vec<PendingResult>>| c.iter().map(Vec::len).collect::<Vec<_>>();
+        let many: Vec<_> = (0..150).map(|i| pending(i, 32)).collect();
+        assert_eq!(sizes(chunks(many)), vec![64, 64, 22]);
+        // Large outputs: about a megabyte a message; one over it travels alone.
+        let big: Vec<_> = (0..5)
+            .map(|i| {
+                pending(
+                    i,
+                    if i == 2 {
+                        BATCH_PAYLOAD_BYTES + 1
+                    } else {
+                        400_000
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(sizes(chunks(big)), vec![2, 1, 2]);
+        assert!(chunks(Vec::new()).is_empty());
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {

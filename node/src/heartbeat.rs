@@ -152,6 +152,7 @@ async fn beat(core: &Arc<NodeCore>) {
             slots_total: core.slots_total,
             slots_free: free,
             receipts_batch: pocmesh_protocol::MAX_BATCH_ITEMS as u32,
+            jobs_batch: pocmesh_protocol::MAX_BATCH_ITEMS as u32,
         },
         policy,
         sw: concat!("pocmesh/", env!("CARGO_PKG_VERSION")).to_string(),

@@ -24,6 +24,7 @@ fn heartbeat(key: &SecretKey) -> Message {
                 slots_total: 4,
                 slots_free: 3,
                 receipts_batch: 64,
+                jobs_batch: 64,
             },
             policy: Hash32::keccak(b"consent v1"),
             sw: "0.1.0".into(),

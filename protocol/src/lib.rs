@@ -49,9 +49,10 @@ pub use inspect::{InspectOptions, InspectReport, inspect};
 pub use job_types::{JobTypeInfo, REGISTRY as JOB_TYPES, UnknownJobType, Verification};
 pub use keys::{KeyError, SecretKey};
 pub use message::{
-    Body, Capabilities, DeclineReason, DispatcherAnnounce, Heartbeat, JobOffer, JobParams,
-    JobReply, JobResult, JobSpec, JobType, Kind, Limits, MAX_BATCH_ITEMS, Message, Metering,
-    OptOut, PolicyRef, Receipt, Receipts, Replies, ResultStatus,
+    BATCH_PAYLOAD_BYTES, Body, Capabilities, DeclineReason, DispatcherAnnounce, Heartbeat,
+    JobOffer, JobOffers, JobParams, JobReply, JobResult, JobResults, JobSpec, JobType, Kind,
+    Limits, MAX_BATCH_ITEMS, Message, Metering, OptOut, PolicyRef, Receipt, Receipts, Replies,
+    ResultStatus,
 };
 pub use receipt::{MerkleError, MerkleTree, ReceiptLeaf, verify_proof};
 pub use replay::{ReplayConfig, ReplayError, ReplayGuard};

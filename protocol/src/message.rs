@@ -51,8 +51,14 @@ pub enum Body {
     /// Several receipts to one node in one signed message (to nodes that announce
     /// `receipts_batch`).
     Receipts(Receipts),
-    /// The answers to a `receipts` message, one per receipt in its order.
+    /// The answers to a `receipts`, `job_offers` or `job_results` message, one per item in
+    /// its order.
     Replies(Replies),
+    /// Several offers to one node in one signed message (to nodes that announce `jobs_batch`).
+    JobOffers(JobOffers),
+    /// Several results to one dispatcher in one signed message (to a dispatcher that sent
+    /// `job_offers`).
+    JobResults(JobResults),
 }
 
 /// The `kind` of a message without its fields.
@@ -76,6 +82,10 @@ pub enum Kind {
     Receipts,
     /// `replies`
     Replies,
+    /// `job_offers`
+    JobOffers,
+    /// `job_results`
+    JobResults,
 }
 
 impl Kind {
@@ -91,6 +101,8 @@ impl Kind {
             Kind::Receipt => "receipt",
             Kind::Receipts => "receipts",
             Kind::Replies => "replies",
+            Kind::JobOffers => "job_offers",
+            Kind::JobResults => "job_results",
         }
     }
 }
@@ -114,6 +126,8 @@ impl Body {
             Body::Receipt(_) => Kind::Receipt,
             Body::Receipts(_) => Kind::Receipts,
             Body::Replies(_) => Kind::Replies,
+            Body::JobOffers(_) => Kind::JobOffers,
+            Body::JobResults(_) => Kind::JobResults,
         }
     }
 
@@ -204,6 +218,11 @@ pub struct Capabilities {
     /// without it is byte for byte what it was before the field existed.
     #[serde(skip_serializing_if = "is_zero")]
     pub receipts_batch: u32,
+    /// Most offers this node takes in one `job_offers` message (0, or absent: one `job_offer`
+    /// each). A node that announces it also sends its results to a dispatcher that batches its
+    /// offers as `job_results`. Left out of the encoding when 0, like `receipts_batch`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub jobs_batch: u32,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -472,7 +491,7 @@ pub struct Receipt {
     pub proof: Vec<Hash32>,
 }
 
-/// Most items in one `receipts` or `replies` message.
+/// Most items in one `receipts`, `job_offers`, `job_results` or `replies` message.
 pub const MAX_BATCH_ITEMS: usize = 64;
 
 /// `receipts`: several jobs' credits are on chain — one signature and one stream for all of
@@ -488,4 +507,49 @@ pub struct Receipts {
 pub struct Replies {
     /// One per item answered.
     pub replies: Vec<JobReply>,
+}
+
+/// Most bytes of job parameters (wasm modules and inputs) or of outputs put into one
+/// `job_offers` or `job_results` message by their senders, far under the envelope cap: a large
+/// job travels alone.
+pub const BATCH_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+/// `job_offers`: several attempts offered to one node — one signature and one stream for all
+/// of them. Each offer is decided on as a single `job_offer` would be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobOffers {
+    /// At most [`MAX_BATCH_ITEMS`], and at most the receiver's `jobs_batch`.
+    pub offers: Vec<JobOffer>,
+}
+
+/// `job_results`: several results to the dispatcher that offered the jobs. Each is checked and
+/// credited as a single `job_result` would be; the answer is one `replies`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResults {
+    /// At most [`MAX_BATCH_ITEMS`].
+    pub results: Vec<JobResult>,
+}
+
+impl JobSpec {
+    /// Bytes this job's parameters add to a message, roughly: what [`BATCH_PAYLOAD_BYTES`]
+    /// counts.
+    pub fn payload_bytes(&self) -> usize {
+        match &self.params {
+            JobParams::Hash { .. } => 64,
+            JobParams::Wasm { module, input } => module.0.len() + input.0.len() + 64,
+            JobParams::LinkHealth { url, .. } => url.len() + 64,
+            JobParams::RobotsRecheck { domain, paths } => {
+                domain.len() + paths.iter().map(|p| p.len() + 8).sum::<usize>() + 64
+            }
+        }
+    }
+}
+
+impl JobResult {
+    /// Bytes this result adds to a message, roughly: what [`BATCH_PAYLOAD_BYTES`] counts.
+    pub fn payload_bytes(&self) -> usize {
+        self.output.as_ref().map_or(0, |o| o.0.len())
+            + self.error.as_ref().map_or(0, String::len)
+            + 160
+    }
 }

@@ -135,6 +135,7 @@ async fn a_flood_from_one_host_is_refused_and_honest_work_goes_on() {
                 slots_total: 64,
                 slots_free: 64,
                 receipts_batch: 0,
+                jobs_batch: 0,
             },
             policy: pocmesh_protocol::consent::consent_hash(),
             sw: "flood/0".into(),

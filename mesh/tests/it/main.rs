@@ -74,6 +74,7 @@ fn heartbeat(key: &SecretKey, seq: u64, ts: u64, net: &str) -> Message {
                 slots_total: 1,
                 slots_free: 1,
                 receipts_batch: 0,
+                jobs_batch: 0,
             },
             policy: Hash32::keccak(b"consent v1"),
             sw: "test".into(),

@@ -205,7 +205,7 @@ mod group_flush;
 mod receipts;
 
 use group_flush::GroupFlush;
-pub use receipts::DueReceipts;
+pub use receipts::{Arriving, DueReceipts};
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serialising these plain structs into a Vec cannot fail.
@@ -316,6 +316,19 @@ impl NodeStore {
         self.flush_async().await
     }
 
+    /// Records several accepted offers as running in one write, durable when this returns
+    /// (one flush for all of them, as for a `job_offers` message).
+    pub async fn jobs_accepted(&self, records: &[JobRecord]) -> Result<(), StoreError> {
+        // Plain inserts, not a batch: each acceptance stands on its own, and a sled batch (or
+        // transaction) forces a log write of its own before the flush writes another.
+        for r in records {
+            self.jobs
+                .insert(attempt_key(&r.job, r.attempt), encode(r))
+                .map_err(|e| self.err(e))?;
+        }
+        self.flush_async().await
+    }
+
     /// [`NodeStore::flush`] on a blocking thread, so an async caller's thread keeps serving
     /// the network while the disk works.
     pub async fn flush_async(&self) -> Result<(), StoreError> {
@@ -368,50 +381,64 @@ impl NodeStore {
     }
 
     /// A job finished: its record moves to awaiting-ack and the signed result enters the
-    /// outbox, in one transaction, flushed before the result is sent.
+    /// outbox, in one transaction. `WrongState` when the attempt is no longer running.
     pub fn job_finished(
         &self,
         record: &JobRecord,
         pending: &PendingResult,
     ) -> Result<(), StoreError> {
-        let key = attempt_key(&record.job, record.attempt);
-        let failed = matches!(
-            record.state,
-            JobState::AwaitingAck {
-                status: ResultStatus::Failed
-            }
-        );
+        let mut outcome = self.jobs_finished(&[(record.clone(), pending.clone())])?;
+        outcome.pop().unwrap_or(Ok(()))
+    }
+
+    /// [`NodeStore::job_finished`] for several jobs in one transaction (one log write instead
+    /// of one each): each one's outcome, in order; an attempt no longer running is left as it
+    /// is (`WrongState`) and the others are still stored.
+    pub fn jobs_finished(
+        &self,
+        done: &[(JobRecord, PendingResult)],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         (&self.jobs, &self.outbox, &self.meta)
             .transaction(|(jobs, outbox, meta)| {
-                // Only a running attempt finishes: one handed back at shutdown stays handed back.
-                let current: Option<JobRecord> = match jobs.get(&key[..])? {
-                    Some(b) => {
-                        Some(decode("jobs", &b).map_err(ConflictableTransactionError::Abort)?)
-                    }
-                    None => None,
-                };
-                if current.is_some_and(|c| c.state != JobState::Running) {
-                    return Err(ConflictableTransactionError::Abort(
-                        StoreError::WrongState {
-                            job: record.job,
-                            attempt: record.attempt,
-                            expected: "running",
-                        },
-                    ));
-                }
-                jobs.insert(&key[..], encode(record))?;
-                outbox.insert(&key[..], encode(pending))?;
+                let mut outcomes = Vec::with_capacity(done.len());
                 let mut totals: Totals = match meta.get(TOTALS)? {
                     Some(b) => decode("meta", &b).map_err(ConflictableTransactionError::Abort)?,
                     None => Totals::default(),
                 };
-                if failed {
-                    totals.jobs_failed += 1;
-                } else {
-                    totals.jobs_done += 1;
+                for (record, pending) in done {
+                    let key = attempt_key(&record.job, record.attempt);
+                    // Only a running attempt finishes: one handed back at shutdown stays
+                    // handed back.
+                    let current: Option<JobRecord> = match jobs.get(&key[..])? {
+                        Some(b) => {
+                            Some(decode("jobs", &b).map_err(ConflictableTransactionError::Abort)?)
+                        }
+                        None => None,
+                    };
+                    if current.is_some_and(|c| c.state != JobState::Running) {
+                        outcomes.push(Err(StoreError::WrongState {
+                            job: record.job,
+                            attempt: record.attempt,
+                            expected: "running",
+                        }));
+                        continue;
+                    }
+                    jobs.insert(&key[..], encode(record))?;
+                    outbox.insert(&key[..], encode(pending))?;
+                    if matches!(
+                        record.state,
+                        JobState::AwaitingAck {
+                            status: ResultStatus::Failed
+                        }
+                    ) {
+                        totals.jobs_failed += 1;
+                    } else {
+                        totals.jobs_done += 1;
+                    }
+                    outcomes.push(Ok(()));
                 }
                 meta.insert(TOTALS, encode(&totals))?;
-                Ok(())
+                Ok(outcomes)
             })
             .map_err(|e| self.tx_err(e))
         // Not flushed here (sled writes it out within half a second): if the node dies before
@@ -444,21 +471,31 @@ impl NodeStore {
 
     /// The dispatcher acknowledged a result: it leaves the outbox and the job is delivered.
     pub fn result_acknowledged(&self, job: &JobId, attempt: u32) -> Result<(), StoreError> {
-        let key = attempt_key(job, attempt);
-        (&self.jobs, &self.outbox)
-            .transaction(|(jobs, outbox)| {
-                outbox.remove(&key[..])?;
-                if let Some(b) = jobs.get(&key[..])? {
-                    let mut r: JobRecord =
-                        decode("jobs", &b).map_err(ConflictableTransactionError::Abort)?;
-                    if let JobState::AwaitingAck { status } = r.state {
-                        r.state = JobState::Delivered { status };
-                        jobs.insert(&key[..], encode(&r))?;
-                    }
+        self.results_acknowledged(&[(*job, attempt)])
+    }
+
+    /// [`NodeStore::result_acknowledged`] for several results (the answers to one
+    /// `job_results` message). Plain writes, not a transaction (which forces a log write of its
+    /// own): each job is marked delivered before its result leaves the outbox, so a crash in
+    /// between can only make the node send a result once more, which the dispatcher answers
+    /// as a repeat.
+    pub fn results_acknowledged(&self, attempts: &[(JobId, u32)]) -> Result<(), StoreError> {
+        for (job, attempt) in attempts {
+            let key = attempt_key(job, *attempt);
+            if let Some(b) = self.jobs.get(key).map_err(|e| self.err(e))? {
+                let mut r: JobRecord = decode("jobs", &b)?;
+                if let JobState::AwaitingAck { status } = r.state {
+                    r.state = JobState::Delivered { status };
+                    // Only over the row just read: a receipt that credited it meanwhile wins.
+                    let _ = self
+                        .jobs
+                        .compare_and_swap(key, Some(b), Some(encode(&r)))
+                        .map_err(|e| self.err(e))?;
                 }
-                Ok(())
-            })
-            .map_err(|e| self.tx_err(e))
+            }
+            self.outbox.remove(key).map_err(|e| self.err(e))?;
+        }
+        Ok(())
         // Not flushed: lost only in a crash within half a second, and then the result is sent
         // once more and acknowledged again (the dispatcher answers repeats).
     }
@@ -527,6 +564,79 @@ mod tests {
         let s = reopen(dir.path());
         assert_eq!(s.last_seq().expect("last"), 2);
         assert_eq!(s.next_seq().expect("seq"), 3);
+    }
+
+    fn finished_pair(job: JobId, attempt: u32) -> (JobRecord, PendingResult) {
+        let mut done = record(
+            job,
+            attempt,
+            JobState::AwaitingAck {
+                status: ResultStatus::Ok,
+            },
+        );
+        done.result_hash = Some(Hash32([attempt as u8; 32]));
+        let pending = PendingResult {
+            job,
+            attempt,
+            dispatcher_peer: "peer".into(),
+            result: pocmesh_protocol::JobResult {
+                job,
+                attempt,
+                status: ResultStatus::Ok,
+                output: None,
+                result_hash: Hash32([attempt as u8; 32]),
+                metering: Default::default(),
+                error: None,
+            },
+            tries: 0,
+            next_try_ms: 0,
+        };
+        (done, pending)
+    }
+
+    #[tokio::test]
+    async fn a_message_of_jobs_is_accepted_finished_and_acknowledged_in_one_write_each() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = NodeStore::open(dir.path()).expect("open");
+        let jobs: Vec<JobId> = (1..=4u8).map(|i| JobId::from([i; 32])).collect();
+        let running: Vec<JobRecord> = jobs
+            .iter()
+            .map(|j| record(*j, 1, JobState::Running))
+            .collect();
+        s.jobs_accepted(&running).await.expect("accept");
+        for j in &jobs {
+            assert!(s.knows_attempt(j, 1).expect("read"));
+        }
+        // The third was handed back meanwhile: it stays handed back, the others finish.
+        let mut handed = running[2].clone();
+        handed.state = JobState::AwaitingAck {
+            status: ResultStatus::Failed,
+        };
+        s.jobs
+            .insert(attempt_key(&jobs[2], 1), encode(&handed))
+            .expect("write");
+        let done: Vec<_> = jobs.iter().map(|j| finished_pair(*j, 1)).collect();
+        let outcomes = s.jobs_finished(&done).expect("finish");
+        assert_eq!(outcomes.len(), 4);
+        assert!(outcomes[0].is_ok() && outcomes[1].is_ok() && outcomes[3].is_ok());
+        assert!(matches!(outcomes[2], Err(StoreError::WrongState { .. })));
+        assert_eq!(s.totals().expect("totals").jobs_done, 3);
+        assert_eq!(s.pending_results().expect("pending").len(), 3);
+        let acked: Vec<(JobId, u32)> = vec![(jobs[0], 1), (jobs[3], 1)];
+        s.results_acknowledged(&acked).expect("ack");
+        let left: Vec<JobId> = s
+            .pending_results()
+            .expect("pending")
+            .into_iter()
+            .map(|p| p.job)
+            .collect();
+        assert_eq!(left, vec![jobs[1]]);
+        assert_eq!(
+            s.job(&jobs[3], 1).expect("get").expect("row").state,
+            JobState::Delivered {
+                status: ResultStatus::Ok
+            }
+        );
     }
 
     #[tokio::test]

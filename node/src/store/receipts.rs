@@ -148,6 +148,17 @@ pub struct DueReceipts {
     pub next_due_ms: Option<u64>,
 }
 
+/// A receipt as it arrives, with the attempt it credits and the state it is stored in.
+#[derive(Debug, Clone)]
+pub struct Arriving {
+    /// The receipt.
+    pub receipt: Receipt,
+    /// The attempt of this node's it credits, if known.
+    pub attempt: Option<u32>,
+    /// Pending, unchecked or failed (never verified: only a check makes it so).
+    pub state: ReceiptState,
+}
+
 impl NodeStore {
     fn receipt_tx<T>(&self, f: impl Fn(&ReceiptTx<'_>) -> TxResult<T>) -> Result<T, StoreError> {
         (
@@ -198,6 +209,18 @@ impl NodeStore {
         Ok(new)
     }
 
+    /// Several arriving receipts (see [`NodeStore::receipt`]) in one transaction and one
+    /// flush, as for a `receipts` message: whether each was new, in order.
+    pub async fn receipts_durable(
+        &self,
+        arriving: &[Arriving],
+        now_ms: u64,
+    ) -> Result<Vec<bool>, StoreError> {
+        let new = self.receipts_written(arriving, now_ms)?;
+        self.flush_async().await?;
+        Ok(new)
+    }
+
     /// Writes an arriving receipt (see [`NodeStore::receipt`]) without flushing.
     fn receipt_written(
         &self,
@@ -206,21 +229,36 @@ impl NodeStore {
         initial: ReceiptState,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
-        if matches!(initial, ReceiptState::Verified { .. }) {
+        let arriving = [Arriving {
+            receipt: receipt.clone(),
+            attempt,
+            state: initial,
+        }];
+        Ok(self
+            .receipts_written(&arriving, now_ms)?
+            .pop()
+            .unwrap_or(false))
+    }
+
+    /// Writes arriving receipts in one transaction without flushing: whether each was new.
+    fn receipts_written(
+        &self,
+        arriving: &[Arriving],
+        now_ms: u64,
+    ) -> Result<Vec<bool>, StoreError> {
+        if let Some(a) = arriving
+            .iter()
+            .find(|a| matches!(a.state, ReceiptState::Verified { .. }))
+        {
             return Err(StoreError::ReceiptState {
-                job: receipt.job,
+                job: a.receipt.job,
                 source: ReceiptTransitionError {
                     from: "new",
                     to: "verified",
                 },
             });
         }
-        let row = StoredReceipt {
-            receipt: receipt.clone(),
-            received_ms: now_ms,
-            state: initial,
-        };
-        let new = (
+        (
             &self.receipts,
             &self.receipt_checks,
             &self.receipt_failures,
@@ -235,26 +273,37 @@ impl NodeStore {
                     failures,
                     meta,
                 };
-                if receipts.get(receipt.job.as_bytes())?.is_some() {
-                    return Ok(false);
-                }
-                tx.put(Was::New, &row)?;
-                if let Some(attempt) = attempt {
-                    let key = attempt_key(&receipt.job, attempt);
-                    outbox.remove(&key[..])?;
-                    if let Some(b) = jobs.get(&key[..])? {
-                        let mut r: JobRecord =
-                            decode("jobs", &b).map_err(ConflictableTransactionError::Abort)?;
-                        r.state = JobState::Credited {
-                            units: receipt.units,
-                        };
-                        jobs.insert(&key[..], encode(&r))?;
+                let mut new = Vec::with_capacity(arriving.len());
+                for a in arriving {
+                    let receipt = &a.receipt;
+                    // A repeat (also within one message) changes nothing.
+                    if receipts.get(receipt.job.as_bytes())?.is_some() {
+                        new.push(false);
+                        continue;
                     }
+                    let row = StoredReceipt {
+                        receipt: receipt.clone(),
+                        received_ms: now_ms,
+                        state: a.state.clone(),
+                    };
+                    tx.put(Was::New, &row)?;
+                    if let Some(attempt) = a.attempt {
+                        let key = attempt_key(&receipt.job, attempt);
+                        outbox.remove(&key[..])?;
+                        if let Some(b) = jobs.get(&key[..])? {
+                            let mut r: JobRecord =
+                                decode("jobs", &b).map_err(ConflictableTransactionError::Abort)?;
+                            r.state = JobState::Credited {
+                                units: receipt.units,
+                            };
+                            jobs.insert(&key[..], encode(&r))?;
+                        }
+                    }
+                    new.push(true);
                 }
-                Ok(true)
+                Ok(new)
             })
-            .map_err(|e| self.tx_err(e))?;
-        Ok(new)
+            .map_err(|e| self.tx_err(e))
     }
 
     /// Applies a check's outcome to the pending receipt of `job` and returns its new state.

@@ -29,9 +29,19 @@ fn caps() -> impl Strategy<Value = Capabilities> {
         any::<u32>(),
         any::<u32>(),
         any::<u32>(),
+        any::<u32>(),
     )
         .prop_map(
-            |(cores, mem_mb, gpu, job_types, slots_total, slots_free, receipts_batch)| {
+            |(
+                cores,
+                mem_mb,
+                gpu,
+                job_types,
+                slots_total,
+                slots_free,
+                receipts_batch,
+                jobs_batch,
+            )| {
                 Capabilities {
                     cores,
                     mem_mb,
@@ -40,6 +50,7 @@ fn caps() -> impl Strategy<Value = Capabilities> {
                     slots_total,
                     slots_free,
                     receipts_batch,
+                    jobs_batch,
                 }
             },
         )
@@ -207,6 +218,48 @@ pub(crate) fn body() -> impl Strategy<Value = Body> {
                         provider: pocmesh_protocol::Address([7; 20]),
                         result_hash: h,
                         proof,
+                    })
+                    .collect(),
+            })
+        }),
+        vec((hash32(), params(), limits(), any::<u32>()), 0..4).prop_map(|items| {
+            Body::JobOffers(JobOffers {
+                offers: items
+                    .into_iter()
+                    .map(|(job, params, limits, attempt)| JobOffer {
+                        job: JobId(job),
+                        spec: JobSpec { params, limits },
+                        lease_ms: 30_000,
+                        attempt,
+                    })
+                    .collect(),
+            })
+        }),
+        vec(
+            (
+                hash32(),
+                any::<u32>(),
+                vec(any::<u8>(), 0..32),
+                proptest::option::of(text())
+            ),
+            0..4
+        )
+        .prop_map(|items| {
+            Body::JobResults(JobResults {
+                results: items
+                    .into_iter()
+                    .map(|(job, attempt, output, error)| JobResult {
+                        job: JobId(job),
+                        attempt,
+                        status: if error.is_some() {
+                            ResultStatus::Failed
+                        } else {
+                            ResultStatus::Ok
+                        },
+                        result_hash: Hash32(keccak256(&output)),
+                        output: Some(Bytes(output)),
+                        metering: Metering::default(),
+                        error,
                     })
                     .collect(),
             })

@@ -46,6 +46,7 @@ fn heartbeat(seq: u64, ts: u64) -> Message {
                 slots_total: 2,
                 slots_free: 1,
                 receipts_batch: 0,
+                jobs_batch: 0,
             },
             policy: Hash32::keccak(b"consent v1"),
             sw: "0.1.0".into(),
@@ -176,6 +177,89 @@ fn receipts_batch_is_announced_only_when_set_and_receipts_travel_as_one_list() {
         &Value::Bytes(vec![1; 32]),
         "each item is a receipt as the single kind carries it"
     );
+}
+
+#[test]
+fn jobs_batch_is_announced_only_when_set_and_offers_and_results_travel_as_lists() {
+    let env = Envelope::seal(&heartbeat(1, 5), &key()).expect("seal");
+    let msg: Value = serde_cbor::from_slice(&env.payload).expect("cbor");
+    let caps = as_map(field(as_map(&msg), "caps"));
+    assert!(!caps.contains_key(&Value::Text("jobs_batch".into())));
+    let mut m = heartbeat(2, 6);
+    if let Body::Heartbeat(h) = &mut m.body {
+        h.caps.jobs_batch = 64;
+    }
+    let env = Envelope::seal(&m, &key()).expect("seal");
+    let msg: Value = serde_cbor::from_slice(&env.payload).expect("cbor");
+    let caps = as_map(field(as_map(&msg), "caps"));
+    assert_eq!(field(caps, "jobs_batch"), &Value::Integer(64));
+
+    let offer = pocmesh_protocol::JobOffer {
+        job: pocmesh_protocol::JobId::from([1; 32]),
+        spec: pocmesh_protocol::JobSpec {
+            params: pocmesh_protocol::JobParams::Hash {
+                seed: Hash32([2; 32]),
+                iterations: 3,
+            },
+            limits: pocmesh_protocol::Limits {
+                max_ms: 1_000,
+                max_mem_mb: 16,
+                max_output_bytes: 64,
+                max_fuel: None,
+            },
+        },
+        lease_ms: 30_000,
+        attempt: 1,
+    };
+    let m = Message::new(
+        "devnet-551",
+        key().address(),
+        9,
+        Body::JobOffers(pocmesh_protocol::JobOffers {
+            offers: vec![offer.clone(), offer],
+        }),
+    );
+    let env = Envelope::seal(&m, &key()).expect("seal");
+    let msg: Value = serde_cbor::from_slice(&env.payload).expect("cbor");
+    let msg = as_map(&msg);
+    assert_eq!(field(msg, "kind"), &Value::Text("job_offers".into()));
+    let Value::Array(items) = field(msg, "offers") else {
+        panic!("offers must be an array")
+    };
+    assert_eq!(items.len(), 2);
+    let item = as_map(&items[0]);
+    assert_eq!(field(item, "job"), &Value::Bytes(vec![1; 32]));
+    assert_eq!(
+        field(as_map(field(item, "spec")), "type"),
+        &Value::Text("hash".into()),
+        "each item is an offer as the single kind carries it"
+    );
+
+    let result = pocmesh_protocol::JobResult {
+        job: pocmesh_protocol::JobId::from([4; 32]),
+        attempt: 2,
+        status: pocmesh_protocol::ResultStatus::Ok,
+        output: Some(pocmesh_protocol::Bytes(vec![5; 4])),
+        result_hash: Hash32([6; 32]),
+        metering: Default::default(),
+        error: None,
+    };
+    let m = Message::new(
+        "devnet-551",
+        key().address(),
+        9,
+        Body::JobResults(pocmesh_protocol::JobResults {
+            results: vec![result],
+        }),
+    );
+    let env = Envelope::seal(&m, &key()).expect("seal");
+    let msg: Value = serde_cbor::from_slice(&env.payload).expect("cbor");
+    let msg = as_map(&msg);
+    assert_eq!(field(msg, "kind"), &Value::Text("job_results".into()));
+    let Value::Array(items) = field(msg, "results") else {
+        panic!("results must be an array")
+    };
+    assert_eq!(field(as_map(&items[0]), "attempt"), &Value::Integer(2));
 }
 
 #[test]
