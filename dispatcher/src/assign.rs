@@ -57,15 +57,23 @@ impl Engine {
         }
         let mut waiting = Vec::new();
         let mut rounds = self.runnable.len();
-        while rounds > 0 && has_room(&snapshot) {
+        // Jobs that found no node in a row: past `SCHEDULE_MISSES`, the nodes with room are ones
+        // these jobs cannot use (busy elsewhere, on probation, the wrong type), and looking
+        // through the rest of a long queue on every burst would cost more than the burst. The
+        // jobs passed over go to the back, so the next burst looks at the next ones.
+        let mut misses = 0;
+        while rounds > 0 && misses < SCHEDULE_MISSES && has_room(&snapshot) {
             rounds -= 1;
             let Some(id) = self.runnable.pop_front() else {
                 break;
             };
             self.runnable_set.remove(&id);
             match self.assign(id, &mut snapshot, now) {
-                Assigned::Done => {}
-                Assigned::NeedsMore => waiting.push(id),
+                Assigned::Done => misses = 0,
+                Assigned::NeedsMore => {
+                    misses += 1;
+                    waiting.push(id);
+                }
             }
         }
         for id in waiting {
@@ -195,15 +203,15 @@ impl Engine {
                 });
                 let _ = self.registry.record_assignment(node, now);
                 debug!(job = %id, attempt = n, %node, "offering");
-                self.outgoing.push(Outgoing::Offer {
+                self.outgoing.push(Outgoing::Offers {
                     peer,
                     node,
-                    offer: JobOffer {
+                    offers: vec![JobOffer {
                         job: id,
                         spec: spec.clone(),
                         lease_ms,
                         attempt: n,
-                    },
+                    }],
                 });
             }
         }
@@ -279,8 +287,17 @@ impl Engine {
                         lease_until_ms: now + lease,
                     };
                 }
-                self.touch(id);
-                self.refresh_open_state(id);
+                // A restart assumes an offered attempt accepted (`recover_open_job`): this
+                // change waits for the job's next write (its result, for a quick job).
+                self.touch_later(id);
+                if let Some(next) = self
+                    .jobs
+                    .get(&id)
+                    .filter(|j| j.state.is_open())
+                    .map(|j| j.open_state())
+                {
+                    self.set_state_later(id, next);
+                }
             }
             OfferAnswer::Declined(reason) => {
                 debug!(job = %id, attempt = n, %node, ?reason, "offer declined");
@@ -412,6 +429,9 @@ fn no_fault(state: &AttemptState) -> bool {
         }
     )
 }
+
+/// Jobs in a row that may find no node before a burst's scheduling stops looking.
+const SCHEDULE_MISSES: usize = 64;
 
 fn has_room(snapshot: &[NodeView]) -> bool {
     snapshot

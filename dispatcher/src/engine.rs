@@ -57,8 +57,8 @@ impl Input {
             }
             Input::Submit { .. } | Input::AllowlistImport { .. } => Lane::Submissions,
             Input::GetJob { .. } | Input::Nodes { .. } | Input::Status { .. } => Lane::Reads,
-            Input::OfferAnswered { .. }
-            | Input::Result { .. }
+            Input::OffersAnswered { .. }
+            | Input::Results { .. }
             | Input::Audited { .. }
             | Input::BatchRefused { .. }
             | Input::BatchLanded { .. } => Lane::Work,
@@ -150,6 +150,9 @@ impl Lanes {
             })
     }
 }
+/// How long a change a restart recovers without may wait for the job's next write.
+pub(crate) const LAZY_WRITE_MS: u64 = 1_000;
+
 /// Inputs handled per commit at most.
 const BURST: usize = 2048;
 /// How often leases, batches and liveness are checked without other inputs.
@@ -228,15 +231,15 @@ pub(crate) enum Input {
         from: Address,
         opt_out: OptOut,
     },
-    OfferAnswered {
-        job: JobId,
-        attempt: u32,
-        answer: OfferAnswer,
+    /// The answers to one `job_offer` or `job_offers` message, handled in one burst.
+    OffersAnswered {
+        answers: Vec<(JobId, u32, OfferAnswer)>,
     },
-    Result {
+    /// The results of one `job_result` or `job_results` message, handled in one burst (so the
+    /// slots they free are offered again together), each answered on its own sender.
+    Results {
         from: Address,
-        result: Box<JobResult>,
-        reply: oneshot::Sender<JobReply>,
+        results: Vec<(JobResult, oneshot::Sender<JobReply>)>,
     },
     Audited {
         job: JobId,
@@ -277,11 +280,13 @@ pub(crate) enum Input {
 /// Work the engine decided on, carried out by [`crate::net::EngineIo`] after its commit (the
 /// engine itself does no I/O but its store commit).
 pub(crate) enum Outgoing {
-    /// Offer one attempt to one node.
-    Offer {
+    /// Offer attempts to one node: one `job_offer` message when there is one, else one
+    /// `job_offers` message (only to a node that announces `jobs_batch`; see
+    /// [`Engine::group_offers`]).
+    Offers {
         peer: String,
         node: Address,
-        offer: pocmesh_protocol::JobOffer,
+        offers: Vec<pocmesh_protocol::JobOffer>,
     },
     /// Tell a node its credits are on chain: in `receipts` messages of at most `batch` each
     /// when the node announces `receipts_batch`, else one `receipt` message per credit.
@@ -346,6 +351,13 @@ pub(crate) struct Engine {
     pub(crate) clock: Arc<dyn Clock>,
     // Per-burst work, flushed by `commit`.
     pub(crate) dirty: HashSet<JobId>,
+    /// What the job index lists each job in memory under on disk, so a commit writes only
+    /// what changed without reading; a job missing here has its previous row read.
+    pub(crate) indexed_as: HashMap<JobId, crate::job_index::Listed>,
+    /// Jobs changed only in ways a restart recovers without (an accepted offer: recovery
+    /// assumes it), with since when: written with their next change, or after
+    /// [`LAZY_WRITE_MS`] — so a quick job's acceptance and result share one write.
+    pub(crate) lazy: HashMap<JobId, u64>,
     pub(crate) changes: Changes,
     pub(crate) acks: Vec<Ack>,
     pub(crate) outgoing: Vec<Outgoing>,
@@ -455,6 +467,8 @@ impl Engine {
             allowlist: AllowList::default(),
             domain_next_ms: CrawlSlots::new(),
             dirty: HashSet::new(),
+            indexed_as: HashMap::new(),
+            lazy: HashMap::new(),
             changes: Changes::default(),
             acks: Vec::new(),
             outgoing: Vec::new(),
@@ -477,6 +491,12 @@ impl Engine {
         for (id, node) in claims {
             engine.claim_opened(id, node);
         }
+        // Loaded rows are what the index lists them under (both are written together).
+        engine.indexed_as = engine
+            .jobs
+            .values()
+            .map(|j| (j.id, crate::job_index::Listed::of(j)))
+            .collect();
         for (_, id) in open {
             engine.recover_open_job(id);
             // Results that arrived before the stop may be waiting for a verdict (or for a
@@ -583,16 +603,16 @@ impl Engine {
             Input::AllowlistImport { kind, text, reply } => {
                 self.import_allowlist(kind, &text, reply);
             }
-            Input::OfferAnswered {
-                job,
-                attempt,
-                answer,
-            } => self.on_offer_answered(job, attempt, answer),
-            Input::Result {
-                from,
-                result,
-                reply,
-            } => self.on_result(from, *result, reply),
+            Input::OffersAnswered { answers } => {
+                for (job, attempt, answer) in answers {
+                    self.on_offer_answered(job, attempt, answer);
+                }
+            }
+            Input::Results { from, results } => {
+                for (result, reply) in results {
+                    self.on_result(from, result, reply);
+                }
+            }
             Input::Audited { job, outcome } => self.on_audited(job, outcome),
             Input::BatchRefused {
                 batch,
@@ -632,6 +652,13 @@ impl Engine {
             .nodes_online
             .set(self.registry.online_count(now) as i64);
         self.expire_leases(now);
+        let due: Vec<JobId> = self
+            .lazy
+            .iter()
+            .filter(|(_, since)| now.saturating_sub(**since) >= LAZY_WRITE_MS)
+            .map(|(id, _)| *id)
+            .collect();
+        self.dirty.extend(due);
         // Forget nodes silent for a day; the map is fed by the network.
         self.registry.prune(now, 24 * 3600 * 1000);
     }
@@ -645,8 +672,27 @@ impl Engine {
         self.dirty.insert(id);
     }
 
+    /// Marks a job changed in a way a restart recovers without: written with its next change,
+    /// or within [`LAZY_WRITE_MS`].
+    pub(crate) fn touch_later(&mut self, id: JobId) {
+        let now = self.now();
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.updated_ms = now;
+        }
+        self.lazy.entry(id).or_insert(now);
+    }
+
     /// Moves a job to `next`, keeping the per-state counts right.
     pub(crate) fn set_state(&mut self, id: JobId, next: JobState) {
+        self.set_state_as(id, next, false);
+    }
+
+    /// [`Engine::set_state`] for a change a restart recovers without (see [`Engine::lazy`]).
+    pub(crate) fn set_state_later(&mut self, id: JobId, next: JobState) {
+        self.set_state_as(id, next, true);
+    }
+
+    fn set_state_as(&mut self, id: JobId, next: JobState, later: bool) {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
@@ -660,7 +706,11 @@ impl Engine {
                     }
                     *self.state_counts.entry(after).or_default() += 1;
                 }
-                self.touch(id);
+                if later {
+                    self.touch_later(id);
+                } else {
+                    self.touch(id);
+                }
             }
             Err(e) => warn!(job = %id, error = %e, "illegal job transition refused"),
         }
@@ -728,6 +778,8 @@ impl Engine {
             .min(self.config.jobs.max_redundancy);
         let job = Job::queued(id, spec, k, now);
         self.jobs.insert(id, job);
+        self.indexed_as
+            .insert(id, crate::job_index::Listed::default());
         *self.state_counts.entry("queued").or_default() += 1;
         let minute = now / 60_000;
         let slot = &mut self.per_minute[(minute % 1440) as usize];
@@ -823,19 +875,35 @@ impl Engine {
         let dirty = self.registry.take_dirty();
         changes.standings = dirty.nodes;
         changes.wallets = dirty.wallets;
-        for id in self.dirty.drain() {
-            if let Some(job) = self.jobs.get(&id) {
-                changes.jobs.push(job.clone());
+        let ids: Vec<JobId> = self.dirty.drain().collect();
+        for id in &ids {
+            self.lazy.remove(id);
+            if let Some(known) = self.indexed_as.get(id) {
+                changes.indexed_as.insert(*id, *known);
             }
         }
-        let result = self.store.commit(&changes);
+        // The rows are written from memory as they are (no copy per burst).
+        let jobs: Vec<&Job> = ids.iter().filter_map(|id| self.jobs.get(id)).collect();
+        let result = self.store.commit_with(&changes, &jobs);
+        let mut finals = Vec::new();
+        let mut listed = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if job.state.is_final() {
+                finals.push(job.id);
+            } else {
+                listed.push((job.id, crate::job_index::Listed::of(job)));
+            }
+        }
+        if result.is_ok() {
+            for id in &finals {
+                self.indexed_as.remove(id);
+            }
+            self.indexed_as.extend(listed);
+        } else {
+            // What is on disk is unknown now: read it next time.
+            self.indexed_as.clear();
+        }
         // Final jobs leave memory once written.
-        let finals: Vec<JobId> = changes
-            .jobs
-            .iter()
-            .filter(|j| j.state.is_final())
-            .map(|j| j.id)
-            .collect();
         for id in finals {
             self.jobs.remove(&id);
         }
@@ -877,7 +945,50 @@ impl Engine {
         self.schedule();
         self.maybe_batch();
         self.commit()?;
-        Ok(std::mem::take(&mut self.outgoing))
+        let outgoing = std::mem::take(&mut self.outgoing);
+        Ok(self.group_offers(outgoing))
+    }
+
+    /// Merges this burst's offers to each node that announces `jobs_batch` into messages of at
+    /// most that many offers (and [`MAX_BATCH_ITEMS`](pocmesh_protocol::MAX_BATCH_ITEMS), and
+    /// about [`BATCH_PAYLOAD_BYTES`](pocmesh_protocol::BATCH_PAYLOAD_BYTES) of parameters):
+    /// one signature, one stream and one durable write on the node for all of them.
+    fn group_offers(&self, outgoing: Vec<Outgoing>) -> Vec<Outgoing> {
+        let mut out = Vec::with_capacity(outgoing.len());
+        // Per node: the index in `out` of its message being filled, and its parameter bytes.
+        let mut open: HashMap<Address, (usize, usize)> = HashMap::new();
+        for o in outgoing {
+            let Outgoing::Offers { peer, node, offers } = o else {
+                out.push(o);
+                continue;
+            };
+            let max = self
+                .registry
+                .get(&node)
+                .map_or(0, |e| e.caps.jobs_batch as usize)
+                .min(pocmesh_protocol::MAX_BATCH_ITEMS);
+            for offer in offers {
+                let size = offer.spec.payload_bytes();
+                if let Some((i, bytes)) = open.get_mut(&node)
+                    && let Some(Outgoing::Offers { offers, .. }) = out.get_mut(*i)
+                    && offers.len() < max
+                    && *bytes + size <= pocmesh_protocol::BATCH_PAYLOAD_BYTES
+                {
+                    *bytes += size;
+                    offers.push(offer);
+                    continue;
+                }
+                if max > 1 {
+                    open.insert(node, (out.len(), size));
+                }
+                out.push(Outgoing::Offers {
+                    peer: peer.clone(),
+                    node,
+                    offers: vec![offer],
+                });
+            }
+        }
+        out
     }
 
     /// Now, by the engine's clock.

@@ -84,6 +84,7 @@ fn heartbeat(i: u8, seq: u64) -> Input {
                 slots_total: 4,
                 slots_free: 4,
                 receipts_batch: if i % 2 == 1 { 64 } else { 0 },
+                jobs_batch: if i % 2 == 1 { 64 } else { 0 },
             },
             policy: consent_hash(),
             sw: "test".into(),
@@ -212,9 +213,17 @@ impl Rig {
 
     fn offers(&mut self) -> Vec<(JobId, u32, Address)> {
         self.take(|e| match e {
-            Outgoing::Offer { node, offer, .. } => Some((offer.job, offer.attempt, *node)),
+            Outgoing::Offers { node, offers, .. } => Some(
+                offers
+                    .iter()
+                    .map(|o| (o.job, o.attempt, *node))
+                    .collect::<Vec<_>>(),
+            ),
             _ => None,
         })
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     fn audits(&mut self) -> Vec<JobId> {
@@ -244,10 +253,8 @@ impl Rig {
     }
 
     fn accept(&mut self, job: JobId, attempt: u32) {
-        self.burst(vec![Input::OfferAnswered {
-            job,
-            attempt,
-            answer: OfferAnswer::Accepted,
+        self.burst(vec![Input::OffersAnswered {
+            answers: vec![(job, attempt, OfferAnswer::Accepted)],
         }]);
     }
 
@@ -260,18 +267,20 @@ impl Rig {
             exec.output[0] ^= 0xff;
         }
         let (reply, mut rx) = oneshot::channel();
-        self.burst(vec![Input::Result {
+        self.burst(vec![Input::Results {
             from,
-            result: Box::new(JobResult {
-                job,
-                attempt,
-                status: ResultStatus::Ok,
-                result_hash: exec.result_hash(),
-                output: Some(Bytes(exec.output.clone())),
-                metering: exec.metering,
-                error: None,
-            }),
-            reply,
+            results: vec![(
+                JobResult {
+                    job,
+                    attempt,
+                    status: ResultStatus::Ok,
+                    result_hash: exec.result_hash(),
+                    output: Some(Bytes(exec.output.clone())),
+                    metering: exec.metering,
+                    error: None,
+                },
+                reply,
+            )],
         }]);
         rx.try_recv().expect("result answered after commit")
     }
@@ -657,4 +666,162 @@ async fn a_full_heartbeat_lane_holds_back_neither_submissions_nor_reads() {
     .await
     .expect("a submission is not held back by heartbeats")
     .expect("queued");
+}
+
+#[test]
+fn a_bursts_offers_to_a_node_that_announces_jobs_batch_travel_as_one_message() {
+    let mut rig = Rig::new(config(), 2);
+    rig.trust_all();
+    rig.effects.clear();
+    let mut inputs = Vec::new();
+    for i in 0..8u64 {
+        let (reply, _rx) = oneshot::channel();
+        inputs.push(Input::Submit {
+            spec: JobSpec {
+                params: JobParams::Hash {
+                    seed: Hash32([i as u8; 32]),
+                    iterations: 100 + i,
+                },
+                limits: Limits {
+                    max_ms: MAX_MS,
+                    max_mem_mb: 16,
+                    max_output_bytes: 64,
+                    max_fuel: None,
+                },
+            },
+            redundancy: Some(1),
+            reply,
+        });
+    }
+    rig.burst(inputs);
+    let messages = rig.take(|e| match e {
+        Outgoing::Offers { node, offers, .. } => Some((*node, offers.len())),
+        _ => None,
+    });
+    let to = |n: Address| -> Vec<usize> {
+        messages
+            .iter()
+            .filter(|(node, _)| *node == n)
+            .map(|(_, len)| *len)
+            .collect()
+    };
+    // Node 1 announces jobs_batch 64: every offer of the burst in one message. Node 2, like
+    // an older node, gets one message per offer.
+    assert_eq!(to(node(1)), vec![4], "{messages:?}");
+    assert_eq!(to(node(2)), vec![1, 1, 1, 1], "{messages:?}");
+}
+
+#[test]
+fn an_acceptance_waits_for_the_jobs_next_write_and_a_restart_recovers_without_it() {
+    let mut rig = Rig::new(config(), 1);
+    rig.trust_all();
+    let quick = rig.submit(700, 1);
+    let slow = rig.submit(701, 1);
+    let offers = rig.offers();
+    let attempt = |id: JobId| offers.iter().find(|o| o.0 == id).expect("offered").1;
+    let stored = |rig: &Rig, id: JobId| {
+        rig.engine
+            .store
+            .job(&id)
+            .expect("read")
+            .expect("row")
+            .attempts[0]
+            .state
+            .clone()
+    };
+    rig.accept(quick, attempt(quick));
+    rig.accept(slow, attempt(slow));
+    // Accepted in memory, not yet on disk.
+    assert!(matches!(
+        rig.job(quick).attempts[0].state,
+        AttemptState::Running { .. }
+    ));
+    assert_eq!(stored(&rig, quick), AttemptState::Offered);
+    // The quick job's result writes its acceptance with it: one write for both.
+    rig.deliver(node(1), quick, attempt(quick), true);
+    assert!(!matches!(stored(&rig, quick), AttemptState::Offered));
+    // The slow one is written by the tick once the wait is over.
+    assert_eq!(stored(&rig, slow), AttemptState::Offered);
+    rig.advance(crate::engine::LAZY_WRITE_MS + 300);
+    assert!(
+        matches!(stored(&rig, slow), AttemptState::Running { .. }),
+        "{:?}",
+        stored(&rig, slow)
+    );
+
+    // Accepted and lost in a crash before any write: the restart assumes it accepted.
+    let lost = rig.submit(702, 1);
+    let n = rig
+        .offers()
+        .iter()
+        .find(|o| o.0 == lost)
+        .expect("offered")
+        .1;
+    rig.accept(lost, n);
+    assert_eq!(stored(&rig, lost), AttemptState::Offered);
+    let mut rig = rig.restart();
+    assert!(matches!(
+        rig.job(lost).attempts[0].state,
+        AttemptState::Running { .. }
+    ));
+    assert!(
+        rig.offers().is_empty(),
+        "not offered again while its lease runs"
+    );
+    assert!(
+        rig.deliver(node(1), lost, n, true).accept,
+        "its result is taken"
+    );
+}
+
+#[test]
+fn a_burst_stops_looking_through_a_long_queue_that_no_node_can_take() {
+    let mut c = config();
+    // One assignment a minute: after the first job, the node has free slots and may take none.
+    c.registry.rate_limit_per_minute = 1;
+    let mut rig = Rig::new(c, 1);
+    let first = rig.submit(800, 1);
+    assert_eq!(rig.offers().len(), 1, "the first job goes out");
+    let mut inputs = Vec::new();
+    for i in 0..200u64 {
+        let (reply, _rx) = oneshot::channel();
+        inputs.push(Input::Submit {
+            spec: JobSpec {
+                params: JobParams::Hash {
+                    seed: Hash32([9; 32]),
+                    iterations: 1_000 + i,
+                },
+                limits: Limits {
+                    max_ms: MAX_MS,
+                    max_mem_mb: 16,
+                    max_output_bytes: 64,
+                    max_fuel: None,
+                },
+            },
+            redundancy: Some(1),
+            reply,
+        });
+    }
+    rig.burst(inputs);
+    assert!(rig.offers().is_empty(), "rate-limited: nothing offered");
+    // The burst looked at 64 of the 200 and put them at the back: the next burst starts with
+    // the 65th.
+    let queue: Vec<JobId> = rig.engine.runnable.iter().copied().collect();
+    assert_eq!(queue.len(), 200);
+    assert!(!queue.contains(&first));
+    let submitted_65th = rig
+        .engine
+        .jobs
+        .values()
+        .filter(|j| {
+            j.spec.params
+                == JobParams::Hash {
+                    seed: Hash32([9; 32]),
+                    iterations: 1_064,
+                }
+        })
+        .map(|j| j.id)
+        .next()
+        .expect("the 65th job");
+    assert_eq!(queue[0], submitted_65th);
 }

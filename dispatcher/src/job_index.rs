@@ -8,7 +8,8 @@
 //! - `s` state ms id: jobs in a state (one entry per job, moved when the state changes);
 //! - `w` wallet ms id: jobs that credited the wallet (entries are added when credits are set; a
 //!   reader checks the job's credits, so an entry left by reopened credits is skipped);
-//! - `x` id → state: the state each job is indexed under.
+//! - `x` id → state: written by earlier versions; no longer read or written (the writer knows
+//!   what a job is listed under from the job's previous row).
 
 use pocmesh_protocol::{Address, JobId};
 use sled::transaction::{TransactionalTree, UnabortableTransactionError};
@@ -69,29 +70,61 @@ fn wallet_prefix(wallet: &Address) -> Vec<u8> {
     key(b"w", wallet.as_bytes())
 }
 
-/// Updates the indexes for `job` inside a store transaction.
+/// What the index lists a job under: its state (`None`: not listed yet) and a digest of the
+/// wallets its credits name (0: none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Listed {
+    state: Option<u8>,
+    wallets: u64,
+}
+
+impl Listed {
+    /// What the index lists `job` under once it is written.
+    pub fn of(job: &Job) -> Listed {
+        let wallets = if job.credits.is_empty() {
+            0
+        } else {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for c in &job.credits {
+                std::hash::Hash::hash(&c.wallet, &mut h);
+            }
+            std::hash::Hasher::finish(&h).max(1)
+        };
+        Listed {
+            state: state_code(job.state.name()),
+            wallets,
+        }
+    }
+}
+
+/// Updates the indexes for `job` inside a store transaction, given what it was listed under
+/// (`was`): only what changed is written (transactional writes read the old value first, so
+/// every one saved counts).
 pub(crate) fn write(
     index: &TransactionalTree,
     job: &Job,
+    was: Listed,
 ) -> Result<(), UnabortableTransactionError> {
-    let t = tail(job);
-    let Some(code) = state_code(job.state.name()) else {
+    let now = Listed::of(job);
+    let Some(code) = now.state else {
         return Ok(());
     };
-    let x = key(b"x", job.id.as_bytes());
-    match index.get(&x)? {
-        Some(old) if old.as_ref() == [code] => {}
-        old => {
-            if let Some(old) = old.and_then(|o| o.first().copied()) {
+    let t = tail(job);
+    if was.state != Some(code) {
+        match was.state {
+            Some(old) => {
                 index.remove(key(&state_prefix(old), &t))?;
             }
-            index.insert(key(&state_prefix(code), &t), &[][..])?;
-            index.insert(x, &[code][..])?;
-            index.insert(key(b"t", &t), &[][..])?;
+            None => {
+                index.insert(key(b"t", &t), &[][..])?;
+            }
         }
+        index.insert(key(&state_prefix(code), &t), &[][..])?;
     }
-    for c in &job.credits {
-        index.insert(key(&wallet_prefix(&c.wallet), &t), &[][..])?;
+    if now.wallets != was.wallets {
+        for c in &job.credits {
+            index.insert(key(&wallet_prefix(&c.wallet), &t), &[][..])?;
+        }
     }
     Ok(())
 }
@@ -101,7 +134,6 @@ pub(crate) fn write_direct(index: &sled::Tree, job: &Job) -> sled::Result<()> {
     let t = tail(job);
     if let Some(code) = state_code(job.state.name()) {
         index.insert(key(&state_prefix(code), &t), &[][..])?;
-        index.insert(key(b"x", job.id.as_bytes()), &[code][..])?;
     }
     index.insert(key(b"t", &t), &[][..])?;
     for c in &job.credits {

@@ -65,6 +65,9 @@ pub struct DispatcherMetrics {
     pub mesh_refused: Family<EventLabel, Gauge>,
     /// Inputs dropped because the engine's lane for them was full (`heartbeat`).
     pub inputs_dropped: Family<EventLabel, Counter>,
+    /// Job-protocol messages sent (`job_offer`, `job_offers`) and received (`job_result`,
+    /// `job_results`), by kind: with `offers` and `results`, how well they are batched.
+    pub job_messages: Family<EventLabel, Counter>,
 }
 
 impl DispatcherMetrics {
@@ -96,7 +99,13 @@ impl DispatcherMetrics {
             api_refused: Family::default(),
             mesh_refused: Family::default(),
             inputs_dropped: Family::default(),
+            job_messages: Family::default(),
         };
+        registry.register(
+            "job_messages",
+            "Job-protocol messages sent (offers) and received (results), by kind",
+            m.job_messages.clone(),
+        );
         registry.register(
             "inputs_dropped",
             "Inputs dropped because the engine's lane for them was full",

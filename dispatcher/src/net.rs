@@ -13,8 +13,8 @@ use pocmesh_mesh::identity::peer_address;
 use pocmesh_mesh::{MeshEvent, MeshHandle, ReplyToken};
 use pocmesh_protocol::{
     Address, BatchPlan, Body, DeclineReason, DispatcherAnnounce, Envelope, JobId, JobOffer,
-    JobReply, JobSpec, JobType, Message, PolicyRef, ReceiptLeaf, SecretKey, Topic, Validator,
-    unix_ms_now,
+    JobOffers, JobReply, JobSpec, JobType, Kind, Message, PolicyRef, ReceiptLeaf, Replies,
+    SecretKey, Topic, Validator, unix_ms_now,
 };
 use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -294,8 +294,8 @@ impl EngineIo {
         for out in outgoing {
             let net = self.net.clone();
             match out {
-                Outgoing::Offer { peer, node, offer } => {
-                    tokio::spawn(send_offer(net, peer, node, offer));
+                Outgoing::Offers { peer, node, offers } => {
+                    tokio::spawn(send_offers(net, peer, node, offers));
                 }
                 Outgoing::Receipts {
                     peer,
@@ -326,47 +326,75 @@ impl EngineIo {
     }
 }
 
-async fn send_offer(net: Arc<NetCtx>, peer: String, node: Address, offer: JobOffer) {
-    let (job, attempt) = (offer.job, offer.attempt);
-    let answer = match peer.parse::<PeerId>() {
-        Err(e) => OfferAnswer::Unreachable(format!("bad peer id {peer}: {e}")),
-        Ok(peer_id) => match net.seal(Body::JobOffer(offer)) {
-            None => OfferAnswer::Unreachable("cannot sign the offer".into()),
-            Some(bytes) => match net.mesh.request(peer_id, None, bytes).await {
-                Err(e) => OfferAnswer::Unreachable(e.to_string()),
-                Ok(reply) => match net.verify(reply).await {
-                    Err(e) => OfferAnswer::Unreachable(format!("invalid reply: {e}")),
-                    Ok(v) if v.message.from != node => {
-                        OfferAnswer::Unreachable("reply signed by another key".into())
-                    }
-                    Ok(v) => match v.message.body {
-                        Body::JobReply(r) if r.job == job && r.attempt == attempt => {
-                            if r.accept {
-                                OfferAnswer::Accepted
-                            } else {
-                                OfferAnswer::Declined(r.reason.unwrap_or(DeclineReason::Other))
-                            }
-                        }
-                        _ => OfferAnswer::Unreachable("reply does not answer the offer".into()),
-                    },
-                },
-            },
-        },
+/// Sends offers to one node — one `job_offer`, or several in one `job_offers` — and gives
+/// the engine each offer's answer.
+async fn send_offers(net: Arc<NetCtx>, peer: String, node: Address, offers: Vec<JobOffer>) {
+    let keys: Vec<(JobId, u32)> = offers.iter().map(|o| (o.job, o.attempt)).collect();
+    let body = match <[JobOffer; 1]>::try_from(offers) {
+        Ok([offer]) => Body::JobOffer(offer),
+        Err(offers) => Body::JobOffers(JobOffers { offers }),
     };
-    let label = match &answer {
-        OfferAnswer::Accepted => "accepted",
-        OfferAnswer::Declined(_) => "declined",
-        OfferAnswer::Unreachable(_) => "unreachable",
+    DispatcherMetrics::count(&net.metrics.job_messages, body.kind().as_str());
+    let answers = match ask(&net, &peer, node, body).await {
+        Err(why) => vec![OfferAnswer::Unreachable(why); keys.len()],
+        Ok(Body::JobReply(r)) if keys.len() == 1 => vec![answer_of(&r, keys[0])],
+        Ok(Body::Replies(r)) if r.replies.len() == keys.len() => r
+            .replies
+            .iter()
+            .zip(&keys)
+            .map(|(r, k)| answer_of(r, *k))
+            .collect(),
+        Ok(_) => {
+            vec![OfferAnswer::Unreachable("reply does not answer the offers".into()); keys.len()]
+        }
     };
-    DispatcherMetrics::count(&net.metrics.offers, label);
-    let _ = net
-        .inputs
-        .send(Input::OfferAnswered {
-            job,
-            attempt,
-            answer,
-        })
-        .await;
+    for answer in &answers {
+        let label = match answer {
+            OfferAnswer::Accepted => "accepted",
+            OfferAnswer::Declined(_) => "declined",
+            OfferAnswer::Unreachable(_) => "unreachable",
+        };
+        DispatcherMetrics::count(&net.metrics.offers, label);
+    }
+    // One input for all of them: the engine takes them in one burst.
+    let answers = keys
+        .into_iter()
+        .zip(answers)
+        .map(|((job, attempt), answer)| (job, attempt, answer))
+        .collect();
+    let _ = net.inputs.send(Input::OffersAnswered { answers }).await;
+}
+
+/// Sends one request to `node` at `peer` and returns the body of its checked, signed answer.
+async fn ask(net: &Arc<NetCtx>, peer: &str, node: Address, body: Body) -> Result<Body, String> {
+    let peer_id = peer
+        .parse::<PeerId>()
+        .map_err(|e| format!("bad peer id {peer}: {e}"))?;
+    let bytes = net.seal(body).ok_or("cannot sign the offer")?;
+    let reply = net
+        .mesh
+        .request(peer_id, None, bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    let v = net
+        .verify(reply)
+        .await
+        .map_err(|e| format!("invalid reply: {e}"))?;
+    if v.message.from != node {
+        return Err("reply signed by another key".into());
+    }
+    Ok(v.message.body)
+}
+
+/// What one reply says about the offer of `key`.
+fn answer_of(r: &JobReply, key: (JobId, u32)) -> OfferAnswer {
+    if (r.job, r.attempt) != key {
+        OfferAnswer::Unreachable("reply does not answer the offer".into())
+    } else if r.accept {
+        OfferAnswer::Accepted
+    } else {
+        OfferAnswer::Declined(r.reason.unwrap_or(DeclineReason::Other))
+    }
 }
 
 /// Sends one `receipt` or `receipts` message (carrying `count` receipts) to `peer`.
@@ -514,52 +542,94 @@ pub(crate) async fn event_loop(net: Arc<NetCtx>, mut events: mpsc::Receiver<Mesh
 }
 
 async fn on_request(net: Arc<NetCtx>, peer: PeerId, envelope: Vec<u8>, reply: ReplyToken) {
-    let answer = match net.verify(envelope).await {
+    let refused = || JobReply::declined(JobId::default(), 0, DeclineReason::InvalidOffer);
+    let verified = net.verify(envelope).await;
+    if let Ok(v) = &verified
+        && matches!(v.message.kind(), Kind::JobResult | Kind::JobResults)
+    {
+        DispatcherMetrics::count(&net.metrics.job_messages, v.message.kind().as_str());
+    }
+    let answer = match verified {
         Ok(v) if peer_address(&peer) != Some(v.message.from) => {
             // Counted, logged at debug: a flood of these must not flood the log too.
             DispatcherMetrics::count(&net.metrics.results, "wrong_signer");
             debug!(%peer, "request signed by another key than the peer's");
-            JobReply::declined(JobId::default(), 0, DeclineReason::InvalidOffer)
+            Body::JobReply(refused())
         }
         Ok(v) => match v.message.body {
-            Body::JobResult(result) => {
-                let (job, attempt) = (result.job, result.attempt);
-                let (tx, rx) = oneshot::channel();
-                let sent = net
-                    .inputs
-                    .send(Input::Result {
-                        from: v.message.from,
-                        result: Box::new(result),
-                        reply: tx,
-                    })
-                    .await;
-                match (sent, rx.await) {
-                    (Ok(()), Ok(answer)) => answer,
-                    // The engine stopped before the result was stored: no acknowledgement,
-                    // so the node sends it again later.
-                    _ => JobReply::declined(job, attempt, DeclineReason::ShuttingDown),
+            Body::JobResult(result) => match take_results(&net, v.message.from, vec![result])
+                .await
+                .map(|mut r| r.pop())
+            {
+                Some(Some(answer)) => Body::JobReply(answer),
+                // The engine stopped before the result was stored: no acknowledgement, so the
+                // node sends it again later.
+                _ => return,
+            },
+            Body::JobResults(batch) if batch.results.len() > pocmesh_protocol::MAX_BATCH_ITEMS => {
+                DispatcherMetrics::count(&net.metrics.results, "oversized_batch");
+                debug!(%peer, results = batch.results.len(), "job_results over the batch size");
+                Body::JobReply(refused())
+            }
+            // One signature for all of them; each result is taken as a single one would be.
+            Body::JobResults(batch) => {
+                match take_results(&net, v.message.from, batch.results).await {
+                    Some(replies) => Body::Replies(Replies { replies }),
+                    None => return,
                 }
             }
             other => {
                 debug!(%peer, kind = %other.kind(), "unexpected request kind");
-                JobReply::declined(JobId::default(), 0, DeclineReason::InvalidOffer)
+                Body::JobReply(refused())
             }
         },
         Err(e) => {
             DispatcherMetrics::count(&net.metrics.results, "invalid");
             debug!(%peer, error = %e, "invalid request");
-            JobReply::declined(JobId::default(), 0, DeclineReason::InvalidOffer)
+            Body::JobReply(refused())
         }
     };
-    // A ShuttingDown refusal must not look like a final answer to the node.
-    if answer.reason == Some(DeclineReason::ShuttingDown) {
-        return;
-    }
-    if let Some(bytes) = net.seal(Body::JobReply(answer))
+    if let Some(bytes) = net.seal(answer)
         && let Err(e) = net.mesh.respond(reply, bytes).await
     {
         debug!(%peer, error = %e, "cannot answer a request");
     }
+}
+
+/// Hands results from `from` to the engine and waits for each one's answer (given after the
+/// burst that took it is on disk). `None` when the engine stopped before answering them all:
+/// nothing is acknowledged then, and the node sends them again.
+async fn take_results(
+    net: &Arc<NetCtx>,
+    from: Address,
+    results: Vec<pocmesh_protocol::JobResult>,
+) -> Option<Vec<JobReply>> {
+    let mut waiting = Vec::with_capacity(results.len());
+    let mut results_in = Vec::with_capacity(results.len());
+    for result in results {
+        let (tx, rx) = oneshot::channel();
+        results_in.push((result, tx));
+        waiting.push(rx);
+    }
+    // One input for all of them: the engine takes them in one burst, and offers the slots
+    // they free again in one message.
+    net.inputs
+        .send(Input::Results {
+            from,
+            results: results_in,
+        })
+        .await
+        .ok()?;
+    let mut replies = Vec::with_capacity(waiting.len());
+    for rx in waiting {
+        let answer = rx.await.ok()?;
+        // A ShuttingDown refusal must not look like a final answer to the node.
+        if answer.reason == Some(DeclineReason::ShuttingDown) {
+            return None;
+        }
+        replies.push(answer);
+    }
+    Some(replies)
 }
 
 /// Announces the dispatcher on gossip every `every` until shutdown.

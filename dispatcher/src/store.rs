@@ -3,6 +3,7 @@
 //! reliability, exclusion), flagged wallets, counters, and the audit secret. Every change is one
 //! transaction over the trees it touches, flushed before anyone hears about it.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use pocmesh_protocol::{Address, BatchId, Hash32, JobId};
@@ -106,6 +107,9 @@ pub struct Counters {
 pub struct Changes {
     /// Jobs to write (whole rows).
     pub jobs: Vec<Job>,
+    /// For jobs in `jobs` whose listing the writer knows: what the job index lists them under
+    /// now (new jobs: nothing). Others have it read from their previous row.
+    pub indexed_as: HashMap<JobId, crate::job_index::Listed>,
     /// Credits entering the outbox, with their sequence numbers.
     pub outbox_add: Vec<(u64, Credit)>,
     /// Outbox entries leaving it (batched).
@@ -390,7 +394,13 @@ impl DispatcherStore {
 
     /// Writes `changes` in one transaction and flushes.
     pub fn commit(&self, changes: &Changes) -> Result<(), StoreError> {
-        if changes.is_empty() {
+        self.commit_with(changes, &[])
+    }
+
+    /// [`DispatcherStore::commit`] with more job rows to write, borrowed (the engine writes its
+    /// jobs from memory without copying them).
+    pub(crate) fn commit_with(&self, changes: &Changes, more: &[&Job]) -> Result<(), StoreError> {
+        if changes.is_empty() && more.is_empty() {
             return Ok(());
         }
         (
@@ -422,9 +432,22 @@ impl DispatcherStore {
                     job_index,
                     batch_order,
                 )| {
-                    for job in &changes.jobs {
-                        jobs.insert(&job.id.as_bytes()[..], encode(job))?;
-                        crate::job_index::write(job_index, job)?;
+                    for job in changes.jobs.iter().chain(more.iter().copied()) {
+                        let key = &job.id.as_bytes()[..];
+                        // What the index lists the job under: known to the engine, else what
+                        // its previous row says (the row and the index are written together).
+                        let was = match changes.indexed_as.get(&job.id) {
+                            Some(was) => *was,
+                            None => match jobs.get(key)? {
+                                Some(b) => crate::job_index::Listed::of(
+                                    &decode::<Job>("jobs", &b)
+                                        .map_err(ConflictableTransactionError::Abort)?,
+                                ),
+                                None => crate::job_index::Listed::default(),
+                            },
+                        };
+                        jobs.insert(key, encode(job))?;
+                        crate::job_index::write(job_index, job, was)?;
                     }
                     for (seq, credit) in &changes.outbox_add {
                         outbox.insert(&seq.to_be_bytes()[..], encode(credit))?;

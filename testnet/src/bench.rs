@@ -60,6 +60,10 @@ pub struct Round {
     pub recorded_s: f64,
     /// rrbench's completions per second in the same round, when it ran.
     pub rrbench_per_s: Option<f64>,
+    /// Offers per `job_offer`/`job_offers` message sent in the round (batching at work).
+    pub offers_per_message: f64,
+    /// Results per `job_result`/`job_results` message received in the round.
+    pub results_per_message: f64,
 }
 
 /// What was measured.
@@ -203,6 +207,10 @@ pub(crate) async fn launch(
     dc.api.listen = "127.0.0.1:0".parse().map_err(|e| err(&e))?;
     dc.api.tokens = vec!["bench".into()];
     dc.registry.heartbeat_interval_ms = shape.heartbeat_ms;
+    // A node here takes well over 100 trivial jobs a second: the default cap of 6,000
+    // assignments a minute per node (an operator's setting, not verification) would be what is
+    // measured. The highest cap the config allows.
+    dc.registry.rate_limit_per_minute = pocmesh_dispatcher::registry::MAX_RECENT_ASSIGNMENTS as u32;
     // Verification as deployed (probation, adaptive audits down to the floor); only the origin
     // rule is relaxed, as on any devnet: every node here is on 127.0.0.1.
     dc.verify.loopback_quorum = true;
@@ -326,6 +334,8 @@ async fn run_in(
     let verify = pocmesh_dispatcher::policy::VerifySettings::default();
     let (probation_results, audit_floor) = (verify.probation_results, verify.audit_floor);
     let handle = dispatcher.handle.clone();
+    let client =
+        pocmesh_dispatcher::api::client::ApiClient::new(format!("http://{}", dispatcher.api));
 
     let warmup = config.warmup_per_node * config.nodes;
     let mut seq = 0u64;
@@ -339,7 +349,11 @@ async fn run_in(
     let audits_before = audits(&handle).await?;
     for r in 0..config.rounds {
         progress(format!("round {}/{}", r + 1, config.rounds));
+        let before = MessageCounts::read(&client).await?;
         let mut round = run_jobs(&handle, &mut seq, config.jobs, progress, "round").await?;
+        let after = MessageCounts::read(&client).await?;
+        round.offers_per_message = after.per_message(&before, |c| (c.offers, c.offer_messages));
+        round.results_per_message = after.per_message(&before, |c| (c.results, c.result_messages));
         if let Some(rr) = &config.rrbench {
             progress(format!("round {}/{}: rrbench beside", r + 1, config.rounds));
             round.rrbench_per_s = Some(rrbench(rr, config).await?);
@@ -370,6 +384,63 @@ async fn run_in(
         batches: s.batches_recorded,
         units_recorded: s.units_recorded,
     })
+}
+
+/// The dispatcher's job-protocol counters, from its `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+struct MessageCounts {
+    offers: f64,
+    offer_messages: f64,
+    results: f64,
+    result_messages: f64,
+}
+
+impl MessageCounts {
+    async fn read(client: &pocmesh_dispatcher::api::client::ApiClient) -> Result<Self, String> {
+        let text = client
+            .get_text("/metrics")
+            .await
+            .map_err(|e| e.to_string())?;
+        let sum = |name: &str, events: &[&str]| -> f64 {
+            text.lines()
+                .filter_map(|l| l.strip_prefix(&format!("pocmesh_dispatcher_{name}_total{{")))
+                .filter(|l| {
+                    events
+                        .iter()
+                        .any(|e| l.starts_with(&format!("event=\"{e}\"")))
+                })
+                .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+                .sum()
+        };
+        Ok(MessageCounts {
+            offers: sum("offers", &["accepted", "declined", "unreachable"]),
+            offer_messages: sum("job_messages", &["job_offer", "job_offers"]),
+            results: sum(
+                "results",
+                &[
+                    "submitted",
+                    "failed",
+                    "rejected",
+                    "late",
+                    "unknown",
+                    "repeat",
+                ],
+            ),
+            result_messages: sum("job_messages", &["job_result", "job_results"]),
+        })
+    }
+
+    /// Items per message between `before` and now, for the pair `pick` names.
+    fn per_message(&self, before: &Self, pick: impl Fn(&Self) -> (f64, f64)) -> f64 {
+        let (items, messages) = pick(self);
+        let (items0, messages0) = pick(before);
+        let messages = messages - messages0;
+        if messages > 0.0 {
+            (items - items0) / messages
+        } else {
+            0.0
+        }
+    }
 }
 
 /// The dispatcher's re-executions so far, from its metrics.
@@ -453,6 +524,8 @@ pub(crate) async fn run_jobs(
                 verified_per_s: total as f64 / verified_s,
                 recorded_s,
                 rrbench_per_s: None,
+                offers_per_message: 0.0,
+                results_per_message: 0.0,
             });
         }
         if Instant::now() > deadline {

@@ -313,11 +313,13 @@ fn dispatch_bench(a: DispatchBenchArgs) -> anyhow::Result<ExitCode> {
         );
         for (i, r) in report.rounds.iter().enumerate() {
             println!(
-                "  round {}: verified {:.0}/s (in {:.2} s), on chain after {:.2} s{}",
+                "  round {}: verified {:.0}/s (in {:.2} s), on chain after {:.2} s; {:.1} offers and {:.1} results per message{}",
                 i + 1,
                 r.verified_per_s,
                 r.verified_s,
                 r.recorded_s,
+                r.offers_per_message,
+                r.results_per_message,
                 r.rrbench_per_s
                     .map(|c| format!("; rrbench {c:.0}/s"))
                     .unwrap_or_default()

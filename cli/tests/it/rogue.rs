@@ -31,6 +31,10 @@ pub(crate) enum Lie {
     /// Answers every job with an output derived from the job id alone — the same answer from
     /// every rogue, so rogues agree with each other.
     WrongOutput,
+    /// Announces `jobs_batch` and runs every job right, but with each `job_results` message
+    /// also claims an attempt it was never offered for every job, and first tries a message
+    /// over the batch size (65 copies of its results).
+    Batch,
     /// Runs its first job right; for every later offer it sends a result for an attempt it was
     /// not offered, the first job's output re-labelled as this job's result, and a byte-for-byte
     /// replay of its first result envelope.
@@ -142,6 +146,7 @@ async fn start(
         key.clone(),
         wallet,
         policy,
+        if lie == Lie::Batch { 64 } else { 0 },
         stop.clone(),
     ));
     tokio::spawn(serve(
@@ -161,6 +166,7 @@ async fn heartbeats(
     key: SecretKey,
     wallet: Address,
     policy: Hash32,
+    jobs_batch: u32,
     stop: CancellationToken,
 ) {
     let mut seq = 0;
@@ -178,6 +184,7 @@ async fn heartbeats(
                 slots_total: 8,
                 slots_free: 8,
                 receipts_batch: 0,
+                jobs_batch,
             },
             policy,
             sw: "rogue/0".into(),
@@ -241,7 +248,61 @@ async fn serve(
         let Ok(v) = validator.validate(&envelope, unix_ms_now()) else {
             continue;
         };
-        let Body::JobOffer(offer) = v.message.body else {
+        let batched = matches!(v.message.body, Body::JobOffers(_));
+        let batch = match v.message.body {
+            Body::JobOffers(b) => Some(b.offers),
+            Body::JobOffer(o) if lie == Lie::Batch => Some(vec![o]),
+            body => {
+                serve_one(
+                    &mesh, &key, body, reply, peer, lie, &offers, &answers, &validator, &executors,
+                    &first,
+                )
+                .await;
+                continue;
+            }
+        };
+        let Some(batch) = batch else { continue };
+        offers.fetch_add(batch.len() as u64, Ordering::SeqCst);
+        let replies: Vec<JobReply> = batch
+            .iter()
+            .map(|o| JobReply::accepted(o.job, o.attempt))
+            .collect();
+        let answer = if replies.len() == 1 && !batched {
+            Body::JobReply(replies[0].clone())
+        } else {
+            Body::Replies(pocmesh_protocol::Replies { replies })
+        };
+        let _ = mesh.respond(reply, seal(&key, answer)).await;
+        let ctx = Ctx {
+            mesh: mesh.clone(),
+            key: key.clone(),
+            peer,
+            answers: answers.clone(),
+            validator: validator.clone(),
+        };
+        tokio::spawn(act_batch(ctx, batch, executors.clone()));
+    }
+}
+
+/// Answers one request that is not a batch of offers: a single offer is run by [`act`];
+/// anything else (receipts) is acknowledged.
+#[allow(clippy::too_many_arguments)]
+async fn serve_one(
+    mesh: &MeshHandle,
+    key: &SecretKey,
+    body: Body,
+    reply: pocmesh_mesh::ReplyToken,
+    peer: PeerId,
+    lie: Lie,
+    offers: &Arc<AtomicU64>,
+    answers: &Arc<Mutex<Vec<(&'static str, JobReply)>>>,
+    validator: &Validator,
+    executors: &Arc<Executors>,
+    first: &Arc<Mutex<FirstJob>>,
+) {
+    {
+        let (mesh, key) = (mesh.clone(), key.clone());
+        let Body::JobOffer(offer) = body else {
             // Receipts: acknowledge.
             let _ = mesh
                 .respond(
@@ -252,7 +313,7 @@ async fn serve(
                     ),
                 )
                 .await;
-            continue;
+            return;
         };
         offers.fetch_add(1, Ordering::SeqCst);
         let _ = mesh
@@ -274,6 +335,35 @@ async fn serve(
         let (executors, first) = (executors.clone(), first.clone());
         tokio::spawn(async move { act(ctx, offer, lie, executors, first).await });
     }
+}
+
+/// The batching rogue's work: every job run right, then an oversized `job_results`, then one
+/// that carries its honest results and a result for an unoffered attempt of each job.
+async fn act_batch(ctx: Ctx, offers: Vec<JobOffer>, executors: Arc<Executors>) {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut honest = Vec::new();
+    let mut unoffered = Vec::new();
+    for offer in &offers {
+        let spec = offer.spec.clone();
+        let executors = executors.clone();
+        let run = tokio::task::spawn_blocking(move || executors.run(&spec))
+            .await
+            .expect("runs");
+        honest.push(ctx.job_result(offer, offer.attempt, run.output.clone(), run.metering));
+        unoffered.push(ctx.job_result(offer, offer.attempt + 1_000, run.output, run.metering));
+    }
+    let oversized: Vec<JobResult> = honest
+        .iter()
+        .cycle()
+        .take(pocmesh_protocol::MAX_BATCH_ITEMS + 1)
+        .cloned()
+        .collect();
+    ctx.send_batch(&["oversized"], oversized).await;
+    let labels: Vec<&'static str> = std::iter::repeat_n("batched_honest", honest.len())
+        .chain(std::iter::repeat_n("batched_unoffered", unoffered.len()))
+        .collect();
+    honest.extend(unoffered);
+    ctx.send_batch(&labels, honest).await;
 }
 
 #[derive(Clone)]
@@ -298,6 +388,51 @@ impl Ctx {
             && let Ok(mut a) = self.answers.lock()
         {
             a.push((label, r));
+        }
+    }
+
+    /// Sends `results` as one `job_results` message and records each answer under its label
+    /// (a single refusal of the whole message under the first label).
+    async fn send_batch(&self, labels: &[&'static str], results: Vec<JobResult>) {
+        let envelope = seal(
+            &self.key,
+            Body::JobResults(pocmesh_protocol::JobResults { results }),
+        );
+        let Ok(bytes) = self.mesh.request(self.peer, None, envelope).await else {
+            return;
+        };
+        let Ok(v) = self.validator.validate(&bytes, unix_ms_now()) else {
+            return;
+        };
+        let Ok(mut a) = self.answers.lock() else {
+            return;
+        };
+        match v.message.body {
+            Body::Replies(r) => {
+                for (label, reply) in labels.iter().zip(r.replies) {
+                    a.push((label, reply));
+                }
+            }
+            Body::JobReply(r) => a.push((labels[0], r)),
+            _ => {}
+        }
+    }
+
+    fn job_result(
+        &self,
+        offer: &JobOffer,
+        attempt: u32,
+        output: Vec<u8>,
+        metering: Metering,
+    ) -> JobResult {
+        JobResult {
+            job: offer.job,
+            attempt,
+            status: ResultStatus::Ok,
+            result_hash: Hash32(keccak256(&output)),
+            output: Some(Bytes(output)),
+            metering,
+            error: None,
         }
     }
 
@@ -336,6 +471,8 @@ async fn act(
         .await
         .expect("runs");
     match lie {
+        // Every offer of the batching rogue goes to `act_batch`.
+        Lie::Batch => {}
         Lie::InflateFuel(factor) => {
             let mut metering = honest.metering;
             metering.fuel = metering.fuel.saturating_mul(factor);
@@ -614,5 +751,56 @@ async fn results_for_unoffered_attempts_or_replayed_from_another_job_are_not_cre
     assert_eq!(rogue_credits, 1, "only the job it really ran");
     assert_eq!(units(&mesh, rogue.wallet).await, 1);
     wait_excluded(&mesh, rogue.address).await;
+    mesh.check_chain(&jobs, &[rogue.wallet]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_results_are_judged_one_by_one_and_an_oversized_batch_is_refused_whole() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = Mesh::start(dir.path(), 1).await;
+    let rogue = spawn(Address::from([0x89; 20]), &mesh.bootstrap, Lie::Batch).await;
+    mesh.wait_online(2).await;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        ids.push(mesh.submit(&hash_job(100 + i)).await);
+    }
+    let jobs = mesh.all_recorded(&ids, Duration::from_secs(180)).await;
+    assert!(
+        rogue.offers.load(Ordering::SeqCst) >= 1,
+        "the rogue got work"
+    );
+    let oversized = rogue.answers_to("oversized");
+    assert!(!oversized.is_empty());
+    assert!(
+        oversized
+            .iter()
+            .all(|r| !r.accept && r.reason == Some(DeclineReason::InvalidOffer)),
+        "a job_results over 64 is refused as a whole: {oversized:?}"
+    );
+    let honest = rogue.answers_to("batched_honest");
+    assert!(!honest.is_empty());
+    assert!(honest.iter().all(|r| r.accept), "{honest:?}");
+    let unoffered = rogue.answers_to("batched_unoffered");
+    assert_eq!(unoffered.len(), honest.len());
+    assert!(
+        unoffered
+            .iter()
+            .all(|r| !r.accept && r.reason == Some(DeclineReason::InvalidOffer)),
+        "an unoffered attempt in a batch is refused on its own: {unoffered:?}"
+    );
+    // What it really ran is credited (each job once), and nothing else.
+    let accepted: std::collections::HashSet<_> = honest.iter().map(|r| r.job).collect();
+    let rogue_jobs: Vec<_> = jobs
+        .iter()
+        .filter(|j| j.credits.iter().any(|c| c.node == rogue.address))
+        .collect();
+    assert!(rogue_jobs.iter().all(|j| accepted.contains(&j.id)));
+    let rogue_credits: u64 = jobs
+        .iter()
+        .flat_map(|j| &j.credits)
+        .filter(|c| c.node == rogue.address)
+        .map(|c| c.units)
+        .sum();
+    assert_eq!(units(&mesh, rogue.wallet).await, u128::from(rogue_credits));
     mesh.check_chain(&jobs, &[rogue.wallet]).await;
 }
