@@ -174,6 +174,30 @@ impl Rig {
         self.burst(Vec::new());
     }
 
+    /// Submits one `hash` job per seed in a single burst (redundancy 1).
+    fn submit_burst(&mut self, seeds: impl IntoIterator<Item = (u8, u64)>) {
+        let inputs = seeds
+            .into_iter()
+            .map(|(seed, iterations)| Input::Submit {
+                spec: JobSpec {
+                    params: JobParams::Hash {
+                        seed: Hash32([seed; 32]),
+                        iterations,
+                    },
+                    limits: Limits {
+                        max_ms: MAX_MS,
+                        max_mem_mb: 16,
+                        max_output_bytes: 64,
+                        max_fuel: None,
+                    },
+                },
+                redundancy: Some(1),
+                reply: oneshot::channel().0,
+            })
+            .collect();
+        self.burst(inputs);
+    }
+
     fn submit(&mut self, iterations: u64, redundancy: u32) -> JobId {
         let (reply, mut rx) = oneshot::channel();
         let spec = JobSpec {
@@ -673,27 +697,7 @@ fn a_bursts_offers_to_a_node_that_announces_jobs_batch_travel_as_one_message() {
     let mut rig = Rig::new(config(), 2);
     rig.trust_all();
     rig.effects.clear();
-    let mut inputs = Vec::new();
-    for i in 0..8u64 {
-        let (reply, _rx) = oneshot::channel();
-        inputs.push(Input::Submit {
-            spec: JobSpec {
-                params: JobParams::Hash {
-                    seed: Hash32([i as u8; 32]),
-                    iterations: 100 + i,
-                },
-                limits: Limits {
-                    max_ms: MAX_MS,
-                    max_mem_mb: 16,
-                    max_output_bytes: 64,
-                    max_fuel: None,
-                },
-            },
-            redundancy: Some(1),
-            reply,
-        });
-    }
-    rig.burst(inputs);
+    rig.submit_burst((0..8u64).map(|i| (i as u8, 100 + i)));
     let messages = rig.take(|e| match e {
         Outgoing::Offers { node, offers, .. } => Some((*node, offers.len())),
         _ => None,
@@ -782,27 +786,7 @@ fn a_burst_stops_looking_through_a_long_queue_that_no_node_can_take() {
     let mut rig = Rig::new(c, 1);
     let first = rig.submit(800, 1);
     assert_eq!(rig.offers().len(), 1, "the first job goes out");
-    let mut inputs = Vec::new();
-    for i in 0..200u64 {
-        let (reply, _rx) = oneshot::channel();
-        inputs.push(Input::Submit {
-            spec: JobSpec {
-                params: JobParams::Hash {
-                    seed: Hash32([9; 32]),
-                    iterations: 1_000 + i,
-                },
-                limits: Limits {
-                    max_ms: MAX_MS,
-                    max_mem_mb: 16,
-                    max_output_bytes: 64,
-                    max_fuel: None,
-                },
-            },
-            redundancy: Some(1),
-            reply,
-        });
-    }
-    rig.burst(inputs);
+    rig.submit_burst((0..200u64).map(|i| (9, 1_000 + i)));
     assert!(rig.offers().is_empty(), "rate-limited: nothing offered");
     // The burst looked at 64 of the 200 and put them at the back: the next burst starts with
     // the 65th.

@@ -113,7 +113,8 @@ pub(crate) struct NodeCore {
     pub(crate) dispatchers: std::sync::Mutex<HashMap<Address, String>>,
     /// Results being delivered right now (so a slow try is not started twice).
     pub(crate) delivering: std::sync::Mutex<std::collections::HashSet<(JobId, u32)>>,
-    /// Dispatchers (PeerIds) that sent `job_offers` since this start: they take `job_results`.
+    /// Dispatchers (PeerIds) whose `job_offers` this node took work from since this start: they
+    /// take `job_results`.
     pub(crate) batching: std::sync::Mutex<std::collections::HashSet<libp2p::PeerId>>,
 }
 

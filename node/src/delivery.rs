@@ -180,6 +180,18 @@ async fn deliver_batch(core: &Arc<NodeCore>, peer: PeerId, chunk: Vec<PendingRes
     }
 }
 
+/// The body of the dispatcher's answer, checked: a valid envelope signed by `peer`'s key.
+fn signed_answer(core: &NodeCore, peer: PeerId, bytes: &[u8]) -> Result<Body, String> {
+    let verified = core
+        .validator
+        .validate(bytes, unix_ms_now())
+        .map_err(|e| format!("invalid reply: {e}"))?;
+    if peer_address(&peer) != Some(verified.message.from) {
+        return Err("reply not signed by the dispatcher's key".into());
+    }
+    Ok(verified.message.body)
+}
+
 /// The dispatcher's signed `replies` to a `job_results` message: per result, `Some(true)`
 /// acknowledged, `Some(false)` refused for good, `None` not answered (try again). `Err` when
 /// the answer as a whole is not one (try them all again; a dispatcher that refuses the kind
@@ -190,14 +202,7 @@ fn check_replies(
     peer: PeerId,
     bytes: &[u8],
 ) -> Result<Vec<Option<bool>>, String> {
-    let verified = core
-        .validator
-        .validate(bytes, unix_ms_now())
-        .map_err(|e| format!("invalid reply: {e}"))?;
-    if peer_address(&peer) != Some(verified.message.from) {
-        return Err("reply not signed by the dispatcher's key".into());
-    }
-    match verified.message.body {
+    match signed_answer(core, peer, bytes)? {
         Body::Replies(r) if r.replies.len() == chunk.len() => Ok(chunk
             .iter()
             .zip(r.replies)
@@ -274,14 +279,7 @@ fn check_reply(
     peer: PeerId,
     bytes: &[u8],
 ) -> Result<bool, String> {
-    let verified = core
-        .validator
-        .validate(bytes, unix_ms_now())
-        .map_err(|e| format!("invalid reply: {e}"))?;
-    if peer_address(&peer) != Some(verified.message.from) {
-        return Err("reply not signed by the dispatcher's key".into());
-    }
-    match verified.message.body {
+    match signed_answer(core, peer, bytes)? {
         Body::JobReply(r) if r.job == p.job && r.attempt == p.attempt => Ok(r.accept),
         // A refusal that names no job (the envelope was unreadable to the dispatcher, e.g. a
         // clock problem) is not final: the result is kept and sent again.

@@ -214,9 +214,6 @@ async fn on_offers(
     from: pocmesh_protocol::Address,
     offers: Vec<JobOffer>,
 ) -> (Vec<JobReply>, Vec<Taken>) {
-    if let Ok(mut batching) = core.batching.lock() {
-        batching.insert(peer);
-    }
     let mut replies = Vec::with_capacity(offers.len());
     let mut taken: Vec<Taken> = Vec::new();
     let mut seen = HashSet::new();
@@ -244,6 +241,11 @@ async fn on_offers(
         return (replies, Vec::new());
     }
     remember_dispatcher(core, from, &peer.to_string());
+    // A dispatcher this node works for (not any peer that sends the kind): it gets its results
+    // back as `job_results`.
+    if let Ok(mut batching) = core.batching.lock() {
+        batching.insert(peer);
+    }
     for t in &taken {
         accepted(core, t);
     }

@@ -546,6 +546,24 @@ async fn act(
     }
 }
 
+/// Units the dispatcher credited to `node` over `jobs`.
+fn credited_units(jobs: &[pocmesh_dispatcher::api::JobView], node: Address) -> u64 {
+    jobs.iter()
+        .flat_map(|j| &j.credits)
+        .filter(|c| c.node == node)
+        .map(|c| c.units)
+        .sum()
+}
+
+/// Submits one `hash` job per seed and returns their ids.
+async fn submit_hash_jobs(mesh: &Mesh, seeds: std::ops::Range<u64>) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in seeds {
+        ids.push(mesh.submit(&hash_job(i)).await);
+    }
+    ids
+}
+
 /// A wallet's units on chain.
 async fn units(mesh: &Mesh, wallet: Address) -> u128 {
     pocmesh_chain::ProofOfCompute::at(&mesh.chain.rpc, mesh.chain.contract)
@@ -719,10 +737,7 @@ async fn results_for_unoffered_attempts_or_replayed_from_another_job_are_not_cre
     let mesh = Mesh::start(dir.path(), 1).await;
     let rogue = spawn(Address::from([0x88; 20]), &mesh.bootstrap, Lie::Replay).await;
     mesh.wait_online(2).await;
-    let mut ids = Vec::new();
-    for i in 0..10 {
-        ids.push(mesh.submit(&hash_job(i)).await);
-    }
+    let ids = submit_hash_jobs(&mesh, 0..10).await;
     let jobs = mesh.all_recorded(&ids, Duration::from_secs(180)).await;
     assert!(
         rogue.offers.load(Ordering::SeqCst) >= 2,
@@ -742,12 +757,7 @@ async fn results_for_unoffered_attempts_or_replayed_from_another_job_are_not_cre
     );
     // A byte-for-byte replay is a repeat: acknowledged, credited once.
     assert!(rogue.answers_to("replayed").iter().all(|r| r.accept));
-    let rogue_credits: u64 = jobs
-        .iter()
-        .flat_map(|j| &j.credits)
-        .filter(|c| c.node == rogue.address)
-        .map(|c| c.units)
-        .sum();
+    let rogue_credits = credited_units(&jobs, rogue.address);
     assert_eq!(rogue_credits, 1, "only the job it really ran");
     assert_eq!(units(&mesh, rogue.wallet).await, 1);
     wait_excluded(&mesh, rogue.address).await;
@@ -760,10 +770,7 @@ async fn batched_results_are_judged_one_by_one_and_an_oversized_batch_is_refused
     let mesh = Mesh::start(dir.path(), 1).await;
     let rogue = spawn(Address::from([0x89; 20]), &mesh.bootstrap, Lie::Batch).await;
     mesh.wait_online(2).await;
-    let mut ids = Vec::new();
-    for i in 0..12 {
-        ids.push(mesh.submit(&hash_job(100 + i)).await);
-    }
+    let ids = submit_hash_jobs(&mesh, 100..112).await;
     let jobs = mesh.all_recorded(&ids, Duration::from_secs(180)).await;
     assert!(
         rogue.offers.load(Ordering::SeqCst) >= 1,
@@ -795,12 +802,7 @@ async fn batched_results_are_judged_one_by_one_and_an_oversized_batch_is_refused
         .filter(|j| j.credits.iter().any(|c| c.node == rogue.address))
         .collect();
     assert!(rogue_jobs.iter().all(|j| accepted.contains(&j.id)));
-    let rogue_credits: u64 = jobs
-        .iter()
-        .flat_map(|j| &j.credits)
-        .filter(|c| c.node == rogue.address)
-        .map(|c| c.units)
-        .sum();
+    let rogue_credits = credited_units(&jobs, rogue.address);
     assert_eq!(units(&mesh, rogue.wallet).await, u128::from(rogue_credits));
     mesh.check_chain(&jobs, &[rogue.wallet]).await;
 }
