@@ -438,13 +438,13 @@ impl DispatcherStore {
                         // its previous row says (the row and the index are written together).
                         let was = match changes.indexed_as.get(&job.id) {
                             Some(was) => *was,
-                            None => match jobs.get(key)? {
-                                Some(b) => crate::job_index::Listed::of(
-                                    &decode::<Job>("jobs", &b)
-                                        .map_err(ConflictableTransactionError::Abort)?,
-                                ),
-                                None => crate::job_index::Listed::default(),
-                            },
+                            // An unreadable old row is listed as new: a stale index entry
+                            // is skipped by readers, a stopped dispatcher helps nobody.
+                            None => jobs
+                                .get(key)?
+                                .and_then(|b| decode::<Job>("jobs", &b).ok())
+                                .map(|old| crate::job_index::Listed::of(&old))
+                                .unwrap_or_default(),
                         };
                         jobs.insert(key, encode(job))?;
                         crate::job_index::write(job_index, job, was)?;
