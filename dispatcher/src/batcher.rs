@@ -101,8 +101,11 @@ impl Engine {
             .extend(taken.iter().map(|(seq, _)| *seq));
         self.changes.batches.push(row.clone());
         let jobs: HashSet<JobId> = row.credits.iter().map(|c| c.job).collect();
+        // Written with the job's next change (its `recorded`, when the batch lands within a
+        // second): the batch row written now says which jobs are recording, and a restart
+        // reads it from there (`Engine::load`).
         for id in jobs {
-            self.set_state(id, JobState::Recording { batch: row.id });
+            self.set_state_later(id, JobState::Recording { batch: row.id });
         }
         info!(batch = %row.id, credits = row.credits.len(), units = plan.total_units(), "batch cut");
         self.outbox_since_ms = if self.outbox.is_empty() {

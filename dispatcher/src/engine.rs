@@ -497,6 +497,26 @@ impl Engine {
             .values()
             .map(|j| (j.id, crate::job_index::Listed::of(j)))
             .collect();
+        // A batch cut writes its jobs' `recording` state lazily: the pending batch row is what
+        // says they are recording.
+        if let Some(batch) = engine.batch_in_flight.clone() {
+            for credit in &batch.credits {
+                let Some(job) = engine.jobs.get_mut(&credit.job) else {
+                    continue;
+                };
+                if job.state == JobState::Verified
+                    && job
+                        .state
+                        .advance(JobState::Recording { batch: batch.id })
+                        .is_ok()
+                {
+                    if let Some(c) = engine.state_counts.get_mut("verified") {
+                        *c = c.saturating_sub(1);
+                    }
+                    *engine.state_counts.entry("recording").or_default() += 1;
+                }
+            }
+        }
         for (_, id) in open {
             engine.recover_open_job(id);
             // Results that arrived before the stop may be waiting for a verdict (or for a

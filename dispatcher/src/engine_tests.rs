@@ -809,3 +809,60 @@ fn a_burst_stops_looking_through_a_long_queue_that_no_node_can_take() {
         .expect("the 65th job");
     assert_eq!(queue[0], submitted_65th);
 }
+
+#[test]
+fn a_batch_cut_leaves_its_jobs_recording_state_to_the_batch_row_until_they_are_written() {
+    let mut rig = Rig::new(config(), 2);
+    rig.trust_all();
+    // Let the warm-up credits go first.
+    for _ in 0..2 {
+        rig.advance(rig.config.batch.max_age_ms);
+        for b in rig.records() {
+            rig.landed(b.id);
+        }
+    }
+    rig.receipts();
+    let mut ids = Vec::new();
+    for seed in 30..33 {
+        let id = rig.submit(seed, 1);
+        for (job, n, node) in rig.offers() {
+            rig.accept(job, n);
+            rig.deliver(node, job, n, true);
+        }
+        rig.settle();
+        ids.push(id);
+    }
+    let cut = rig.records();
+    assert_eq!(cut.len(), 1, "three credits fill a batch");
+    let stored =
+        |rig: &Rig, id: JobId| rig.engine.store.job(&id).expect("read").expect("row").state;
+    for id in &ids {
+        assert!(matches!(rig.job(*id).state, JobState::Recording { .. }));
+    }
+    // The two verified in earlier bursts are not written again for the cut; the third was
+    // verified in the cut's own burst, so its row says recording already.
+    assert_eq!(stored(&rig, ids[0]), JobState::Verified, "not written yet");
+    assert_eq!(stored(&rig, ids[1]), JobState::Verified, "not written yet");
+    assert!(matches!(stored(&rig, ids[2]), JobState::Recording { .. }));
+    let before = rig.engine.status().jobs;
+    // A crash now: the batch row says which jobs are recording.
+    let mut rig = rig.restart();
+    assert_eq!(
+        rig.engine.status().jobs,
+        before,
+        "per-state counts as before"
+    );
+    for id in &ids {
+        assert_eq!(rig.job(*id).state, JobState::Recording { batch: cut[0].id });
+    }
+    assert_eq!(
+        rig.engine.batch_in_flight.as_ref().map(|b| b.id),
+        Some(cut[0].id),
+        "the pending batch is sent again"
+    );
+    rig.landed(cut[0].id);
+    for id in &ids {
+        assert_eq!(rig.job(*id).state.name(), "recorded");
+        assert_eq!(stored(&rig, *id).name(), "recorded");
+    }
+}
