@@ -59,6 +59,22 @@ fn load(dir: &std::path::Path, config: Arc<DispatcherConfig>, clock: &ManualCloc
     .expect("engine loads")
 }
 
+/// A `hash` job over `seed` repeated, within the tests' limits.
+fn hash_spec(seed: u8, iterations: u64) -> JobSpec {
+    JobSpec {
+        params: JobParams::Hash {
+            seed: Hash32([seed; 32]),
+            iterations,
+        },
+        limits: Limits {
+            max_ms: MAX_MS,
+            max_mem_mb: 16,
+            max_output_bytes: 64,
+            max_fuel: None,
+        },
+    }
+}
+
 fn node(i: u8) -> Address {
     Address::from([i; 20])
 }
@@ -179,18 +195,7 @@ impl Rig {
         let inputs = seeds
             .into_iter()
             .map(|(seed, iterations)| Input::Submit {
-                spec: JobSpec {
-                    params: JobParams::Hash {
-                        seed: Hash32([seed; 32]),
-                        iterations,
-                    },
-                    limits: Limits {
-                        max_ms: MAX_MS,
-                        max_mem_mb: 16,
-                        max_output_bytes: 64,
-                        max_fuel: None,
-                    },
-                },
+                spec: hash_spec(seed, iterations),
                 redundancy: Some(1),
                 reply: oneshot::channel().0,
             })
@@ -200,18 +205,7 @@ impl Rig {
 
     fn submit(&mut self, iterations: u64, redundancy: u32) -> JobId {
         let (reply, mut rx) = oneshot::channel();
-        let spec = JobSpec {
-            params: JobParams::Hash {
-                seed: Hash32([iterations as u8; 32]),
-                iterations,
-            },
-            limits: Limits {
-                max_ms: MAX_MS,
-                max_mem_mb: 16,
-                max_output_bytes: 64,
-                max_fuel: None,
-            },
-        };
+        let spec = hash_spec(iterations as u8, iterations);
         self.burst(vec![Input::Submit {
             spec,
             redundancy: Some(redundancy),

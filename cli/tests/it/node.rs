@@ -673,3 +673,130 @@ async fn an_opted_out_node_hands_back_declines_and_stays_out_until_it_opts_in() 
         node.log_text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_offers_message_is_decided_offer_by_offer_and_its_results_come_back_together() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("node");
+    let mut peer = Peer::start().await;
+    let node_args = node_args(
+        &data.display().to_string(),
+        &peer.bootstrap,
+        peer.key.address(),
+    );
+    let _node = Daemon::start("node", &node_args, dir.path());
+    let (node_peer, jobs_batch): (PeerId, u32) = peer
+        .wait("a heartbeat from the node", None, |_, e| match e {
+            MeshEvent::Gossip { message, .. } => match &message.message.body {
+                Body::Heartbeat(hb) => Some((hb.peer.parse().ok()?, hb.caps.jobs_batch)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        jobs_batch, 64,
+        "the node announces how many offers it takes at once"
+    );
+    let validator = Validator {
+        net: NET.into(),
+        max_bytes: MAX_ENVELOPE_BYTES,
+        max_skew_ms: 30_000,
+    };
+    let send = |offers: Vec<JobOffer>| {
+        let envelope = peer.seal(Body::JobOffers(pocmesh_protocol::JobOffers { offers }));
+        let (mesh, validator) = (peer.mesh.clone(), validator.clone());
+        async move {
+            let answer = mesh
+                .request(node_peer, None, envelope)
+                .await
+                .expect("the node answers");
+            validator
+                .validate(&answer, unix_ms_now())
+                .expect("a signed answer")
+                .message
+                .body
+        }
+    };
+
+    // Over 64 offers: refused whole, nothing taken.
+    let flood: Vec<JobOffer> = (0..65u8).map(|i| hash_offer(100 + i, 10)).collect();
+    match send(flood).await {
+        Body::JobReply(r) => {
+            assert!(!r.accept);
+            assert_eq!(r.reason, Some(DeclineReason::InvalidOffer));
+        }
+        other => panic!("a 65-offer message must be refused whole: {other:?}"),
+    }
+
+    // Each offer decided on its own: two good ones, the first again in the same message, and a
+    // malformed one (attempt 0).
+    let (a, b) = (hash_offer(1, 10), hash_offer(2, 20));
+    let mut bad = hash_offer(3, 10);
+    bad.attempt = 0;
+    let Body::Replies(replies) = send(vec![a.clone(), b.clone(), a.clone(), bad]).await else {
+        panic!("a job_offers message is answered by replies");
+    };
+    let answers: Vec<(JobId, bool, Option<DeclineReason>)> = replies
+        .replies
+        .iter()
+        .map(|r| (r.job, r.accept, r.reason))
+        .collect();
+    assert_eq!(
+        answers,
+        vec![
+            (a.job, true, None),
+            (b.job, true, None),
+            (a.job, false, Some(DeclineReason::InvalidOffer)),
+            (
+                JobId::from([3; 32]),
+                false,
+                Some(DeclineReason::InvalidOffer)
+            ),
+        ]
+    );
+
+    // The results come back as job_results (to a dispatcher that batches), each one checked
+    // here against its own run; none of the flood's jobs ran.
+    let mut got: Vec<JobResult> = Vec::new();
+    while got.len() < 2 {
+        let (results, token) = peer
+            .wait("the results as job_results", None, |_, e| match e {
+                MeshEvent::Request {
+                    envelope, reply, ..
+                } => {
+                    let v = validator.validate(&envelope, unix_ms_now()).ok()?;
+                    match v.message.body {
+                        Body::JobResults(r) => Some((r.results, reply)),
+                        other => panic!("results to a batching dispatcher: {other:?}"),
+                    }
+                }
+                _ => None,
+            })
+            .await;
+        let replies = results
+            .iter()
+            .map(|r| JobReply::accepted(r.job, r.attempt))
+            .collect();
+        peer.mesh
+            .respond(
+                token,
+                peer.seal(Body::Replies(pocmesh_protocol::Replies { replies })),
+            )
+            .await
+            .expect("answered");
+        got.extend(results);
+    }
+    got.sort_by_key(|r| r.job);
+    assert_eq!(
+        got.iter().map(|r| r.job).collect::<Vec<_>>(),
+        vec![a.job, b.job]
+    );
+    for (r, offer) in got.iter().zip([&a, &b]) {
+        assert_eq!(r.status, ResultStatus::Ok);
+        let want = pocmesh_executor::Executors::new(&[pocmesh_protocol::JobType::Hash])
+            .expect("executors")
+            .run(&offer.spec);
+        assert_eq!(r.result_hash, want.result_hash(), "the node ran {}", r.job);
+    }
+}

@@ -546,6 +546,16 @@ async fn act(
     }
 }
 
+/// Every answer in `answers` refuses what was sent as invalid.
+fn assert_refused(answers: &[JobReply], what: &str) {
+    assert!(
+        answers
+            .iter()
+            .all(|r| !r.accept && r.reason == Some(DeclineReason::InvalidOffer)),
+        "{what} must be refused: {answers:?}"
+    );
+}
+
 /// Units the dispatcher credited to `node` over `jobs`.
 fn credited_units(jobs: &[pocmesh_dispatcher::api::JobView], node: Address) -> u64 {
     jobs.iter()
@@ -749,12 +759,7 @@ async fn results_for_unoffered_attempts_or_replayed_from_another_job_are_not_cre
     assert!(honest[0].accept);
     let unoffered = rogue.answers_to("unoffered");
     assert!(!unoffered.is_empty());
-    assert!(
-        unoffered
-            .iter()
-            .all(|r| !r.accept && r.reason == Some(DeclineReason::InvalidOffer)),
-        "{unoffered:?}"
-    );
+    assert_refused(&unoffered, "an attempt it was not offered");
     // A byte-for-byte replay is a repeat: acknowledged, credited once.
     assert!(rogue.answers_to("replayed").iter().all(|r| r.accept));
     let rogue_credits = credited_units(&jobs, rogue.address);
@@ -778,23 +783,13 @@ async fn batched_results_are_judged_one_by_one_and_an_oversized_batch_is_refused
     );
     let oversized = rogue.answers_to("oversized");
     assert!(!oversized.is_empty());
-    assert!(
-        oversized
-            .iter()
-            .all(|r| !r.accept && r.reason == Some(DeclineReason::InvalidOffer)),
-        "a job_results over 64 is refused as a whole: {oversized:?}"
-    );
+    assert_refused(&oversized, "a job_results over 64, as a whole");
     let honest = rogue.answers_to("batched_honest");
     assert!(!honest.is_empty());
     assert!(honest.iter().all(|r| r.accept), "{honest:?}");
     let unoffered = rogue.answers_to("batched_unoffered");
     assert_eq!(unoffered.len(), honest.len());
-    assert!(
-        unoffered
-            .iter()
-            .all(|r| !r.accept && r.reason == Some(DeclineReason::InvalidOffer)),
-        "an unoffered attempt in a batch is refused on its own: {unoffered:?}"
-    );
+    assert_refused(&unoffered, "an unoffered attempt in a batch, on its own");
     // What it really ran is credited (each job once), and nothing else.
     let accepted: std::collections::HashSet<_> = honest.iter().map(|r| r.job).collect();
     let rogue_jobs: Vec<_> = jobs
