@@ -1,5 +1,5 @@
-//! Indexes over the job store, kept in one sled tree (`job_index`) written in the same
-//! transaction as the jobs: newest-first listings of all jobs, of jobs in one state, and of the
+//! Indexes over the job store, kept in the store's `job_index` part and written in the same
+//! atomic batch as the jobs: newest-first listings of all jobs, of jobs in one state, and of the
 //! jobs that credited one wallet, read page by page with a cursor. The API answers job lists from
 //! here, off the engine task, touching only the rows of the page it returns.
 //!
@@ -8,11 +8,11 @@
 //! - `s` state ms id: jobs in a state (one entry per job, moved when the state changes);
 //! - `w` wallet ms id: jobs that credited the wallet (entries are added when credits are set; a
 //!   reader checks the job's credits, so an entry left by reopened credits is skipped);
-//! - `x` id → state: written by earlier versions; no longer read or written (the writer knows
-//!   what a job is listed under from the job's previous row).
+//! - `x` id → state: written by earlier versions, read by none; left behind when a store is
+//!   moved to the one-tree layout (the writer knows what a job is listed under from the engine,
+//!   or else from the job's previous row).
 
 use pocmesh_protocol::{Address, JobId};
-use sled::transaction::{TransactionalTree, UnabortableTransactionError};
 
 use crate::lifecycle::{Job, STATE_NAMES};
 
@@ -97,49 +97,27 @@ impl Listed {
     }
 }
 
-/// Updates the indexes for `job` inside a store transaction, given what it was listed under
-/// (`was`): only what changed is written (transactional writes read the old value first, so
-/// every one saved counts).
-pub(crate) fn write(
-    index: &TransactionalTree,
-    job: &Job,
-    was: Listed,
-) -> Result<(), UnabortableTransactionError> {
+/// The index writes that list `job` as it is now, given what it was listed under (`was`;
+/// the default for a job not listed yet): `put(key, true)` to insert an entry, `(key, false)`
+/// to remove one. Only what changed is written.
+pub(crate) fn write(job: &Job, was: Listed, mut put: impl FnMut(Vec<u8>, bool)) {
     let now = Listed::of(job);
     let Some(code) = now.state else {
-        return Ok(());
+        return;
     };
     let t = tail(job);
     if was.state != Some(code) {
         match was.state {
-            Some(old) => {
-                index.remove(key(&state_prefix(old), &t))?;
-            }
-            None => {
-                index.insert(key(b"t", &t), &[][..])?;
-            }
+            Some(old) => put(key(&state_prefix(old), &t), false),
+            None => put(key(b"t", &t), true),
         }
-        index.insert(key(&state_prefix(code), &t), &[][..])?;
+        put(key(&state_prefix(code), &t), true);
     }
     if now.wallets != was.wallets {
         for c in &job.credits {
-            index.insert(key(&wallet_prefix(&c.wallet), &t), &[][..])?;
+            put(key(&wallet_prefix(&c.wallet), &t), true);
         }
     }
-    Ok(())
-}
-
-/// Updates the indexes for `job` outside a transaction (rebuilding them).
-pub(crate) fn write_direct(index: &sled::Tree, job: &Job) -> sled::Result<()> {
-    let t = tail(job);
-    if let Some(code) = state_code(job.state.name()) {
-        index.insert(key(&state_prefix(code), &t), &[][..])?;
-    }
-    index.insert(key(b"t", &t), &[][..])?;
-    for c in &job.credits {
-        index.insert(key(&wallet_prefix(&c.wallet), &t), &[][..])?;
-    }
-    Ok(())
 }
 
 /// The prefix a filter lists under.

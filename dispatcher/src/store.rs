@@ -1,15 +1,15 @@
 //! The dispatcher's durable state (sled): jobs with their attempts, the outbox of verified
 //! credits, batches on their way to the chain, quarantined credits, each node's standing (trust,
-//! reliability, exclusion), flagged wallets, counters, and the audit secret. Every change is one
-//! transaction over the trees it touches, flushed before anyone hears about it.
+//! reliability, exclusion), flagged wallets, counters, and the audit secret. All of it lives in
+//! one sled tree, each part under its own key prefix, so every change is one atomic sled batch
+//! (no reads, unlike a sled transaction), flushed before anyone hears about it. Stores of the
+//! earlier layout (a tree per part) are moved into the one tree when they are opened.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use pocmesh_protocol::{Address, BatchId, Hash32, JobId};
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::allowlist::AllowEntry;
 use crate::health::{DomainHealth, UrlHealth};
@@ -151,6 +151,106 @@ impl Changes {
 
 const COUNTERS: &[u8] = b"counters";
 const AUDIT_KEY: &[u8] = b"audit_key";
+/// The meta row saying the store is in the one-tree layout (value: [`LAYOUT`]).
+const LAYOUT_KEY: &[u8] = b"layout";
+/// The layout version: 2 is every row in one tree under a one-byte prefix.
+const LAYOUT: u8 = 2;
+/// The tree holding every row.
+const DATA_TREE: &str = "data";
+
+/// The parts of the store: each a one-byte key prefix in the one tree, and the tree the rows
+/// lived in before (layout 1, one sled tree each; moved at open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Jobs,
+    Outbox,
+    Batches,
+    Meta,
+    Nodes,
+    Wallets,
+    Quarantine,
+    Allowlist,
+    HealthUrls,
+    HealthDomains,
+    JobIndex,
+    BatchOrder,
+}
+
+impl Part {
+    const ALL: [Part; 12] = [
+        Part::Jobs,
+        Part::Outbox,
+        Part::Batches,
+        Part::Meta,
+        Part::Nodes,
+        Part::Wallets,
+        Part::Quarantine,
+        Part::Allowlist,
+        Part::HealthUrls,
+        Part::HealthDomains,
+        Part::JobIndex,
+        Part::BatchOrder,
+    ];
+
+    /// The key prefix.
+    fn tag(self) -> u8 {
+        match self {
+            Part::Jobs => b'j',
+            Part::Outbox => b'o',
+            Part::Batches => b'b',
+            Part::Meta => b'm',
+            Part::Nodes => b'n',
+            Part::Wallets => b'w',
+            Part::Quarantine => b'q',
+            Part::Allowlist => b'a',
+            Part::HealthUrls => b'u',
+            Part::HealthDomains => b'd',
+            Part::JobIndex => b'i',
+            Part::BatchOrder => b't',
+        }
+    }
+
+    /// Its name in errors, and the name of its tree in layout 1.
+    fn name(self) -> &'static str {
+        match self {
+            Part::Jobs => "jobs",
+            Part::Outbox => "outbox",
+            Part::Batches => "batches",
+            Part::Meta => "meta",
+            Part::Nodes => "nodes",
+            Part::Wallets => "wallets",
+            Part::Quarantine => "quarantine",
+            Part::Allowlist => "allowlist",
+            Part::HealthUrls => "health_urls",
+            Part::HealthDomains => "health_domains",
+            Part::JobIndex => "job_index",
+            Part::BatchOrder => "batch_order",
+        }
+    }
+
+    /// The full key of `key` in this part.
+    fn key(self, key: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(1 + key.len());
+        k.push(self.tag());
+        k.extend_from_slice(key);
+        k
+    }
+}
+
+/// The writes of one commit, applied as one sled batch: atomic, and (unlike a sled
+/// transaction) without reading any old value first.
+#[derive(Default)]
+struct Writes(sled::Batch);
+
+impl Writes {
+    fn put(&mut self, part: Part, key: &[u8], value: impl Into<sled::IVec>) {
+        self.0.insert(part.key(key), value);
+    }
+
+    fn remove(&mut self, part: Part, key: &[u8]) {
+        self.0.remove(part.key(key));
+    }
+}
 
 /// The URL health row key: domain, a zero byte, the URL (so a domain's URLs are one prefix).
 fn url_key(domain: &str, url: &str) -> Vec<u8> {
@@ -177,25 +277,13 @@ fn quarantine_key(c: &Credit) -> [u8; 52] {
     k
 }
 
-/// The dispatcher's sled database with typed trees.
+/// The dispatcher's sled database: one tree, its rows in parts by key prefix ([`Part`]), so a
+/// commit is one atomic sled batch.
 #[derive(Clone)]
 pub struct DispatcherStore {
     path: String,
     db: sled::Db,
-    jobs: sled::Tree,
-    outbox: sled::Tree,
-    batches: sled::Tree,
-    meta: sled::Tree,
-    nodes: sled::Tree,
-    wallets: sled::Tree,
-    quarantine: sled::Tree,
-    allowlist: sled::Tree,
-    health_urls: sled::Tree,
-    health_domains: sled::Tree,
-    /// Listings by time, state and wallet ([`crate::job_index`]).
-    job_index: sled::Tree,
-    /// Batches by the time they were built: `created_ms` (big-endian) then the id.
-    batch_order: sled::Tree,
+    data: sled::Tree,
 }
 
 impl std::fmt::Debug for DispatcherStore {
@@ -232,52 +320,136 @@ impl DispatcherStore {
             .open()
             .map_err(err)?;
         let store = DispatcherStore {
-            jobs: db.open_tree("jobs").map_err(err)?,
-            outbox: db.open_tree("outbox").map_err(err)?,
-            batches: db.open_tree("batches").map_err(err)?,
-            meta: db.open_tree("meta").map_err(err)?,
-            nodes: db.open_tree("nodes").map_err(err)?,
-            wallets: db.open_tree("wallets").map_err(err)?,
-            quarantine: db.open_tree("quarantine").map_err(err)?,
-            allowlist: db.open_tree("allowlist").map_err(err)?,
-            health_urls: db.open_tree("health_urls").map_err(err)?,
-            health_domains: db.open_tree("health_domains").map_err(err)?,
-            job_index: db.open_tree("job_index").map_err(err)?,
-            batch_order: db.open_tree("batch_order").map_err(err)?,
+            data: db.open_tree(DATA_TREE).map_err(err)?,
             db,
             path,
         };
+        store.move_to_one_tree()?;
         store.build_index_if_missing()?;
         store.build_batch_order_if_missing()?;
         Ok(store)
     }
 
+    /// A store of layout 1 (a sled tree per part) has its rows moved into the one tree, once,
+    /// at open. The layout mark is written last: a crash before it repeats the move from the
+    /// start; the old trees are dropped only after it.
+    fn move_to_one_tree(&self) -> Result<(), StoreError> {
+        let err = |e| self.err(e);
+        if self.get(Part::Meta, LAYOUT_KEY)?.as_deref() == Some(&[LAYOUT][..]) {
+            return Ok(());
+        }
+        self.data.clear().map_err(err)?;
+        let names = self.db.tree_names();
+        let old: Vec<Part> = Part::ALL
+            .into_iter()
+            .filter(|p| names.iter().any(|n| n.as_ref() == p.name().as_bytes()))
+            .collect();
+        let mut rows = 0u64;
+        for part in &old {
+            let tree = self.db.open_tree(part.name()).map_err(err)?;
+            let mut writes = Writes::default();
+            let mut pending = 0usize;
+            for row in tree.iter() {
+                let (k, v) = row.map_err(err)?;
+                if *part == Part::JobIndex && k.first() == Some(&b'x') {
+                    // Entries of an index no version reads any more stay behind.
+                    continue;
+                }
+                writes.put(*part, &k, v);
+                pending += 1;
+                rows += 1;
+                if pending == 10_000 {
+                    self.data
+                        .apply_batch(std::mem::take(&mut writes).0)
+                        .map_err(err)?;
+                    pending = 0;
+                }
+            }
+            self.data.apply_batch(writes.0).map_err(err)?;
+        }
+        self.data
+            .insert(Part::Meta.key(LAYOUT_KEY), &[LAYOUT][..])
+            .map_err(err)?;
+        self.db.flush().map_err(err)?;
+        for part in &old {
+            self.db.drop_tree(part.name()).map_err(err)?;
+        }
+        self.db.flush().map_err(err)?;
+        if rows > 0 {
+            tracing::info!(rows, "dispatcher store moved to one tree");
+        }
+        Ok(())
+    }
+
+    fn get(&self, part: Part, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
+        self.data.get(part.key(key)).map_err(|e| self.err(e))
+    }
+
+    /// The rows of `part` whose keys (within the part) are in `range`, as (key within the
+    /// part, value).
+    fn range(
+        &self,
+        part: Part,
+        from: &[u8],
+        to: Option<&[u8]>,
+    ) -> impl DoubleEndedIterator<Item = Result<(sled::IVec, sled::IVec), StoreError>> + '_ {
+        let start = part.key(from);
+        let end = match to {
+            Some(to) => part.key(to),
+            None => vec![part.tag() + 1],
+        };
+        self.data.range(start..end).map(move |row| {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            Ok((k.subslice(1, k.len().saturating_sub(1)), v))
+        })
+    }
+
+    /// Every row of `part`, in key order.
+    fn rows(
+        &self,
+        part: Part,
+    ) -> impl DoubleEndedIterator<Item = Result<(sled::IVec, sled::IVec), StoreError>> + '_ {
+        self.range(part, &[], None)
+    }
+
+    fn is_empty(&self, part: Part) -> bool {
+        self.rows(part).next().is_none()
+    }
+
     /// A store written before the job indexes existed gets them built once, at open.
     fn build_index_if_missing(&self) -> Result<(), StoreError> {
-        if !self.job_index.is_empty() || self.jobs.is_empty() {
+        if !self.is_empty(Part::JobIndex) || self.is_empty(Part::Jobs) {
             return Ok(());
         }
         let mut n = 0u64;
+        let mut writes = Writes::default();
         for job in self.jobs() {
-            crate::job_index::write_direct(&self.job_index, &job?).map_err(|e| self.err(e))?;
+            crate::job_index::write(&job?, crate::job_index::Listed::default(), |key, put| {
+                if put {
+                    writes.put(Part::JobIndex, &key, &[][..]);
+                } else {
+                    writes.remove(Part::JobIndex, &key);
+                }
+            });
             n += 1;
         }
-        self.job_index.flush().map_err(|e| self.err(e))?;
+        self.data.apply_batch(writes.0).map_err(|e| self.err(e))?;
+        self.db.flush().map_err(|e| self.err(e))?;
         tracing::info!(jobs = n, "job indexes built");
         Ok(())
     }
 
     /// A store written before batches were listed by time gets that order built once, at open.
     fn build_batch_order_if_missing(&self) -> Result<(), StoreError> {
-        if !self.batch_order.is_empty() || self.batches.is_empty() {
+        if !self.is_empty(Part::BatchOrder) || self.is_empty(Part::Batches) {
             return Ok(());
         }
+        let mut writes = Writes::default();
         for row in self.batches()? {
-            self.batch_order
-                .insert(batch_order_key(&row), &[][..])
-                .map_err(|e| self.err(e))?;
+            writes.put(Part::BatchOrder, &batch_order_key(&row), &[][..]);
         }
-        self.batch_order.flush().map_err(|e| self.err(e))?;
+        self.data.apply_batch(writes.0).map_err(|e| self.err(e))?;
+        self.db.flush().map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -295,8 +467,8 @@ impl DispatcherStore {
         };
         let limit = limit.max(1);
         let mut out = Vec::new();
-        for row in self.batch_order.range(..end.to_vec()).rev() {
-            let (key, _) = row.map_err(|e| self.err(e))?;
+        for row in self.range(Part::BatchOrder, &[], Some(&end)).rev() {
+            let (key, _) = row?;
             let Some(id) = key.get(8..40).and_then(|b| <[u8; 32]>::try_from(b).ok()) else {
                 continue;
             };
@@ -314,8 +486,8 @@ impl DispatcherStore {
     /// The block of the oldest batch this dispatcher recorded (looking at its 100 oldest
     /// batches), if any: no credit of its own is older.
     pub fn first_recorded_block(&self) -> Result<Option<u64>, StoreError> {
-        for row in self.batch_order.iter().take(100) {
-            let (key, _) = row.map_err(|e| self.err(e))?;
+        for row in self.rows(Part::BatchOrder).take(100) {
+            let (key, _) = row?;
             let Some(id) = key.get(8..40).and_then(|b| <[u8; 32]>::try_from(b).ok()) else {
                 continue;
             };
@@ -345,11 +517,21 @@ impl DispatcherStore {
             .expect("the store reopens")
     }
 
+    /// Forgets a part's rows, as a store from before it existed (tests of rebuilds).
+    #[cfg(test)]
+    fn drop_part_for_test(&self, part: Part) {
+        let mut writes = Writes::default();
+        for row in self.rows(part) {
+            writes.remove(part, &row.expect("row").0);
+        }
+        self.data.apply_batch(writes.0).expect("clear");
+        self.db.flush().expect("flush");
+    }
+
     /// Forgets the job indexes, as a store from before they existed (tests of the rebuild).
     #[cfg(test)]
     pub(crate) fn drop_index_for_test(&self) {
-        self.job_index.clear().expect("clear");
-        self.job_index.flush().expect("flush");
+        self.drop_part_for_test(Part::JobIndex);
     }
 
     /// A page of jobs under `filter`, newest first, after `cursor` (from a previous page); with
@@ -370,8 +552,8 @@ impl DispatcherStore {
         }
         let limit = limit.max(1);
         let mut out = Vec::new();
-        for row in self.job_index.range(prefix..end).rev() {
-            let (key, _) = row.map_err(|e| self.err(e))?;
+        for row in self.range(Part::JobIndex, &prefix, Some(&end)).rev() {
+            let (key, _) = row?;
             let Some(id) = id_of(&key) else { continue };
             let Some(job) = self.job(&id)? else { continue };
             if !matches(&job, filter) {
@@ -392,7 +574,7 @@ impl DispatcherStore {
         }
     }
 
-    /// Writes `changes` in one transaction and flushes.
+    /// Writes `changes` atomically (one sled batch) and flushes.
     pub fn commit(&self, changes: &Changes) -> Result<(), StoreError> {
         self.commit_with(changes, &[])
     }
@@ -403,97 +585,75 @@ impl DispatcherStore {
         if changes.is_empty() && more.is_empty() {
             return Ok(());
         }
-        (
-            &self.jobs,
-            &self.outbox,
-            &self.batches,
-            &self.meta,
-            &self.nodes,
-            &self.wallets,
-            &self.quarantine,
-            &self.allowlist,
-            &self.health_urls,
-            &self.health_domains,
-            &self.job_index,
-            &self.batch_order,
-        )
-            .transaction(
-                |(
-                    jobs,
-                    outbox,
-                    batches,
-                    meta,
-                    nodes,
-                    wallets,
-                    quarantine,
-                    allowlist,
-                    health_urls,
-                    health_domains,
-                    job_index,
-                    batch_order,
-                )| {
-                    for job in changes.jobs.iter().chain(more.iter().copied()) {
-                        let key = &job.id.as_bytes()[..];
-                        // What the index lists the job under: known to the engine, else what
-                        // its previous row says (the row and the index are written together).
-                        let was = match changes.indexed_as.get(&job.id) {
-                            Some(was) => *was,
-                            // An unreadable old row is listed as new: a stale index entry
-                            // is skipped by readers, a stopped dispatcher helps nobody.
-                            None => jobs
-                                .get(key)?
-                                .and_then(|b| decode::<Job>("jobs", &b).ok())
-                                .map(|old| crate::job_index::Listed::of(&old))
-                                .unwrap_or_default(),
-                        };
-                        jobs.insert(key, encode(job))?;
-                        crate::job_index::write(job_index, job, was)?;
-                    }
-                    for (seq, credit) in &changes.outbox_add {
-                        outbox.insert(&seq.to_be_bytes()[..], encode(credit))?;
-                    }
-                    for seq in &changes.outbox_remove {
-                        outbox.remove(&seq.to_be_bytes()[..])?;
-                    }
-                    for batch in &changes.batches {
-                        batches.insert(&batch.id.as_bytes()[..], encode(batch))?;
-                        batch_order.insert(&batch_order_key(batch)[..], &[][..])?;
-                    }
-                    if let Some(c) = &changes.counters {
-                        meta.insert(COUNTERS, encode(c))?;
-                    }
-                    for (node, standing) in &changes.standings {
-                        nodes.insert(&node.as_bytes()[..], encode(standing))?;
-                    }
-                    for (wallet, mark) in &changes.wallets {
-                        wallets.insert(&wallet.as_bytes()[..], encode(mark))?;
-                    }
-                    for q in &changes.quarantine {
-                        quarantine.insert(&quarantine_key(&q.credit)[..], encode(q))?;
-                    }
-                    for e in &changes.allowlist {
-                        allowlist.insert(e.domain.as_bytes(), encode(e))?;
-                    }
-                    for h in &changes.health_urls {
-                        health_urls.insert(url_key(&h.domain, &h.url), encode(h))?;
-                    }
-                    for d in &changes.health_domains {
-                        health_domains.insert(d.domain.as_bytes(), encode(d))?;
-                    }
-                    Ok::<(), ConflictableTransactionError<StoreError>>(())
-                },
-            )
-            .map_err(|e| match e {
-                TransactionError::Abort(e) => e,
-                TransactionError::Storage(e) => self.err(e),
-            })?;
+        let mut w = Writes::default();
+        // What this commit lists a job under once written, for a job written twice in it.
+        let mut written: HashMap<JobId, crate::job_index::Listed> = HashMap::new();
+        for job in changes.jobs.iter().chain(more.iter().copied()) {
+            let key = &job.id.as_bytes()[..];
+            // What the index lists the job under: known to the engine, else what its previous
+            // row says (the row and the index are written together).
+            let was = match written
+                .get(&job.id)
+                .or_else(|| changes.indexed_as.get(&job.id))
+            {
+                Some(was) => *was,
+                // An unreadable old row is listed as new: a stale index entry is skipped by
+                // readers, a stopped dispatcher helps nobody.
+                None => self
+                    .get(Part::Jobs, key)?
+                    .and_then(|b| decode::<Job>("jobs", &b).ok())
+                    .map(|old| crate::job_index::Listed::of(&old))
+                    .unwrap_or_default(),
+            };
+            w.put(Part::Jobs, key, encode(job));
+            crate::job_index::write(job, was, |k, put| {
+                if put {
+                    w.put(Part::JobIndex, &k, &[][..]);
+                } else {
+                    w.remove(Part::JobIndex, &k);
+                }
+            });
+            written.insert(job.id, crate::job_index::Listed::of(job));
+        }
+        for (seq, credit) in &changes.outbox_add {
+            w.put(Part::Outbox, &seq.to_be_bytes(), encode(credit));
+        }
+        for seq in &changes.outbox_remove {
+            w.remove(Part::Outbox, &seq.to_be_bytes());
+        }
+        for batch in &changes.batches {
+            w.put(Part::Batches, batch.id.as_bytes(), encode(batch));
+            w.put(Part::BatchOrder, &batch_order_key(batch), &[][..]);
+        }
+        if let Some(c) = &changes.counters {
+            w.put(Part::Meta, COUNTERS, encode(c));
+        }
+        for (node, standing) in &changes.standings {
+            w.put(Part::Nodes, node.as_bytes(), encode(standing));
+        }
+        for (wallet, mark) in &changes.wallets {
+            w.put(Part::Wallets, wallet.as_bytes(), encode(mark));
+        }
+        for q in &changes.quarantine {
+            w.put(Part::Quarantine, &quarantine_key(&q.credit), encode(q));
+        }
+        for e in &changes.allowlist {
+            w.put(Part::Allowlist, e.domain.as_bytes(), encode(e));
+        }
+        for h in &changes.health_urls {
+            w.put(Part::HealthUrls, &url_key(&h.domain, &h.url), encode(h));
+        }
+        for d in &changes.health_domains {
+            w.put(Part::HealthDomains, d.domain.as_bytes(), encode(d));
+        }
+        self.data.apply_batch(w.0).map_err(|e| self.err(e))?;
         self.db.flush().map_err(|e| self.err(e))?;
         Ok(())
     }
 
     /// The counters.
     pub fn counters(&self) -> Result<Counters, StoreError> {
-        match self.meta.get(COUNTERS).map_err(|e| self.err(e))? {
+        match self.get(Part::Meta, COUNTERS)? {
             Some(b) => decode("meta", &b),
             None => Ok(Counters::default()),
         }
@@ -501,7 +661,7 @@ impl DispatcherStore {
 
     /// One job.
     pub fn job(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
-        match self.jobs.get(id.as_bytes()).map_err(|e| self.err(e))? {
+        match self.get(Part::Jobs, id.as_bytes())? {
             Some(b) => decode("jobs", &b).map(Some),
             None => Ok(None),
         }
@@ -509,17 +669,15 @@ impl DispatcherStore {
 
     /// Every job, in id order.
     pub fn jobs(&self) -> impl Iterator<Item = Result<Job, StoreError>> + '_ {
-        self.jobs.iter().map(move |row| {
-            let (_, v) = row.map_err(|e| self.err(e))?;
-            decode("jobs", &v)
-        })
+        self.rows(Part::Jobs)
+            .map(|row| row.and_then(|(_, v)| decode("jobs", &v)))
     }
 
     /// The outbox, in order.
     pub fn outbox(&self) -> Result<Vec<(u64, Credit)>, StoreError> {
         let mut out = Vec::new();
-        for row in self.outbox.iter() {
-            let (k, v) = row.map_err(|e| self.err(e))?;
+        for row in self.rows(Part::Outbox) {
+            let (k, v) = row?;
             let seq = <[u8; 8]>::try_from(k.as_ref())
                 .map(u64::from_be_bytes)
                 .map_err(|_| StoreError::Corrupt {
@@ -534,7 +692,7 @@ impl DispatcherStore {
     /// The audit secret, created (and flushed) on first use. Never leaves the store but for
     /// the engine; never logged.
     pub fn audit_key(&self) -> Result<AuditKey, StoreError> {
-        if let Some(b) = self.meta.get(AUDIT_KEY).map_err(|e| self.err(e))? {
+        if let Some(b) = self.get(Part::Meta, AUDIT_KEY)? {
             let bytes = <[u8; 32]>::try_from(b.as_ref()).map_err(|_| StoreError::Corrupt {
                 tree: "meta",
                 reason: "the audit key is not 32 bytes".into(),
@@ -542,8 +700,8 @@ impl DispatcherStore {
             return Ok(AuditKey::from_bytes(bytes));
         }
         let key = AuditKey::generate();
-        self.meta
-            .insert(AUDIT_KEY, &key.to_bytes()[..])
+        self.data
+            .insert(Part::Meta.key(AUDIT_KEY), &key.to_bytes()[..])
             .map_err(|e| self.err(e))?;
         self.db.flush().map_err(|e| self.err(e))?;
         Ok(key)
@@ -551,27 +709,26 @@ impl DispatcherStore {
 
     /// Every stored node standing.
     pub fn standings(&self) -> Result<Vec<(Address, Standing)>, StoreError> {
-        self.address_rows(&self.nodes, "nodes")
+        self.address_rows(Part::Nodes)
     }
 
     /// Every flagged wallet.
     pub fn flagged_wallets(&self) -> Result<Vec<(Address, Exclusion)>, StoreError> {
-        self.address_rows(&self.wallets, "wallets")
+        self.address_rows(Part::Wallets)
     }
 
     fn address_rows<T: for<'de> Deserialize<'de>>(
         &self,
-        tree: &sled::Tree,
-        name: &'static str,
+        part: Part,
     ) -> Result<Vec<(Address, T)>, StoreError> {
         let mut out = Vec::new();
-        for row in tree.iter() {
-            let (k, v) = row.map_err(|e| self.err(e))?;
+        for row in self.rows(part) {
+            let (k, v) = row?;
             let bytes = <[u8; 20]>::try_from(k.as_ref()).map_err(|_| StoreError::Corrupt {
-                tree: name,
+                tree: part.name(),
                 reason: "key is not a 20-byte address".into(),
             })?;
-            out.push((Address(bytes), decode(name, &v)?));
+            out.push((Address(bytes), decode(part.name(), &v)?));
         }
         Ok(out)
     }
@@ -579,9 +736,8 @@ impl DispatcherStore {
     /// Quarantined credits, most recent `limit` at most, and how many there are in all.
     pub fn quarantined(&self, limit: usize) -> Result<(Vec<QuarantinedCredit>, usize), StoreError> {
         let mut rows = Vec::new();
-        for row in self.quarantine.iter() {
-            let (_, v) = row.map_err(|e| self.err(e))?;
-            rows.push(decode::<QuarantinedCredit>("quarantine", &v)?);
+        for row in self.rows(Part::Quarantine) {
+            rows.push(decode::<QuarantinedCredit>("quarantine", &row?.1)?);
         }
         let total = rows.len();
         rows.sort_by_key(|q| std::cmp::Reverse(q.at_ms));
@@ -591,21 +747,14 @@ impl DispatcherStore {
 
     /// The allow-list.
     pub fn allowlist(&self) -> Result<Vec<AllowEntry>, StoreError> {
-        let mut out = Vec::new();
-        for row in self.allowlist.iter() {
-            let (_, v) = row.map_err(|e| self.err(e))?;
-            out.push(decode("allowlist", &v)?);
-        }
-        Ok(out)
+        self.rows(Part::Allowlist)
+            .map(|row| decode("allowlist", &row?.1))
+            .collect()
     }
 
     /// One URL's health record.
     pub fn url_health(&self, domain: &str, url: &str) -> Result<Option<UrlHealth>, StoreError> {
-        match self
-            .health_urls
-            .get(url_key(domain, url))
-            .map_err(|e| self.err(e))?
-        {
+        match self.get(Part::HealthUrls, &url_key(domain, url))? {
             Some(b) => decode("health_urls", &b).map(Some),
             None => Ok(None),
         }
@@ -613,23 +762,19 @@ impl DispatcherStore {
 
     /// The health records of a domain's URLs, at most `limit`.
     pub fn urls_of(&self, domain: &str, limit: usize) -> Result<Vec<UrlHealth>, StoreError> {
-        let mut prefix = domain.as_bytes().to_vec();
-        prefix.push(0);
-        let mut out = Vec::new();
-        for row in self.health_urls.scan_prefix(prefix).take(limit) {
-            let (_, v) = row.map_err(|e| self.err(e))?;
-            out.push(decode("health_urls", &v)?);
-        }
-        Ok(out)
+        let mut from = domain.as_bytes().to_vec();
+        from.push(0);
+        let mut to = domain.as_bytes().to_vec();
+        to.push(1);
+        self.range(Part::HealthUrls, &from, Some(&to))
+            .take(limit)
+            .map(|row| decode("health_urls", &row?.1))
+            .collect()
     }
 
     /// A domain's health record.
     pub fn domain_health(&self, domain: &str) -> Result<Option<DomainHealth>, StoreError> {
-        match self
-            .health_domains
-            .get(domain.as_bytes())
-            .map_err(|e| self.err(e))?
-        {
+        match self.get(Part::HealthDomains, domain.as_bytes())? {
             Some(b) => decode("health_domains", &b).map(Some),
             None => Ok(None),
         }
@@ -637,7 +782,7 @@ impl DispatcherStore {
 
     /// One batch.
     pub fn batch(&self, id: &BatchId) -> Result<Option<BatchRow>, StoreError> {
-        match self.batches.get(id.as_bytes()).map_err(|e| self.err(e))? {
+        match self.get(Part::Batches, id.as_bytes())? {
             Some(v) => decode("batches", &v).map(Some),
             None => Ok(None),
         }
@@ -645,12 +790,9 @@ impl DispatcherStore {
 
     /// Every batch.
     pub fn batches(&self) -> Result<Vec<BatchRow>, StoreError> {
-        let mut out = Vec::new();
-        for row in self.batches.iter() {
-            let (_, v) = row.map_err(|e| self.err(e))?;
-            out.push(decode("batches", &v)?);
-        }
-        Ok(out)
+        self.rows(Part::Batches)
+            .map(|row| decode("batches", &row?.1))
+            .collect()
     }
 }
 
@@ -727,10 +869,210 @@ mod tests {
         );
 
         // A store from before the order existed: it is rebuilt when the store opens.
-        store.batch_order.clear().expect("clear");
-        store.batch_order.flush().expect("flush");
+        store.drop_part_for_test(Part::BatchOrder);
         drop(store);
         let store = DispatcherStore::reopen_for_test(dir.path());
         assert_eq!(walk(&store), vec![4_000, 3_000, 2_000, 1_000]);
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+    use crate::job_index::JobFilter;
+    use crate::job_index::tests::job;
+    use crate::lifecycle::JobState;
+
+    fn credit(i: u8) -> Credit {
+        Credit {
+            job: JobId::from([i; 32]),
+            node: Address::from([0x01; 20]),
+            peer: "peer".into(),
+            wallet: Address::from([0xaa; 20]),
+            units: u64::from(i),
+            result_hash: Hash32([i; 32]),
+        }
+    }
+
+    /// Writes a store the way layout 1 did: a sled tree per part, the job index with its `x`
+    /// entries.
+    fn write_layout_1(dir: &Path) {
+        let db = sled::open(dir).expect("open");
+        let tree = |name: &str| db.open_tree(name).expect("tree");
+        let (jobs, index) = (tree("jobs"), tree("job_index"));
+        for i in 1..=3u8 {
+            let mut j = job(i, 1_000 + u64::from(i));
+            if i == 2 {
+                j.state = JobState::Verified;
+                j.credits = vec![credit(i)];
+            }
+            jobs.insert(j.id.as_bytes(), encode(&j)).expect("job");
+            crate::job_index::write(&j, crate::job_index::Listed::default(), |k, _| {
+                index.insert(k, &[][..]).expect("index");
+            });
+            let mut x = b"x".to_vec();
+            x.extend_from_slice(j.id.as_bytes());
+            index.insert(x, &[0u8][..]).expect("x");
+        }
+        tree("outbox")
+            .insert(7u64.to_be_bytes(), encode(&credit(2)))
+            .expect("outbox");
+        let counters = Counters {
+            job_seq: 3,
+            outbox_seq: 7,
+            ..Counters::default()
+        };
+        let meta = tree("meta");
+        meta.insert(COUNTERS, encode(&counters)).expect("counters");
+        meta.insert(AUDIT_KEY, &[9u8; 32][..]).expect("audit key");
+        let b = BatchRow {
+            id: BatchId::from([5; 32]),
+            root: Hash32([5; 32]),
+            credits: vec![credit(1)],
+            seqs: vec![1],
+            status: BatchStatus::Pending,
+            created_ms: 5_000,
+        };
+        tree("batches")
+            .insert(b.id.as_bytes(), encode(&b))
+            .expect("batch");
+        tree("batch_order")
+            .insert(batch_order_key(&b), &[][..])
+            .expect("order");
+        tree("nodes")
+            .insert([0x01; 20], encode(&Standing::default()))
+            .expect("standing");
+        db.flush().expect("flush");
+    }
+
+    fn assert_layout_1_rows(store: &DispatcherStore) {
+        let ids = |jobs: Vec<Job>| -> Vec<u8> { jobs.iter().map(|j| j.id.as_bytes()[0]).collect() };
+        let all = store
+            .list_jobs(&JobFilter::default(), 10, None)
+            .expect("list");
+        assert_eq!(ids(all.0), [3, 2, 1]);
+        let verified = JobFilter {
+            state: Some("verified"),
+            wallet: None,
+        };
+        assert_eq!(
+            ids(store.list_jobs(&verified, 10, None).expect("list").0),
+            [2]
+        );
+        let by_wallet = JobFilter {
+            state: None,
+            wallet: Some(Address::from([0xaa; 20])),
+        };
+        assert_eq!(
+            ids(store.list_jobs(&by_wallet, 10, None).expect("list").0),
+            [2]
+        );
+        assert_eq!(store.jobs().count(), 3);
+        assert_eq!(store.outbox().expect("outbox"), vec![(7, credit(2))]);
+        assert_eq!(store.counters().expect("counters").outbox_seq, 7);
+        assert_eq!(store.audit_key().expect("key").to_bytes(), [9u8; 32]);
+        assert_eq!(store.batches().expect("batches").len(), 1);
+        assert_eq!(store.list_batches(10, None).expect("page").0.len(), 1);
+        assert_eq!(store.standings().expect("standings").len(), 1);
+        // Parts do not bleed into each other at their edges.
+        assert!(store.flagged_wallets().expect("wallets").is_empty());
+        assert_eq!(store.quarantined(10).expect("quarantine").1, 0);
+    }
+
+    #[test]
+    fn a_store_of_the_tree_per_part_layout_is_moved_into_one_tree_at_open_even_after_a_crash_midway()
+     {
+        let dir = tempfile::tempdir().expect("tmp");
+        write_layout_1(dir.path());
+        {
+            // A move that crashed midway: part of the rows copied, no layout mark.
+            let db = sled::open(dir.path()).expect("open");
+            let data = db.open_tree(DATA_TREE).expect("tree");
+            data.insert(Part::Jobs.key(&[0xee; 32]), &b"half-moved"[..])
+                .expect("row");
+            db.flush().expect("flush");
+        }
+        let store = DispatcherStore::reopen_for_test(dir.path());
+        assert_layout_1_rows(&store);
+        assert!(
+            store.job(&JobId::from([0xee; 32])).expect("read").is_none(),
+            "a half-done move is started again from nothing"
+        );
+        let names = store.db.tree_names();
+        for part in Part::ALL {
+            assert!(
+                !names.iter().any(|n| n.as_ref() == part.name().as_bytes()),
+                "the old tree `{}` is dropped",
+                part.name()
+            );
+        }
+        assert!(
+            store
+                .range(Part::JobIndex, b"x", Some(b"y"))
+                .next()
+                .is_none(),
+            "entries of the unread `x` index stay behind"
+        );
+
+        // Writes go on in the new layout and survive a reopen; nothing is moved twice.
+        let mut j = store
+            .job(&JobId::from([1; 32]))
+            .expect("read")
+            .expect("job");
+        j.state = JobState::Recorded {
+            batch: BatchId::from([5; 32]),
+            tx: Hash32([6; 32]),
+            block: 8,
+        };
+        store
+            .commit(&Changes {
+                jobs: vec![j],
+                outbox_remove: vec![7],
+                ..Changes::default()
+            })
+            .expect("commit");
+        drop(store);
+        let store = DispatcherStore::reopen_for_test(dir.path());
+        let recorded = JobFilter {
+            state: Some("recorded"),
+            wallet: None,
+        };
+        assert_eq!(
+            store.list_jobs(&recorded, 10, None).expect("list").0.len(),
+            1
+        );
+        assert!(store.outbox().expect("outbox").is_empty());
+        assert_eq!(store.jobs().count(), 3);
+    }
+
+    #[test]
+    fn a_job_written_twice_in_one_commit_is_listed_once_under_its_last_state() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = DispatcherStore::open(dir.path()).expect("open");
+        let queued = job(4, 4_000);
+        let mut verified = queued.clone();
+        verified.state = JobState::Verified;
+        store
+            .commit(&Changes {
+                jobs: vec![queued, verified],
+                ..Changes::default()
+            })
+            .expect("commit");
+        let count = |state: &'static str| {
+            let f = JobFilter {
+                state: Some(state),
+                wallet: None,
+            };
+            store.list_jobs(&f, 10, None).expect("list").0.len()
+        };
+        assert_eq!((count("queued"), count("verified")), (0, 1));
+        assert_eq!(
+            store
+                .list_jobs(&JobFilter::default(), 10, None)
+                .expect("list")
+                .0
+                .len(),
+            1
+        );
     }
 }
