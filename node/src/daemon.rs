@@ -297,6 +297,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
     let work_stop = CancellationToken::new();
     let heartbeat_task = tokio::spawn(heartbeat::run(core.clone(), work_stop.clone()));
     let delivery_task = tokio::spawn(delivery::run(core.clone(), work_stop.clone()));
+    let activity_task = tokio::spawn(crate::activity::run(core.clone(), work_stop.clone()));
     let participation_task = tokio::spawn(participation::run(
         core.clone(),
         control_rx,
@@ -333,6 +334,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
     work_stop.cancel();
     let _ = heartbeat_task.await;
     let _ = delivery_task.await;
+    let _ = activity_task.await;
     let _ = participation_task.await;
     if let Some(task) = receipts_task {
         let _ = task.await;

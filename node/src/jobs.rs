@@ -385,14 +385,23 @@ fn stored(
                 ResultStatus::Failed => "failed",
             };
             NodeMetrics::count(&core.metrics.jobs_finished, status);
-            info!(
-                job = %label,
-                status,
-                fuel = execution.metering.fuel,
-                ms = execution.metering.ms,
-                error = execution.error.as_deref().unwrap_or(""),
-                "job finished"
-            );
+            // A busy node finishes hundreds of jobs a second: the good ones are summed up in
+            // the activity line each minute, a failure is worth a line of its own.
+            match execution.status {
+                ResultStatus::Ok => debug!(
+                    job = %label,
+                    fuel = execution.metering.fuel,
+                    ms = execution.metering.ms,
+                    "job finished"
+                ),
+                ResultStatus::Failed => info!(
+                    job = %label,
+                    status,
+                    ms = execution.metering.ms,
+                    error = execution.error.as_deref().unwrap_or(""),
+                    "job finished"
+                ),
+            }
             true
         }
         // Handed back while it ran (opt-out, shutdown): the failed result already stands.
@@ -465,7 +474,7 @@ fn receipt_stored(core: &NodeCore, from: pocmesh_protocol::Address, a: &Arriving
             debug!(job = %receipt.job, units = receipt.units, batch = %receipt.batch, tx = %receipt.tx, "receipt stored; checking it on chain");
         }
         ReceiptState::Unchecked => {
-            info!(job = %receipt.job, units = receipt.units, batch = %receipt.batch, tx = %receipt.tx, "receipt stored unchecked (no --rpc/--contract): its units are unconfirmed");
+            debug!(job = %receipt.job, units = receipt.units, batch = %receipt.batch, tx = %receipt.tx, "receipt stored unchecked");
         }
         ReceiptState::Failed { reason, .. } => {
             warn!(job = %receipt.job, units = receipt.units, batch = %receipt.batch, dispatcher = %from, %reason, "receipt refused; its units do not count");
@@ -499,11 +508,23 @@ async fn on_receipts(
     match core.store.receipts_durable(&arriving, now).await {
         Ok(new) => {
             let mut pending = false;
+            let (mut unchecked, mut unchecked_units) = (0usize, 0u64);
             for (a, new) in arriving.iter().zip(new) {
                 if new {
                     receipt_stored(core, from, a);
                     pending |= matches!(a.state, ReceiptState::Pending { .. });
+                    if matches!(a.state, ReceiptState::Unchecked) {
+                        unchecked += 1;
+                        unchecked_units = unchecked_units.saturating_add(a.receipt.units);
+                    }
                 }
+            }
+            if unchecked > 0 {
+                info!(
+                    receipts = unchecked,
+                    units = unchecked_units,
+                    "receipts stored unchecked (no --rpc/--contract): their units are unconfirmed"
+                );
             }
             if let Ok(totals) = core.store.totals() {
                 core.metrics.set_receipt_totals(&totals);

@@ -17,11 +17,13 @@
 //!   count ([`receipts::ReceiptChecker`], [`receipts::ReceiptState`]).
 //! - [`intake::evaluate`]: the pure accept/decline decision; [`trust::TrustPolicy`]: whose
 //!   offers count (listed addresses, holders of DISPATCHER_ROLE on chain).
-//! - [`status`]: Prometheus metrics and the local `/status` + `/metrics` endpoint.
+//! - [`status`]: Prometheus metrics and the local `/status` + `/metrics` endpoint; `activity`:
+//!   the once-a-minute activity line in the log.
 //!
 //! Not here: the libp2p swarm (`pocmesh-mesh`), wire types and the consent text
 //! (`pocmesh-protocol`), the executors (`pocmesh-executor`).
 
+mod activity;
 pub mod caps;
 pub mod config;
 pub mod consent;

@@ -39,6 +39,8 @@ const STORE_RETRY: Duration = Duration::from_secs(5);
 pub struct PassReport {
     /// Receipts found verified.
     pub verified: u32,
+    /// Their units.
+    pub units_verified: u64,
     /// Receipts found failed.
     pub failed: u32,
     /// Receipts checked and still pending (chain unreachable, batch not visible yet).
@@ -79,7 +81,8 @@ pub async fn check_due(
         match &state {
             ReceiptState::Verified { .. } => {
                 report.verified += 1;
-                info!(job = %r.job, batch = %r.batch, units = r.units, "receipt verified on chain; units earned");
+                report.units_verified = report.units_verified.saturating_add(r.units);
+                debug!(job = %r.job, batch = %r.batch, units = r.units, "receipt verified on chain");
             }
             ReceiptState::Failed { reason, .. } => {
                 report.failed += 1;
@@ -107,6 +110,13 @@ pub async fn check_due(
             }
             ReceiptState::Unchecked => {}
         }
+    }
+    if report.verified > 0 {
+        info!(
+            receipts = report.verified,
+            units = report.units_verified,
+            "receipts verified on chain; units earned"
+        );
     }
     if let Some(reason) = chain_down {
         warn!(%reason, "cannot check receipts on chain now; they stay pending and are checked again later (check --rpc)");
