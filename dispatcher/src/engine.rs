@@ -491,7 +491,9 @@ impl Engine {
         for (id, node) in claims {
             engine.claim_opened(id, node);
         }
-        // Loaded rows are what the index lists them under (both are written together).
+        // Loaded rows are what the index lists them under (both are written together); the
+        // states that are not final are listed in memory, from these rows.
+        engine.store.list_loaded(engine.jobs.values());
         engine.indexed_as = engine
             .jobs
             .values()
@@ -904,7 +906,22 @@ impl Engine {
         }
         // The rows are written from memory as they are (no copy per burst).
         let jobs: Vec<&Job> = ids.iter().filter_map(|id| self.jobs.get(id)).collect();
+        let started = std::time::Instant::now();
         let result = self.store.commit_with(&changes, &jobs);
+        if let Ok(written) = &result
+            && *written != crate::store::Written::default()
+        {
+            self.metrics.store_commits.inc();
+            for (part, rows) in written.by_part() {
+                self.metrics
+                    .store_writes
+                    .get_or_create(&crate::metrics::PartLabel { part })
+                    .inc_by(rows as u64);
+            }
+            self.metrics
+                .store_commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
         let mut finals = Vec::new();
         let mut listed = Vec::with_capacity(jobs.len());
         for job in jobs {

@@ -622,10 +622,24 @@ fn a_restart_recovers_open_work_from_the_store() {
     let mut rig = rig.restart();
     let after = rig.engine.status();
     assert_eq!(after.jobs, before.jobs, "per-state counts survive");
+    // The states that are not final are listed in memory, rebuilt from the loaded rows.
+    let listed = |rig: &Rig, state: &str| -> Vec<JobId> {
+        let filter = crate::job_index::JobFilter {
+            state: Some(state),
+            wallet: None,
+        };
+        let (jobs, _) = rig.engine.store.list_jobs(&filter, 10, None).expect("list");
+        jobs.into_iter().map(|j| j.id).collect()
+    };
+    assert_eq!(rig.engine.store.listed_in_memory(), 2);
+    assert_eq!(listed(&rig, "submitted"), vec![waiting]);
+    assert_eq!(listed(&rig, "offered"), vec![offered]);
     // The result that was waiting is decided again: the run is asked for anew.
     assert_eq!(rig.audits(), vec![waiting], "the lost run is started again");
     rig.audited(waiting);
     assert_eq!(rig.job(waiting).state, JobState::Verified);
+    assert_eq!(listed(&rig, "verified"), vec![waiting]);
+    assert!(listed(&rig, "submitted").is_empty());
     // The unanswered offer is assumed taken; when its lease runs out, it goes out again.
     assert!(rig.offers().is_empty());
     rig.advance(MAX_MS + rig.config.jobs.lease_margin_ms + 1_000);

@@ -5,12 +5,13 @@
 //!
 //! Keys (all integers big-endian, so byte order is time order):
 //! - `t` ms id: every job, by submission time;
-//! - `s` state ms id: jobs in a state (one entry per job, moved when the state changes);
+//! - `s` state ms id: jobs in a final state (`recorded`, `failed`, `rejected`; written once);
+//!   jobs in any other state are listed in memory ([`OpenListing`]): they move on within
+//!   seconds, and each move on disk cost two writes;
 //! - `w` wallet ms id: jobs that credited the wallet (entries are added when credits are set; a
 //!   reader checks the job's credits, so an entry left by reopened credits is skipped);
 //! - `x` id → state: written by earlier versions, read by none; left behind when a store is
-//!   moved to the one-tree layout (the writer knows what a job is listed under from the engine,
-//!   or else from the job's previous row).
+//!   moved to the one-tree layout, as are their `s` entries of states that are not final.
 
 use pocmesh_protocol::{Address, JobId};
 
@@ -70,11 +71,12 @@ fn wallet_prefix(wallet: &Address) -> Vec<u8> {
     key(b"w", wallet.as_bytes())
 }
 
-/// What the index lists a job under: its state (`None`: not listed yet) and a digest of the
-/// wallets its credits name (0: none).
+/// What the index lists a job under: its state (`None`: not listed yet), whether that state is
+/// final, and a digest of the wallets its credits name (0: none).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Listed {
     state: Option<u8>,
+    fin: bool,
     wallets: u64,
 }
 
@@ -92,32 +94,104 @@ impl Listed {
         };
         Listed {
             state: state_code(job.state.name()),
+            fin: job.state.is_final(),
             wallets,
         }
     }
+
+    /// The state it is listed under in memory ([`OpenListing`]), if it is not final.
+    fn open_state(&self) -> Option<u8> {
+        self.state.filter(|_| !self.fin)
+    }
 }
 
-/// The index writes that list `job` as it is now, given what it was listed under (`was`;
+/// The disk index writes that list `job` as it is now, given what it was listed under (`was`;
 /// the default for a job not listed yet): `put(key, true)` to insert an entry, `(key, false)`
-/// to remove one. Only what changed is written.
+/// to remove one. Only what changed is written, and a state only once it is final: the other
+/// states are listed in memory ([`OpenListing`]).
 pub(crate) fn write(job: &Job, was: Listed, mut put: impl FnMut(Vec<u8>, bool)) {
     let now = Listed::of(job);
     let Some(code) = now.state else {
         return;
     };
     let t = tail(job);
+    if was.state.is_none() {
+        put(key(b"t", &t), true);
+    }
     if was.state != Some(code) {
-        match was.state {
-            Some(old) => put(key(&state_prefix(old), &t), false),
-            None => put(key(b"t", &t), true),
+        if let Some(old) = was.state.filter(|_| was.fin) {
+            put(key(&state_prefix(old), &t), false);
         }
-        put(key(&state_prefix(code), &t), true);
+        if now.fin {
+            put(key(&state_prefix(code), &t), true);
+        }
     }
     if now.wallets != was.wallets {
         for c in &job.credits {
             put(key(&wallet_prefix(&c.wallet), &t), true);
         }
     }
+}
+
+/// Whether a disk index entry is one this version never reads: a state index entry of a state
+/// that is not final (listed in memory now), or the old `x` index.
+pub(crate) fn unread(key: &[u8]) -> bool {
+    match key {
+        [b's', code, ..] => !STATE_NAMES
+            .get(usize::from(*code))
+            .is_some_and(|s| FINAL_STATE_NAMES.contains(s)),
+        [b'x', ..] => true,
+        _ => false,
+    }
+}
+
+/// The states a job never leaves.
+const FINAL_STATE_NAMES: [&str; 3] = ["recorded", "failed", "rejected"];
+
+/// The jobs in a state that is not final (queued to recording), by state, as the store's rows
+/// list them: kept in memory, not on disk — they change state within seconds, and each move
+/// on disk cost an entry removed and one written. The store keeps it with every commit; the
+/// engine fills it when it loads the jobs ([`crate::store::DispatcherStore::list_loaded`]).
+#[derive(Debug, Default)]
+pub(crate) struct OpenListing {
+    by_state: std::collections::HashMap<u8, std::collections::BTreeSet<[u8; 40]>>,
+}
+
+impl OpenListing {
+    /// Moves `job` from what it was listed under to what it is listed under now.
+    pub(crate) fn apply(&mut self, job: &Job, was: Listed, now: Listed) {
+        if was.open_state() == now.open_state() {
+            return;
+        }
+        let t = tail(job);
+        if let Some(old) = was.open_state()
+            && let Some(set) = self.by_state.get_mut(&old)
+        {
+            set.remove(&t);
+        }
+        if let Some(code) = now.open_state() {
+            self.by_state.entry(code).or_default().insert(t);
+        }
+    }
+
+    /// Up to `n` entries of state `code` before `end`, newest first.
+    pub(crate) fn before(&self, code: u8, end: &[u8; 40], n: usize) -> Vec<[u8; 40]> {
+        self.by_state
+            .get(&code)
+            .map(|set| set.range(..*end).rev().take(n).copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Jobs listed in memory.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.by_state.values().map(|s| s.len()).sum()
+    }
+}
+
+/// Whether `name` is a state listed in memory rather than on disk.
+pub(crate) fn open_state_code(name: &str) -> Option<u8> {
+    state_code(name).filter(|_| !FINAL_STATE_NAMES.contains(&name))
 }
 
 /// The prefix a filter lists under.
@@ -281,6 +355,75 @@ pub(crate) mod tests {
             .list_jobs(&any, 5, Some("zz"))
             .expect_err("bad cursor");
         assert!(e.to_string().contains("x-next-cursor"), "{e}");
+    }
+
+    #[test]
+    fn only_final_states_are_listed_on_disk_and_the_final_names_are_the_final_states() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = DispatcherStore::open(dir.path()).expect("open");
+        let mut j = job(9, 9_000);
+        write(&store, vec![j.clone()]);
+        j.state = JobState::Verified;
+        j.credits = vec![credit(&j, Address::from([0xaa; 20]))];
+        write(&store, vec![j.clone()]);
+        let disk = |store: &DispatcherStore| -> Vec<u8> {
+            let (all, _) = store
+                .list_jobs(&JobFilter::default(), 10, None)
+                .expect("list");
+            all.iter().map(|j| j.id.as_bytes()[0]).collect()
+        };
+        assert_eq!(disk(&store), [9]);
+        assert_eq!(store.listed_in_memory(), 1);
+        j.state = JobState::Recorded {
+            batch: pocmesh_protocol::BatchId::from([1; 32]),
+            tx: Hash32([2; 32]),
+            block: 3,
+        };
+        write(&store, vec![j.clone()]);
+        assert_eq!(store.listed_in_memory(), 0, "a final job leaves memory");
+        drop(store);
+        // A reopened store lists the final job from disk, with no engine to load anything.
+        let store = DispatcherStore::reopen_for_test(dir.path());
+        let recorded = JobFilter {
+            state: Some("recorded"),
+            wallet: None,
+        };
+        assert_eq!(
+            ids(&store.list_jobs(&recorded, 10, None).expect("list").0),
+            [9]
+        );
+        assert_eq!(disk(&store), [9]);
+
+        // Disk entries of states that are not final are the ones this version never reads.
+        let states = [
+            JobState::Queued,
+            JobState::Offered,
+            JobState::Running,
+            JobState::Submitted,
+            JobState::Verified,
+            JobState::Recording {
+                batch: pocmesh_protocol::BatchId::from([1; 32]),
+            },
+            j.state.clone(),
+            JobState::Failed { reason: "x".into() },
+            JobState::Rejected { reason: "x".into() },
+        ];
+        assert_eq!(states.len(), STATE_NAMES.len());
+        for state in &states {
+            let code = state_code(state.name()).expect("a known state");
+            assert_eq!(
+                open_state_code(state.name()).is_none(),
+                state.is_final(),
+                "{}",
+                state.name()
+            );
+            assert_eq!(
+                unread(&[b's', code, 0]),
+                !state.is_final(),
+                "{}",
+                state.name()
+            );
+        }
     }
 
     #[test]

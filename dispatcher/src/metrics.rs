@@ -4,6 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tracing::warn;
 
@@ -12,6 +13,13 @@ use tracing::warn;
 pub struct EventLabel {
     /// The outcome (`accepted`, `declined`, `ok`, …).
     pub event: String,
+}
+
+/// One label: a part of the dispatcher's store.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartLabel {
+    /// The part (`jobs`, `job_index`, `outbox`, …).
+    pub part: &'static str,
 }
 
 /// Counters and gauges of one dispatcher.
@@ -68,6 +76,13 @@ pub struct DispatcherMetrics {
     /// Job-protocol messages sent (`job_offer`, `job_offers`) and received (`job_result`,
     /// `job_results`), by kind: with `offers` and `results`, how well they are batched.
     pub job_messages: Family<EventLabel, Counter>,
+    /// Durable commits of the engine's state (one per burst of inputs that changed anything).
+    pub store_commits: Counter,
+    /// Rows written or removed by those commits, by the part of the store (`jobs`,
+    /// `job_index`, `outbox`, …).
+    pub store_writes: Family<PartLabel, Counter>,
+    /// How long a commit took, write and flush, in seconds.
+    pub store_commit_seconds: Histogram,
 }
 
 impl DispatcherMetrics {
@@ -100,7 +115,26 @@ impl DispatcherMetrics {
             mesh_refused: Family::default(),
             inputs_dropped: Family::default(),
             job_messages: Family::default(),
+            store_commits: Counter::default(),
+            store_writes: Family::default(),
+            // 0.25 ms to ~4 s.
+            store_commit_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 15)),
         };
+        registry.register(
+            "store_commits",
+            "Durable commits of the engine's state (one per burst of inputs that changed anything)",
+            m.store_commits.clone(),
+        );
+        registry.register(
+            "store_writes",
+            "Rows written or removed by the engine's commits, by part of the store",
+            m.store_writes.clone(),
+        );
+        registry.register(
+            "store_commit_seconds",
+            "How long one commit of the engine's state took (write and flush)",
+            m.store_commit_seconds.clone(),
+        );
         registry.register(
             "job_messages",
             "Job-protocol messages sent (offers) and received (results), by kind",

@@ -161,7 +161,7 @@ const DATA_TREE: &str = "data";
 /// The parts of the store: each a one-byte key prefix in the one tree, and the tree the rows
 /// lived in before (layout 1, one sled tree each; moved at open).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
+pub(crate) enum Part {
     Jobs,
     Outbox,
     Batches,
@@ -240,15 +240,41 @@ impl Part {
 /// The writes of one commit, applied as one sled batch: atomic, and (unlike a sled
 /// transaction) without reading any old value first.
 #[derive(Default)]
-struct Writes(sled::Batch);
+struct Writes {
+    batch: sled::Batch,
+    written: Written,
+}
 
 impl Writes {
     fn put(&mut self, part: Part, key: &[u8], value: impl Into<sled::IVec>) {
-        self.0.insert(part.key(key), value);
+        self.batch.insert(part.key(key), value);
+        self.written.0[part as usize] += 1;
     }
 
     fn remove(&mut self, part: Part, key: &[u8]) {
-        self.0.remove(part.key(key));
+        self.batch.remove(part.key(key));
+        self.written.0[part as usize] += 1;
+    }
+
+    /// The batch to apply, leaving this one empty.
+    fn take(&mut self) -> sled::Batch {
+        self.written = Written::default();
+        std::mem::take(&mut self.batch)
+    }
+}
+
+/// Rows a commit wrote or removed, by part.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Written([usize; Part::ALL.len()]);
+
+impl Written {
+    /// (part name, rows) for each part the commit touched.
+    pub(crate) fn by_part(&self) -> impl Iterator<Item = (&'static str, usize)> + '_ {
+        Part::ALL
+            .into_iter()
+            .zip(self.0)
+            .filter(|(_, n)| *n > 0)
+            .map(|(p, n)| (p.name(), n))
     }
 }
 
@@ -284,6 +310,8 @@ pub struct DispatcherStore {
     path: String,
     db: sled::Db,
     data: sled::Tree,
+    /// The jobs in a state that is not final, listed in memory ([`crate::job_index`]).
+    open: std::sync::Arc<std::sync::RwLock<crate::job_index::OpenListing>>,
 }
 
 impl std::fmt::Debug for DispatcherStore {
@@ -323,6 +351,7 @@ impl DispatcherStore {
             data: db.open_tree(DATA_TREE).map_err(err)?,
             db,
             path,
+            open: Default::default(),
         };
         store.move_to_one_tree()?;
         store.build_index_if_missing()?;
@@ -351,21 +380,19 @@ impl DispatcherStore {
             let mut pending = 0usize;
             for row in tree.iter() {
                 let (k, v) = row.map_err(err)?;
-                if *part == Part::JobIndex && k.first() == Some(&b'x') {
-                    // Entries of an index no version reads any more stay behind.
+                if *part == Part::JobIndex && crate::job_index::unread(&k) {
+                    // Entries this version never reads stay behind.
                     continue;
                 }
                 writes.put(*part, &k, v);
                 pending += 1;
                 rows += 1;
                 if pending == 10_000 {
-                    self.data
-                        .apply_batch(std::mem::take(&mut writes).0)
-                        .map_err(err)?;
+                    self.data.apply_batch(writes.take()).map_err(err)?;
                     pending = 0;
                 }
             }
-            self.data.apply_batch(writes.0).map_err(err)?;
+            self.data.apply_batch(writes.take()).map_err(err)?;
         }
         self.data
             .insert(Part::Meta.key(LAYOUT_KEY), &[LAYOUT][..])
@@ -433,7 +460,9 @@ impl DispatcherStore {
             });
             n += 1;
         }
-        self.data.apply_batch(writes.0).map_err(|e| self.err(e))?;
+        self.data
+            .apply_batch(writes.take())
+            .map_err(|e| self.err(e))?;
         self.db.flush().map_err(|e| self.err(e))?;
         tracing::info!(jobs = n, "job indexes built");
         Ok(())
@@ -448,7 +477,9 @@ impl DispatcherStore {
         for row in self.batches()? {
             writes.put(Part::BatchOrder, &batch_order_key(&row), &[][..]);
         }
-        self.data.apply_batch(writes.0).map_err(|e| self.err(e))?;
+        self.data
+            .apply_batch(writes.take())
+            .map_err(|e| self.err(e))?;
         self.db.flush().map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -524,7 +555,7 @@ impl DispatcherStore {
         for row in self.rows(part) {
             writes.remove(part, &row.expect("row").0);
         }
-        self.data.apply_batch(writes.0).expect("clear");
+        self.data.apply_batch(writes.take()).expect("clear");
         self.db.flush().expect("flush");
     }
 
@@ -543,15 +574,46 @@ impl DispatcherStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<(Vec<Job>, Option<String>), crate::job_index::ListError> {
-        use crate::job_index::{cursor_of, id_of, matches, parse_cursor, prefix};
+        use crate::job_index::{cursor_of, id_of, matches, open_state_code, parse_cursor, prefix};
         let prefix = prefix(filter)?;
-        let mut end = prefix.clone();
-        match cursor {
-            Some(c) => end.extend_from_slice(&parse_cursor(c)?),
-            None => end.extend_from_slice(&[0xff; 41]),
-        }
+        let after = match cursor {
+            Some(c) => parse_cursor(c)?,
+            None => [0xff; 40],
+        };
         let limit = limit.max(1);
         let mut out = Vec::new();
+        if let Some(code) = filter.state.and_then(open_state_code) {
+            // Listed in memory: take the entries a chunk at a time (no lock held while the
+            // rows are read), skipping any whose row moved on meanwhile.
+            const CHUNK: usize = 128;
+            let mut end = after;
+            loop {
+                let chunk = match self.open.read() {
+                    Ok(open) => open.before(code, &end, CHUNK),
+                    Err(_) => Vec::new(),
+                };
+                for t in &chunk {
+                    let Some(id) = id_of(t) else { continue };
+                    let Some(job) = self.job(&id)? else { continue };
+                    if !matches(&job, filter) {
+                        continue;
+                    }
+                    out.push(job);
+                    if out.len() == limit {
+                        return Ok((out, cursor_of(t)));
+                    }
+                }
+                match chunk.last() {
+                    Some(last) if chunk.len() == CHUNK => end = *last,
+                    _ => return Ok((out, None)),
+                }
+            }
+        }
+        let mut end = prefix.clone();
+        end.extend_from_slice(&after);
+        if cursor.is_none() {
+            end.push(0xff);
+        }
         for row in self.range(Part::JobIndex, &prefix, Some(&end)).rev() {
             let (key, _) = row?;
             let Some(id) = id_of(&key) else { continue };
@@ -567,6 +629,22 @@ impl DispatcherStore {
         Ok((out, None))
     }
 
+    /// Lists the jobs the engine loaded (every job not final) in memory, as their rows say.
+    pub(crate) fn list_loaded<'a>(&self, jobs: impl IntoIterator<Item = &'a Job>) {
+        use crate::job_index::Listed;
+        if let Ok(mut open) = self.open.write() {
+            for job in jobs {
+                open.apply(job, Listed::default(), Listed::of(job));
+            }
+        }
+    }
+
+    /// Jobs listed in memory.
+    #[cfg(test)]
+    pub(crate) fn listed_in_memory(&self) -> usize {
+        self.open.read().map(|o| o.len()).unwrap_or(0)
+    }
+
     fn err(&self, source: sled::Error) -> StoreError {
         StoreError::Sled {
             path: self.path.clone(),
@@ -576,18 +654,23 @@ impl DispatcherStore {
 
     /// Writes `changes` atomically (one sled batch) and flushes.
     pub fn commit(&self, changes: &Changes) -> Result<(), StoreError> {
-        self.commit_with(changes, &[])
+        self.commit_with(changes, &[]).map(|_| ())
     }
 
     /// [`DispatcherStore::commit`] with more job rows to write, borrowed (the engine writes its
-    /// jobs from memory without copying them).
-    pub(crate) fn commit_with(&self, changes: &Changes, more: &[&Job]) -> Result<(), StoreError> {
+    /// jobs from memory without copying them). Returns how many rows it wrote or removed.
+    pub(crate) fn commit_with(
+        &self,
+        changes: &Changes,
+        more: &[&Job],
+    ) -> Result<Written, StoreError> {
         if changes.is_empty() && more.is_empty() {
-            return Ok(());
+            return Ok(Written::default());
         }
         let mut w = Writes::default();
         // What this commit lists a job under once written, for a job written twice in it.
         let mut written: HashMap<JobId, crate::job_index::Listed> = HashMap::new();
+        let mut moves = Vec::new();
         for job in changes.jobs.iter().chain(more.iter().copied()) {
             let key = &job.id.as_bytes()[..];
             // What the index lists the job under: known to the engine, else what its previous
@@ -613,7 +696,9 @@ impl DispatcherStore {
                     w.remove(Part::JobIndex, &k);
                 }
             });
-            written.insert(job.id, crate::job_index::Listed::of(job));
+            let now = crate::job_index::Listed::of(job);
+            moves.push((job, was, now));
+            written.insert(job.id, now);
         }
         for (seq, credit) in &changes.outbox_add {
             w.put(Part::Outbox, &seq.to_be_bytes(), encode(credit));
@@ -646,9 +731,17 @@ impl DispatcherStore {
         for d in &changes.health_domains {
             w.put(Part::HealthDomains, d.domain.as_bytes(), encode(d));
         }
-        self.data.apply_batch(w.0).map_err(|e| self.err(e))?;
+        let written = w.written;
+        self.data.apply_batch(w.batch).map_err(|e| self.err(e))?;
+        // Listed in memory as the rows now are on disk (before the flush: a reader that sees
+        // the entry reads the row it names).
+        if let Ok(mut open) = self.open.write() {
+            for (job, was, now) in moves {
+                open.apply(job, was, now);
+            }
+        }
         self.db.flush().map_err(|e| self.err(e))?;
-        Ok(())
+        Ok(written)
     }
 
     /// The counters.
@@ -946,6 +1039,9 @@ mod layout_tests {
     }
 
     fn assert_layout_1_rows(store: &DispatcherStore) {
+        // Listed in memory once loaded (the engine does this at start).
+        let jobs: Vec<Job> = store.jobs().map(|j| j.expect("job")).collect();
+        store.list_loaded(&jobs);
         let ids = |jobs: Vec<Job>| -> Vec<u8> { jobs.iter().map(|j| j.id.as_bytes()[0]).collect() };
         let all = store
             .list_jobs(&JobFilter::default(), 10, None)
@@ -1012,6 +1108,14 @@ mod layout_tests {
                 .next()
                 .is_none(),
             "entries of the unread `x` index stay behind"
+        );
+        let on_disk_by_state: Vec<u8> = store
+            .range(Part::JobIndex, b"s", Some(b"t"))
+            .map(|row| row.expect("row").0[1])
+            .collect();
+        assert!(
+            on_disk_by_state.is_empty(),
+            "state entries of jobs that are not final stay behind: {on_disk_by_state:?}"
         );
 
         // Writes go on in the new layout and survive a reopen; nothing is moved twice.

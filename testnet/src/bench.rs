@@ -64,6 +64,12 @@ pub struct Round {
     pub offers_per_message: f64,
     /// Results per `job_result`/`job_results` message received in the round.
     pub results_per_message: f64,
+    /// The dispatcher's durable commits per job in the round (one per burst of inputs).
+    pub commits_per_job: f64,
+    /// Rows its commits wrote or removed per job in the round.
+    pub store_writes_per_job: f64,
+    /// The same by part of the store (`jobs`, `job_index`, `outbox`, …).
+    pub store_writes_by_part: std::collections::BTreeMap<String, f64>,
 }
 
 /// What was measured.
@@ -354,6 +360,18 @@ async fn run_in(
         let after = MessageCounts::read(&client).await?;
         round.offers_per_message = after.per_message(&before, |c| (c.offers, c.offer_messages));
         round.results_per_message = after.per_message(&before, |c| (c.results, c.result_messages));
+        let jobs = config.jobs.max(1) as f64;
+        round.commits_per_job = (after.commits - before.commits) / jobs;
+        round.store_writes_per_job = (after.store_writes - before.store_writes) / jobs;
+        round.store_writes_by_part = after
+            .writes_by_part
+            .iter()
+            .map(|(part, n)| {
+                let was = before.writes_by_part.get(part).copied().unwrap_or(0.0);
+                (part.clone(), (n - was) / jobs)
+            })
+            .filter(|(_, n)| *n > 0.0)
+            .collect();
         if let Some(rr) = &config.rrbench {
             progress(format!("round {}/{}: rrbench beside", r + 1, config.rounds));
             round.rrbench_per_s = Some(rrbench(rr, config).await?);
@@ -386,13 +404,16 @@ async fn run_in(
     })
 }
 
-/// The dispatcher's job-protocol counters, from its `/metrics`.
-#[derive(Debug, Clone, Copy, Default)]
+/// The dispatcher's job-protocol and store counters, from its `/metrics`.
+#[derive(Debug, Clone, Default)]
 struct MessageCounts {
     offers: f64,
     offer_messages: f64,
     results: f64,
     result_messages: f64,
+    commits: f64,
+    store_writes: f64,
+    writes_by_part: std::collections::BTreeMap<String, f64>,
 }
 
 impl MessageCounts {
@@ -412,6 +433,22 @@ impl MessageCounts {
                 .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
                 .sum()
         };
+        let plain = |name: &str| -> f64 {
+            let prefix = format!("pocmesh_dispatcher_{name}_total ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix)?.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // pocmesh_dispatcher_store_writes_total{part="jobs"} 123
+        let writes_by_part: std::collections::BTreeMap<String, f64> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("pocmesh_dispatcher_store_writes_total{part=\""))
+            .filter_map(|l| {
+                let (part, rest) = l.split_once('"')?;
+                let n = rest.split_whitespace().last()?.parse::<f64>().ok()?;
+                Some((part.to_string(), n))
+            })
+            .collect();
         Ok(MessageCounts {
             offers: sum("offers", &["accepted", "declined", "unreachable"]),
             offer_messages: sum("job_messages", &["job_offer", "job_offers"]),
@@ -427,6 +464,9 @@ impl MessageCounts {
                 ],
             ),
             result_messages: sum("job_messages", &["job_result", "job_results"]),
+            commits: plain("store_commits"),
+            store_writes: writes_by_part.values().sum(),
+            writes_by_part,
         })
     }
 
@@ -526,6 +566,9 @@ pub(crate) async fn run_jobs(
                 rrbench_per_s: None,
                 offers_per_message: 0.0,
                 results_per_message: 0.0,
+                commits_per_job: 0.0,
+                store_writes_per_job: 0.0,
+                store_writes_by_part: Default::default(),
             });
         }
         if Instant::now() > deadline {

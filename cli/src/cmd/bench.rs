@@ -313,13 +313,15 @@ fn dispatch_bench(a: DispatchBenchArgs) -> anyhow::Result<ExitCode> {
         );
         for (i, r) in report.rounds.iter().enumerate() {
             println!(
-                "  round {}: verified {:.0}/s (in {:.2} s), on chain after {:.2} s; {:.1} offers and {:.1} results per message{}",
+                "  round {}: verified {:.0}/s (in {:.2} s), on chain after {:.2} s; {:.1} offers and {:.1} results per message; {:.2} commits and {:.1} store writes per job{}",
                 i + 1,
                 r.verified_per_s,
                 r.verified_s,
                 r.recorded_s,
                 r.offers_per_message,
                 r.results_per_message,
+                r.commits_per_job,
+                r.store_writes_per_job,
                 r.rrbench_per_s
                     .map(|c| format!("; rrbench {c:.0}/s"))
                     .unwrap_or_default()
