@@ -33,6 +33,11 @@ impl Engine {
     pub(crate) fn recover_open_job(&mut self, id: JobId) {
         let margin = self.config.jobs.lease_margin_ms;
         if let Some(job) = self.jobs.get_mut(&id) {
+            // Offers since the job's last write were lost with their numbers: at most one
+            // per node the job needs (an attempt that ends writes the job at once).
+            let last = job.attempts.iter().map(|a| a.n).max().unwrap_or(0);
+            self.attempt_floor
+                .insert(id, last.saturating_add(job.redundancy.max(1)));
             let lease = job.spec.limits.max_ms + margin;
             for a in &mut job.attempts {
                 if a.state == AttemptState::Offered {
@@ -188,9 +193,17 @@ impl Engine {
             offers.push((view.address, view.wallet, view.peer.clone(), view.origin));
         }
         let got = offers.len();
+        let floor = self.attempt_floor.get(&id).copied().unwrap_or(0);
         if let Some(job) = self.jobs.get_mut(&id) {
             for (node, wallet, peer, origin) in offers {
-                let n = job.attempts.iter().map(|a| a.n).max().unwrap_or(0) + 1;
+                let n = job
+                    .attempts
+                    .iter()
+                    .map(|a| a.n)
+                    .max()
+                    .unwrap_or(0)
+                    .max(floor)
+                    + 1;
                 job.attempts.push(Attempt {
                     n,
                     node,
@@ -215,7 +228,10 @@ impl Engine {
                 });
             }
         }
-        self.refresh_open_state(id);
+        // The offers wait for the job's next write (its acceptance does too): a restart before
+        // it offers the job again, under new numbers.
+        self.touch_later(id);
+        self.refresh_open_state_later(id);
         if got < need {
             Assigned::NeedsMore
         } else {
@@ -233,6 +249,19 @@ impl Engine {
         }
         let next = job.open_state();
         self.set_state(id, next);
+    }
+
+    /// [`Engine::refresh_open_state`] for a change a restart recovers without (written with
+    /// the job's next change, or within [`LAZY_WRITE_MS`](crate::engine::LAZY_WRITE_MS)).
+    pub(crate) fn refresh_open_state_later(&mut self, id: JobId) {
+        if let Some(next) = self
+            .jobs
+            .get(&id)
+            .filter(|j| j.state.is_open())
+            .map(|j| j.open_state())
+        {
+            self.set_state_later(id, next);
+        }
     }
 
     /// Ends an attempt that will bring no result, and frees its node.
@@ -290,14 +319,7 @@ impl Engine {
                 // A restart assumes an offered attempt accepted (`recover_open_job`): this
                 // change waits for the job's next write (its result, for a quick job).
                 self.touch_later(id);
-                if let Some(next) = self
-                    .jobs
-                    .get(&id)
-                    .filter(|j| j.state.is_open())
-                    .map(|j| j.open_state())
-                {
-                    self.set_state_later(id, next);
-                }
+                self.refresh_open_state_later(id);
             }
             OfferAnswer::Declined(reason) => {
                 debug!(job = %id, attempt = n, %node, ?reason, "offer declined");

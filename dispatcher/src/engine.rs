@@ -354,10 +354,15 @@ pub(crate) struct Engine {
     /// What the job index lists each job in memory under on disk, so a commit writes only
     /// what changed without reading; a job missing here has its previous row read.
     pub(crate) indexed_as: HashMap<JobId, crate::job_index::Listed>,
-    /// Jobs changed only in ways a restart recovers without (an accepted offer: recovery
-    /// assumes it), with since when: written with their next change, or after
-    /// [`LAZY_WRITE_MS`] — so a quick job's acceptance and result share one write.
+    /// Jobs changed only in ways a restart recovers without (an offer: a restart offers the
+    /// job again; an accepted offer: recovery assumes it), with since when: written with their
+    /// next change, or after [`LAZY_WRITE_MS`] — so a quick job's offer, acceptance and
+    /// result share one write.
     pub(crate) lazy: HashMap<JobId, u64>,
+    /// Jobs recovered at start, with the number their new attempts start above: offers of
+    /// the job made since its last write were lost with their numbers, and a node that holds
+    /// one would refuse the number again.
+    pub(crate) attempt_floor: HashMap<JobId, u32>,
     pub(crate) changes: Changes,
     pub(crate) acks: Vec<Ack>,
     pub(crate) outgoing: Vec<Outgoing>,
@@ -469,6 +474,7 @@ impl Engine {
             dirty: HashSet::new(),
             indexed_as: HashMap::new(),
             lazy: HashMap::new(),
+            attempt_floor: HashMap::new(),
             changes: Changes::default(),
             acks: Vec::new(),
             outgoing: Vec::new(),
@@ -934,6 +940,7 @@ impl Engine {
         if result.is_ok() {
             for id in &finals {
                 self.indexed_as.remove(id);
+                self.attempt_floor.remove(id);
             }
             self.indexed_as.extend(listed);
         } else {

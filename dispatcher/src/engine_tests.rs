@@ -761,7 +761,8 @@ fn an_acceptance_waits_for_the_jobs_next_write_and_a_restart_recovers_without_it
         stored(&rig, slow)
     );
 
-    // Accepted and lost in a crash before any write: the restart assumes it accepted.
+    // Offered, written by the tick, accepted and lost in a crash before the next write: the
+    // restart assumes it accepted.
     let lost = rig.submit(702, 1);
     let n = rig
         .offers()
@@ -769,6 +770,7 @@ fn an_acceptance_waits_for_the_jobs_next_write_and_a_restart_recovers_without_it
         .find(|o| o.0 == lost)
         .expect("offered")
         .1;
+    rig.advance(crate::engine::LAZY_WRITE_MS + 300);
     rig.accept(lost, n);
     assert_eq!(stored(&rig, lost), AttemptState::Offered);
     let mut rig = rig.restart();
@@ -784,6 +786,59 @@ fn an_acceptance_waits_for_the_jobs_next_write_and_a_restart_recovers_without_it
         rig.deliver(node(1), lost, n, true).accept,
         "its result is taken"
     );
+}
+
+#[test]
+fn an_offer_waits_for_the_jobs_next_write_and_a_restart_offers_the_job_again_under_new_numbers() {
+    let mut rig = Rig::new(config(), 1);
+    rig.trust_all();
+    // A job offered in the burst that submits it is written offered with its submission;
+    // these two wait in the queue for the node's four slots to free up.
+    let first: Vec<JobId> = (0..4).map(|i| rig.submit(720 + i, 1)).collect();
+    let quick = rig.submit(710, 1);
+    let forgotten = rig.submit(711, 1);
+    let on_disk = |rig: &Rig, id: JobId| rig.engine.store.job(&id).expect("read").expect("row");
+    assert_eq!(on_disk(&rig, quick).state, JobState::Queued);
+    let offers = rig.offers();
+    for id in &first[..2] {
+        let n = offers.iter().find(|o| o.0 == *id).expect("offered").1;
+        rig.accept(*id, n);
+        assert!(rig.deliver(node(1), *id, n, true).accept);
+    }
+    let offers = rig.offers();
+    let attempt = |id: JobId| offers.iter().find(|o| o.0 == id).expect("offered").1;
+    // Offered in memory, not yet on disk: still queued there, with no attempt.
+    assert_eq!(rig.job(quick).state, JobState::Offered);
+    assert_eq!(on_disk(&rig, quick).state, JobState::Queued);
+    assert!(on_disk(&rig, quick).attempts.is_empty());
+    // The quick job's result writes its offer, acceptance and result at once.
+    rig.accept(quick, attempt(quick));
+    assert!(rig.deliver(node(1), quick, attempt(quick), true).accept);
+    let row = on_disk(&rig, quick);
+    assert_eq!(row.attempts.len(), 1);
+    assert!(!matches!(
+        row.attempts[0].state,
+        AttemptState::Offered | AttemptState::Running { .. }
+    ));
+
+    // The other is accepted and lost in a crash before any write.
+    let lost = attempt(forgotten);
+    rig.accept(forgotten, lost);
+    assert!(on_disk(&rig, forgotten).attempts.is_empty());
+    let mut rig = rig.restart();
+    let again = rig.offers();
+    let (_, n, _) = *again
+        .iter()
+        .find(|o| o.0 == forgotten)
+        .expect("offered again");
+    assert!(
+        n > lost,
+        "a new number ({n}), not the lost one ({lost}) the node holds"
+    );
+    // The node's run of the lost attempt is refused as unknown; the new one is taken.
+    assert!(!rig.deliver(node(1), forgotten, lost, true).accept);
+    rig.accept(forgotten, n);
+    assert!(rig.deliver(node(1), forgotten, n, true).accept);
 }
 
 #[test]
