@@ -624,10 +624,7 @@ fn a_restart_recovers_open_work_from_the_store() {
     assert_eq!(after.jobs, before.jobs, "per-state counts survive");
     // The states that are not final are listed in memory, rebuilt from the loaded rows.
     let listed = |rig: &Rig, state: &str| -> Vec<JobId> {
-        let filter = crate::job_index::JobFilter {
-            state: Some(state),
-            wallet: None,
-        };
+        let filter = crate::job_index::JobFilter::in_state(state);
         let (jobs, _) = rig.engine.store.list_jobs(&filter, 10, None).expect("list");
         jobs.into_iter().map(|j| j.id).collect()
     };

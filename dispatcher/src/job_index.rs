@@ -26,6 +26,24 @@ pub struct JobFilter<'a> {
     pub wallet: Option<Address>,
 }
 
+impl<'a> JobFilter<'a> {
+    /// Jobs in `state` (a name from [`STATE_NAMES`]).
+    pub fn in_state(state: &'a str) -> Self {
+        JobFilter {
+            state: Some(state),
+            wallet: None,
+        }
+    }
+
+    /// Jobs that credited `wallet`.
+    pub fn of_wallet(wallet: Address) -> Self {
+        JobFilter {
+            state: None,
+            wallet: Some(wallet),
+        }
+    }
+}
+
 /// Why a listing cannot be answered as asked.
 #[derive(Debug, thiserror::Error)]
 pub enum ListError {
@@ -309,19 +327,13 @@ pub(crate) mod tests {
         b.credits = vec![credit(&b, w1), credit(&b, w2)];
         write(&store, vec![a, b]);
         let by_state = |s: &str| {
-            let filter = JobFilter {
-                state: Some(s),
-                wallet: None,
-            };
+            let filter = JobFilter::in_state(s);
             ids(&store.list_jobs(&filter, 100, None).expect("list").0)
         };
         assert_eq!(by_state("verified"), [5, 2]);
         assert_eq!(by_state("queued"), [7, 6, 4, 3, 1]);
         let by_wallet = |w: Address| {
-            let filter = JobFilter {
-                state: None,
-                wallet: Some(w),
-            };
+            let filter = JobFilter::of_wallet(w);
             ids(&store.list_jobs(&filter, 100, None).expect("list").0)
         };
         assert_eq!(by_wallet(w1), [5, 2]);
@@ -341,14 +353,7 @@ pub(crate) mod tests {
 
         // Bad queries say what is wrong.
         let e = store
-            .list_jobs(
-                &JobFilter {
-                    state: Some("done"),
-                    wallet: None,
-                },
-                5,
-                None,
-            )
+            .list_jobs(&JobFilter::in_state("done"), 5, None)
             .expect_err("unknown state");
         assert!(e.to_string().contains("unknown state `done`"), "{e}");
         let e = store
@@ -384,10 +389,7 @@ pub(crate) mod tests {
         drop(store);
         // A reopened store lists the final job from disk, with no engine to load anything.
         let store = DispatcherStore::reopen_for_test(dir.path());
-        let recorded = JobFilter {
-            state: Some("recorded"),
-            wallet: None,
-        };
+        let recorded = JobFilter::in_state("recorded");
         assert_eq!(
             ids(&store.list_jobs(&recorded, 10, None).expect("list").0),
             [9]

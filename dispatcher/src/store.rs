@@ -1047,18 +1047,12 @@ mod layout_tests {
             .list_jobs(&JobFilter::default(), 10, None)
             .expect("list");
         assert_eq!(ids(all.0), [3, 2, 1]);
-        let verified = JobFilter {
-            state: Some("verified"),
-            wallet: None,
-        };
+        let verified = JobFilter::in_state("verified");
         assert_eq!(
             ids(store.list_jobs(&verified, 10, None).expect("list").0),
             [2]
         );
-        let by_wallet = JobFilter {
-            state: None,
-            wallet: Some(Address::from([0xaa; 20])),
-        };
+        let by_wallet = JobFilter::of_wallet(Address::from([0xaa; 20]));
         assert_eq!(
             ids(store.list_jobs(&by_wallet, 10, None).expect("list").0),
             [2]
@@ -1137,10 +1131,7 @@ mod layout_tests {
             .expect("commit");
         drop(store);
         let store = DispatcherStore::reopen_for_test(dir.path());
-        let recorded = JobFilter {
-            state: Some("recorded"),
-            wallet: None,
-        };
+        let recorded = JobFilter::in_state("recorded");
         assert_eq!(
             store.list_jobs(&recorded, 10, None).expect("list").0.len(),
             1
@@ -1163,10 +1154,7 @@ mod layout_tests {
             })
             .expect("commit");
         let count = |state: &'static str| {
-            let f = JobFilter {
-                state: Some(state),
-                wallet: None,
-            };
+            let f = JobFilter::in_state(state);
             store.list_jobs(&f, 10, None).expect("list").0.len()
         };
         assert_eq!((count("queued"), count("verified")), (0, 1));
