@@ -6,7 +6,7 @@
 //! (`/v1/wallets/{addr}`, `/wallet/{addr}`; chain reads excluded).
 //!
 //! Run: `cargo bench -p pocmesh-dispatcher --bench list_jobs`; medians go to docs/benchmarks.md.
-//! Filling the stores takes about a minute; set `POCMESH_BENCH_JOBS` for another size.
+//! Filling the stores takes a few seconds; set `POCMESH_BENCH_JOBS` for another size.
 
 use std::hint::black_box;
 
@@ -149,21 +149,13 @@ fn benches(c: &mut Criterion) {
         cursor = next;
     }
     let deep = cursor.expect("a deep cursor");
-    let recorded = JobFilter {
-        state: Some("recorded"),
-        ..JobFilter::default()
-    };
-    let queued = JobFilter {
-        state: Some("queued"),
-        ..JobFilter::default()
-    };
-    let one_wallet = wallet(7);
-    let by_wallet = JobFilter {
-        wallet: Some(one_wallet),
-        ..JobFilter::default()
-    };
-    assert_eq!(page(&store, &all, None).0, 50);
-    assert_eq!(page(&store, &by_wallet, None).0, 50);
+    let recorded = JobFilter::in_state("recorded");
+    // Listed from memory (a state that is not final), kept by the commits above.
+    let queued = JobFilter::in_state("queued");
+    let by_wallet = JobFilter::of_wallet(wallet(7));
+    for filter in [&all, &recorded, &queued, &by_wallet] {
+        assert_eq!(page(&store, filter, None).0, 50, "{filter:?}");
+    }
 
     let mut group = c.benchmark_group(format!("GET /v1/jobs, {total} jobs stored"));
     group.bench_function("limit=50 (newest)", |b| {
