@@ -13,7 +13,7 @@ mod output;
 #[command(name = "pocmesh", version, about, long_about = None, propagate_version = true)]
 struct Cli {
     /// Log filter, e.g. `info` or `pocmesh=debug` (also: RUST_LOG) [default: info for daemons,
-    /// warn otherwise].
+    /// warn otherwise; Kademlia's bootstrap warnings are left out unless a filter is given].
     #[arg(long, global = true, env = "POCMESH_LOG")]
     log: Option<String>,
 
@@ -84,7 +84,10 @@ fn main() -> ExitCode {
         .log
         .clone()
         .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| default_level.to_string());
+        // Kademlia warns "Failed to trigger bootstrap: No known peers" whenever a peer that is
+        // alone (a dispatcher before its first node) gets a listen address: normal here, and
+        // the mesh logs its own dial failures.
+        .unwrap_or_else(|| format!("{default_level},{QUIET_BY_DEFAULT}"));
     init_logging(&filter);
     let result = match cli.command {
         Command::Keys(c) => cmd::keys::run(c),
@@ -109,6 +112,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Targets logged at error only unless `--log` or `RUST_LOG` says otherwise.
+const QUIET_BY_DEFAULT: &str = "libp2p_kad::behaviour=error";
 
 fn init_logging(filter: &str) {
     use std::io::IsTerminal;
