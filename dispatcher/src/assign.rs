@@ -229,9 +229,15 @@ impl Engine {
             }
         }
         // The offers wait for the job's next write (its acceptance does too): a restart before
-        // it offers the job again, under new numbers.
-        self.touch_later(id);
-        self.refresh_open_state_later(id);
+        // it offers the job again, under new numbers. The first offers after a restart are
+        // written at once, so a second restart counts from them.
+        if self.attempt_floor.remove(&id).is_some() {
+            self.touch(id);
+            self.refresh_open_state(id);
+        } else {
+            self.touch_later(id);
+            self.refresh_open_state_later(id);
+        }
         if got < need {
             Assigned::NeedsMore
         } else {

@@ -279,13 +279,26 @@ impl Rig {
     /// `from` delivers its result for attempt `attempt` of `job`: the real one, or a wrong one
     /// (right metering, wrong output).
     fn deliver(&mut self, from: Address, job: JobId, attempt: u32, honest: bool) -> JobReply {
+        let (input, mut rx) = self.result(from, job, attempt, honest);
+        self.burst(vec![input]);
+        rx.try_recv().expect("result answered after commit")
+    }
+
+    /// A node's result for `job` (its own run of it), and where its answer arrives.
+    fn result(
+        &self,
+        from: Address,
+        job: JobId,
+        attempt: u32,
+        honest: bool,
+    ) -> (Input, oneshot::Receiver<JobReply>) {
         let spec = self.job(job).spec;
         let mut exec = run(&spec);
         if !honest {
             exec.output[0] ^= 0xff;
         }
-        let (reply, mut rx) = oneshot::channel();
-        self.burst(vec![Input::Results {
+        let (reply, rx) = oneshot::channel();
+        let input = Input::Results {
             from,
             results: vec![(
                 JobResult {
@@ -299,8 +312,8 @@ impl Rig {
                 },
                 reply,
             )],
-        }]);
-        rx.try_recv().expect("result answered after commit")
+        };
+        (input, rx)
     }
 
     /// The dispatcher's own run of `job` finishes (for real).
@@ -832,10 +845,20 @@ fn an_offer_waits_for_the_jobs_next_write_and_a_restart_offers_the_job_again_und
         n > lost,
         "a new number ({n}), not the lost one ({lost}) the node holds"
     );
+    // The first offer after a restart is written at once: a second restart counts from it.
+    assert!(on_disk(&rig, forgotten).attempts.iter().any(|a| a.n == n));
     // The node's run of the lost attempt is refused as unknown; the new one is taken.
     assert!(!rig.deliver(node(1), forgotten, lost, true).accept);
     rig.accept(forgotten, n);
-    assert!(rig.deliver(node(1), forgotten, n, true).accept);
+    // The same result twice in one burst: the repeat's answer waits for the burst's write too.
+    let (first, mut first_rx) = rig.result(node(1), forgotten, n, true);
+    let (repeat, mut repeat_rx) = rig.result(node(1), forgotten, n, true);
+    rig.engine.handle(first);
+    rig.engine.handle(repeat);
+    assert!(first_rx.try_recv().is_err() && repeat_rx.try_recv().is_err());
+    rig.engine.finish_burst().expect("commit");
+    assert!(first_rx.try_recv().expect("answered").accept);
+    assert!(repeat_rx.try_recv().expect("answered").accept);
 }
 
 #[test]

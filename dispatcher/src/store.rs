@@ -153,8 +153,9 @@ const COUNTERS: &[u8] = b"counters";
 const AUDIT_KEY: &[u8] = b"audit_key";
 /// The meta row saying the store is in the one-tree layout (value: [`LAYOUT`]).
 const LAYOUT_KEY: &[u8] = b"layout";
-/// The layout version: 2 is every row in one tree under a one-byte prefix.
-const LAYOUT: u8 = 2;
+/// The layout version: 2 is every row in one tree under a one-byte prefix; 3 the same with
+/// only final states in the disk index.
+const LAYOUT: u8 = 3;
 /// The tree holding every row.
 const DATA_TREE: &str = "data";
 
@@ -361,20 +362,34 @@ impl DispatcherStore {
 
     /// A store of layout 1 (a sled tree per part) has its rows moved into the one tree, once,
     /// at open. The layout mark is written last: a crash before it repeats the move from the
-    /// start; the old trees are dropped only after it.
+    /// start; the old trees are dropped after it (on every open, should a crash have left any).
     fn move_to_one_tree(&self) -> Result<(), StoreError> {
         let err = |e| self.err(e);
-        if self.get(Part::Meta, LAYOUT_KEY)?.as_deref() == Some(&[LAYOUT][..]) {
-            return Ok(());
-        }
-        self.data.clear().map_err(err)?;
         let names = self.db.tree_names();
         let old: Vec<Part> = Part::ALL
             .into_iter()
             .filter(|p| names.iter().any(|n| n.as_ref() == p.name().as_bytes()))
             .collect();
-        let mut rows = 0u64;
+        match self.get(Part::Meta, LAYOUT_KEY)?.as_deref() {
+            Some([LAYOUT]) => {}
+            Some([2]) => self.drop_unread_index_entries()?,
+            _ => self.move_rows(&old)?,
+        }
         for part in &old {
+            self.db.drop_tree(part.name()).map_err(err)?;
+        }
+        if !old.is_empty() {
+            self.db.flush().map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Copies the rows of the old trees into the one tree, then writes the layout mark.
+    fn move_rows(&self, old: &[Part]) -> Result<(), StoreError> {
+        let err = |e| self.err(e);
+        self.data.clear().map_err(err)?;
+        let mut rows = 0u64;
+        for part in old {
             let tree = self.db.open_tree(part.name()).map_err(err)?;
             let mut writes = Writes::default();
             let mut pending = 0usize;
@@ -398,13 +413,27 @@ impl DispatcherStore {
             .insert(Part::Meta.key(LAYOUT_KEY), &[LAYOUT][..])
             .map_err(err)?;
         self.db.flush().map_err(err)?;
-        for part in &old {
-            self.db.drop_tree(part.name()).map_err(err)?;
-        }
-        self.db.flush().map_err(err)?;
         if rows > 0 {
             tracing::info!(rows, "dispatcher store moved to one tree");
         }
+        Ok(())
+    }
+
+    /// Layout 2 (one tree, every state in the disk index) to 3 (final states only): the
+    /// index entries no reader looks at any more are removed, with the mark, in one batch.
+    fn drop_unread_index_entries(&self) -> Result<(), StoreError> {
+        let mut writes = Writes::default();
+        for row in self.rows(Part::JobIndex) {
+            let (k, _) = row?;
+            if crate::job_index::unread(&k) {
+                writes.remove(Part::JobIndex, &k);
+            }
+        }
+        writes.put(Part::Meta, LAYOUT_KEY, &[LAYOUT][..]);
+        self.data
+            .apply_batch(writes.take())
+            .map_err(|e| self.err(e))?;
+        self.db.flush().map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -588,10 +617,7 @@ impl DispatcherStore {
             const CHUNK: usize = 128;
             let mut end = after;
             loop {
-                let chunk = match self.open.read() {
-                    Ok(open) => open.before(code, &end, CHUNK),
-                    Err(_) => Vec::new(),
-                };
+                let chunk = self.open_listing().before(code, &end, CHUNK);
                 for t in &chunk {
                     let Some(id) = id_of(t) else { continue };
                     let Some(job) = self.job(&id)? else { continue };
@@ -629,20 +655,34 @@ impl DispatcherStore {
         Ok((out, None))
     }
 
+    /// The in-memory listing, to read. (Nothing panics while holding it; should something
+    /// ever, the listing is still whole — each change is one set insert or remove.)
+    fn open_listing(&self) -> std::sync::RwLockReadGuard<'_, crate::job_index::OpenListing> {
+        self.open
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The in-memory listing, to change.
+    fn open_listing_mut(&self) -> std::sync::RwLockWriteGuard<'_, crate::job_index::OpenListing> {
+        self.open
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Lists the jobs the engine loaded (every job not final) in memory, as their rows say.
     pub(crate) fn list_loaded<'a>(&self, jobs: impl IntoIterator<Item = &'a Job>) {
         use crate::job_index::Listed;
-        if let Ok(mut open) = self.open.write() {
-            for job in jobs {
-                open.apply(job, Listed::default(), Listed::of(job));
-            }
+        let mut open = self.open_listing_mut();
+        for job in jobs {
+            open.apply(job, Listed::default(), Listed::of(job));
         }
     }
 
     /// Jobs listed in memory.
     #[cfg(test)]
     pub(crate) fn listed_in_memory(&self) -> usize {
-        self.open.read().map(|o| o.len()).unwrap_or(0)
+        self.open_listing().len()
     }
 
     fn err(&self, source: sled::Error) -> StoreError {
@@ -735,11 +775,11 @@ impl DispatcherStore {
         self.data.apply_batch(w.batch).map_err(|e| self.err(e))?;
         // Listed in memory as the rows now are on disk (before the flush: a reader that sees
         // the entry reads the row it names).
-        if let Ok(mut open) = self.open.write() {
-            for (job, was, now) in moves {
-                open.apply(job, was, now);
-            }
+        let mut open = self.open_listing_mut();
+        for (job, was, now) in moves {
+            open.apply(job, was, now);
         }
+        drop(open);
         self.db.flush().map_err(|e| self.err(e))?;
         Ok(written)
     }
@@ -1138,6 +1178,59 @@ mod layout_tests {
         );
         assert!(store.outbox().expect("outbox").is_empty());
         assert_eq!(store.jobs().count(), 3);
+    }
+
+    #[test]
+    fn a_store_of_layout_2_loses_its_unread_index_entries_and_old_trees_a_crash_left_are_dropped() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let store = DispatcherStore::open(dir.path()).expect("open");
+            store
+                .commit(&Changes {
+                    jobs: vec![job(3, 3_000)],
+                    ..Changes::default()
+                })
+                .expect("commit");
+            // As layout 2 left it: a state entry of a job that is not final, the mark 2, and
+            // an old tree the move's drops did not reach before a crash.
+            let mut stale = vec![b's', 0];
+            stale.extend_from_slice(&[7; 40]);
+            store
+                .data
+                .insert(Part::JobIndex.key(&stale), &[][..])
+                .expect("entry");
+            store
+                .data
+                .insert(Part::Meta.key(LAYOUT_KEY), &[2u8][..])
+                .expect("mark");
+            let old = store.db.open_tree("outbox").expect("tree");
+            old.insert(b"left", &b"behind"[..]).expect("row");
+            store.db.flush().expect("flush");
+        }
+        let store = DispatcherStore::reopen_for_test(dir.path());
+        assert_eq!(
+            store.get(Part::Meta, LAYOUT_KEY).expect("read").as_deref(),
+            Some(&[LAYOUT][..])
+        );
+        assert!(
+            store
+                .range(Part::JobIndex, b"s", Some(b"t"))
+                .next()
+                .is_none(),
+            "the unread entry is gone"
+        );
+        assert!(
+            !store
+                .db
+                .tree_names()
+                .iter()
+                .any(|n| n.as_ref() == b"outbox"),
+            "the old tree is dropped"
+        );
+        let (all, _) = store
+            .list_jobs(&JobFilter::default(), 10, None)
+            .expect("list");
+        assert_eq!(all.len(), 1, "the rows stay");
     }
 
     #[test]

@@ -121,8 +121,11 @@ impl Engine {
             | AttemptState::Failed { .. }
             | AttemptState::NotCredited { .. }
             | AttemptState::Rejected { .. } => {
+                // The first copy may have arrived in this very burst: the answer waits for the
+                // burst's write like the first one's.
                 DispatcherMetrics::count(&self.metrics.results, "repeat");
-                let _ = reply.send(JobReply::accepted(id, n));
+                self.acks
+                    .push(Ack::Result(reply, JobReply::accepted(id, n)));
                 return;
             }
             _ => {
