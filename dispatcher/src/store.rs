@@ -313,6 +313,77 @@ pub struct DispatcherStore {
     data: sled::Tree,
     /// The jobs in a state that is not final, listed in memory ([`crate::job_index`]).
     open: std::sync::Arc<std::sync::RwLock<crate::job_index::OpenListing>>,
+    /// The outbox as it is on disk, in chunks ([`OutboxChunks`]).
+    outbox: std::sync::Arc<std::sync::Mutex<OutboxChunks>>,
+}
+
+/// An outbox entry: its sequence number and the credit.
+type OutboxEntry = (u64, Credit);
+
+/// The outbox on disk: one row per commit that added credits (its key: the first sequence
+/// number), holding them all, rewritten or removed as batches take them. A job's credit costs
+/// a share of one row write instead of a row written and a row removed of its own. (Rows of
+/// one credit, as earlier versions wrote them, are read as chunks of one.) Mirrored here so a
+/// commit knows which row holds a credit without reading.
+#[derive(Debug, Default)]
+struct OutboxChunks {
+    chunks: std::collections::BTreeMap<u64, Vec<OutboxEntry>>,
+    /// Sequence number → the key of the chunk holding it.
+    home: HashMap<u64, u64>,
+}
+
+impl OutboxChunks {
+    /// The chunks `adds` and `removes` change, as they will be (empty: removed). Nothing here
+    /// changes until [`OutboxChunks::apply`].
+    fn plan(
+        &self,
+        adds: &[OutboxEntry],
+        removes: &[u64],
+    ) -> std::collections::BTreeMap<u64, Vec<OutboxEntry>> {
+        let mut touched: std::collections::BTreeMap<u64, Vec<OutboxEntry>> = Default::default();
+        for seq in removes {
+            let Some(key) = self.home.get(seq) else {
+                continue;
+            };
+            let chunk = touched
+                .entry(*key)
+                .or_insert_with(|| self.chunks.get(key).cloned().unwrap_or_default());
+            chunk.retain(|(s, _)| s != seq);
+        }
+        if let Some(key) = adds.iter().map(|(seq, _)| *seq).min() {
+            let chunk = touched
+                .entry(key)
+                .or_insert_with(|| self.chunks.get(&key).cloned().unwrap_or_default());
+            chunk.extend(adds.iter().cloned());
+            chunk.sort_by_key(|(seq, _)| *seq);
+        }
+        touched
+    }
+
+    /// Takes the planned chunks in, once they are on disk.
+    fn apply(&mut self, touched: std::collections::BTreeMap<u64, Vec<OutboxEntry>>) {
+        // All old homes first: a credit may move from one touched chunk to another.
+        for key in touched.keys() {
+            for (seq, _) in self.chunks.remove(key).unwrap_or_default() {
+                self.home.remove(&seq);
+            }
+        }
+        for (key, chunk) in touched {
+            if !chunk.is_empty() {
+                for (seq, _) in &chunk {
+                    self.home.insert(*seq, key);
+                }
+                self.chunks.insert(key, chunk);
+            }
+        }
+    }
+
+    /// Every credit, in sequence order.
+    fn entries(&self) -> Vec<OutboxEntry> {
+        let mut out: Vec<OutboxEntry> = self.chunks.values().flatten().cloned().collect();
+        out.sort_by_key(|(seq, _)| *seq);
+        out
+    }
 }
 
 impl std::fmt::Debug for DispatcherStore {
@@ -353,8 +424,10 @@ impl DispatcherStore {
             db,
             path,
             open: Default::default(),
+            outbox: Default::default(),
         };
         store.move_to_one_tree()?;
+        store.load_outbox()?;
         store.build_index_if_missing()?;
         store.build_batch_order_if_missing()?;
         Ok(store)
@@ -740,11 +813,16 @@ impl DispatcherStore {
             moves.push((job, was, now));
             written.insert(job.id, now);
         }
-        for (seq, credit) in &changes.outbox_add {
-            w.put(Part::Outbox, &seq.to_be_bytes(), encode(credit));
-        }
-        for seq in &changes.outbox_remove {
-            w.remove(Part::Outbox, &seq.to_be_bytes());
+        // The outbox stays locked until its chunks are on disk and mirrored (one writer, the
+        // engine, commits at a time anyway).
+        let mut outbox = self.outbox_chunks();
+        let chunks = outbox.plan(&changes.outbox_add, &changes.outbox_remove);
+        for (key, chunk) in &chunks {
+            if chunk.is_empty() {
+                w.remove(Part::Outbox, &key.to_be_bytes());
+            } else {
+                w.put(Part::Outbox, &key.to_be_bytes(), encode(chunk));
+            }
         }
         for batch in &changes.batches {
             w.put(Part::Batches, batch.id.as_bytes(), encode(batch));
@@ -773,6 +851,8 @@ impl DispatcherStore {
         }
         let written = w.written;
         self.data.apply_batch(w.batch).map_err(|e| self.err(e))?;
+        outbox.apply(chunks);
+        drop(outbox);
         // Listed in memory as the rows now are on disk (before the flush: a reader that sees
         // the entry reads the row it names).
         let mut open = self.open_listing_mut();
@@ -808,18 +888,35 @@ impl DispatcherStore {
 
     /// The outbox, in order.
     pub fn outbox(&self) -> Result<Vec<(u64, Credit)>, StoreError> {
-        let mut out = Vec::new();
+        Ok(self.outbox_chunks().entries())
+    }
+
+    fn outbox_chunks(&self) -> std::sync::MutexGuard<'_, OutboxChunks> {
+        self.outbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads the outbox's chunks into memory (at open).
+    fn load_outbox(&self) -> Result<(), StoreError> {
+        let mut loaded = OutboxChunks::default();
         for row in self.rows(Part::Outbox) {
             let (k, v) = row?;
-            let seq = <[u8; 8]>::try_from(k.as_ref())
+            let key = <[u8; 8]>::try_from(k.as_ref())
                 .map(u64::from_be_bytes)
                 .map_err(|_| StoreError::Corrupt {
                     tree: "outbox",
                     reason: "key is not 8 bytes".into(),
                 })?;
-            out.push((seq, decode("outbox", &v)?));
+            let chunk = match serde_cbor::from_slice::<Vec<OutboxEntry>>(&v) {
+                Ok(chunk) => chunk,
+                // A row of one credit, as earlier versions wrote them.
+                Err(_) => vec![(key, decode::<Credit>("outbox", &v)?)],
+            };
+            loaded.apply([(key, chunk)].into_iter().collect());
         }
-        Ok(out)
+        *self.outbox_chunks() = loaded;
+        Ok(())
     }
 
     /// The audit secret, created (and flushed) on first use. Never leaves the store but for
@@ -1231,6 +1328,60 @@ mod layout_tests {
             .list_jobs(&JobFilter::default(), 10, None)
             .expect("list");
         assert_eq!(all.len(), 1, "the rows stay");
+    }
+
+    #[test]
+    fn the_outbox_is_written_a_chunk_per_commit_and_reads_back_in_order_across_reopens() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = DispatcherStore::open(dir.path()).expect("open");
+        let commit = |store: &DispatcherStore, add: &[u8], remove: &[u64]| -> usize {
+            let changes = Changes {
+                outbox_add: add.iter().map(|&i| (u64::from(i), credit(i))).collect(),
+                outbox_remove: remove.to_vec(),
+                ..Changes::default()
+            };
+            let written = store.commit_with(&changes, &[]).expect("commit");
+            written
+                .by_part()
+                .find(|(p, _)| *p == "outbox")
+                .map_or(0, |(_, n)| n)
+        };
+        let seqs = |store: &DispatcherStore| -> Vec<u64> {
+            store
+                .outbox()
+                .expect("outbox")
+                .iter()
+                .map(|(s, c)| {
+                    assert_eq!(c, &credit(*s as u8), "the credit stays with its number");
+                    *s
+                })
+                .collect()
+        };
+        assert_eq!(commit(&store, &[1, 2, 3], &[]), 1, "three credits, one row");
+        assert_eq!(commit(&store, &[4, 5], &[]), 1);
+        assert_eq!(seqs(&store), [1, 2, 3, 4, 5]);
+        // A batch takes 1..4: the first chunk goes, the second is rewritten.
+        assert_eq!(commit(&store, &[], &[1, 2, 3, 4]), 2);
+        assert_eq!(seqs(&store), [5]);
+        // The contract refuses it: 2 and 3 come back (below 5, in a chunk of their own), and
+        // in the same commit 5 is taken while 6 arrives.
+        assert_eq!(commit(&store, &[2, 3, 6], &[5]), 2);
+        assert_eq!(seqs(&store), [2, 3, 6]);
+        // A row of one credit as earlier versions wrote it.
+        store
+            .data
+            .insert(Part::Outbox.key(&9u64.to_be_bytes()), encode(&credit(9)))
+            .expect("row");
+        drop(store);
+        let store = DispatcherStore::reopen_for_test(dir.path());
+        assert_eq!(seqs(&store), [2, 3, 6, 9]);
+        assert_eq!(commit(&store, &[], &[3, 9]), 2);
+        drop(store);
+        let store = DispatcherStore::reopen_for_test(dir.path());
+        assert_eq!(seqs(&store), [2, 6]);
+        // Numbers no chunk holds are ignored, as removing a missing row was.
+        assert_eq!(commit(&store, &[], &[77]), 0);
+        assert_eq!(seqs(&store), [2, 6]);
     }
 
     #[test]
