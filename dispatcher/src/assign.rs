@@ -247,26 +247,28 @@ impl Engine {
 
     /// Sets an open job's state from its attempts.
     pub(crate) fn refresh_open_state(&mut self, id: JobId) {
-        let Some(job) = self.jobs.get(&id) else {
-            return;
-        };
-        if !job.state.is_open() {
-            return;
-        }
-        let next = job.open_state();
-        self.set_state(id, next);
+        self.refresh_open_state_as(id, false);
     }
 
     /// [`Engine::refresh_open_state`] for a change a restart recovers without (written with
     /// the job's next change, or within [`LAZY_WRITE_MS`](crate::engine::LAZY_WRITE_MS)).
     pub(crate) fn refresh_open_state_later(&mut self, id: JobId) {
-        if let Some(next) = self
+        self.refresh_open_state_as(id, true);
+    }
+
+    fn refresh_open_state_as(&mut self, id: JobId, later: bool) {
+        let Some(next) = self
             .jobs
             .get(&id)
             .filter(|j| j.state.is_open())
             .map(|j| j.open_state())
-        {
+        else {
+            return;
+        };
+        if later {
             self.set_state_later(id, next);
+        } else {
+            self.set_state(id, next);
         }
     }
 

@@ -915,7 +915,7 @@ impl Engine {
         let started = std::time::Instant::now();
         let result = self.store.commit_with(&changes, &jobs);
         if let Ok(written) = &result
-            && *written != crate::store::Written::default()
+            && !written.is_empty()
         {
             self.metrics.store_commits.inc();
             for (part, rows) in written.by_part() {

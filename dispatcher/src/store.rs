@@ -269,6 +269,11 @@ impl Writes {
 pub(crate) struct Written([usize; Part::ALL.len()]);
 
 impl Written {
+    /// Whether the commit wrote nothing.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.iter().all(|n| *n == 0)
+    }
+
     /// (part name, rows) for each part the commit touched.
     pub(crate) fn by_part(&self) -> impl Iterator<Item = (&'static str, usize)> + '_ {
         Part::ALL
@@ -313,8 +318,8 @@ pub struct DispatcherStore {
     data: sled::Tree,
     /// The jobs in a state that is not final, listed in memory ([`crate::job_index`]).
     open: std::sync::Arc<std::sync::RwLock<crate::job_index::OpenListing>>,
-    /// The outbox as it is on disk, in chunks ([`OutboxChunks`]).
-    outbox: std::sync::Arc<std::sync::Mutex<OutboxChunks>>,
+    /// Which outbox row holds which credit ([`OutboxHomes`]).
+    outbox: std::sync::Arc<std::sync::Mutex<OutboxHomes>>,
 }
 
 /// An outbox entry: its sequence number and the credit.
@@ -323,73 +328,28 @@ type OutboxEntry = (u64, Credit);
 /// The outbox on disk: one row per commit that added credits (its key: the first sequence
 /// number), holding them all, rewritten or removed as batches take them. A job's credit costs
 /// a share of one row write instead of a row written and a row removed of its own. (Rows of
-/// one credit, as earlier versions wrote them, are read as chunks of one.) Mirrored here so a
-/// commit knows which row holds a credit without reading.
+/// one credit, as earlier versions wrote them, are read as chunks of one.) Which row holds
+/// which credit is kept here (sequence number → chunk key), so a commit reads only the rows
+/// it rewrites; the credits themselves are the engine's to hold.
 #[derive(Debug, Default)]
-struct OutboxChunks {
-    chunks: std::collections::BTreeMap<u64, Vec<OutboxEntry>>,
-    /// Sequence number → the key of the chunk holding it.
-    home: HashMap<u64, u64>,
-}
+struct OutboxHomes(HashMap<u64, u64>);
 
-impl OutboxChunks {
-    /// The chunks `adds` then `removes` change, as they will be (empty: removed): a credit
-    /// added and taken by a batch in the same commit is not left behind. Nothing here changes
-    /// until [`OutboxChunks::apply`].
-    fn plan(
-        &self,
-        adds: &[OutboxEntry],
+impl OutboxHomes {
+    /// Takes a commit's chunks in, once they are on disk: `removes` left their chunks, and
+    /// every credit of a written chunk lives there.
+    fn apply(
+        &mut self,
         removes: &[u64],
-    ) -> std::collections::BTreeMap<u64, Vec<OutboxEntry>> {
-        let mut touched: std::collections::BTreeMap<u64, Vec<OutboxEntry>> = Default::default();
-        let added_to = adds.iter().map(|(seq, _)| *seq).min();
-        if let Some(key) = added_to {
-            let chunk = touched
-                .entry(key)
-                .or_insert_with(|| self.chunks.get(&key).cloned().unwrap_or_default());
-            chunk.extend(adds.iter().cloned());
-            chunk.sort_by_key(|(seq, _)| *seq);
-        }
+        touched: &std::collections::BTreeMap<u64, Vec<OutboxEntry>>,
+    ) {
         for seq in removes {
-            let key = if adds.iter().any(|(s, _)| s == seq) {
-                added_to
-            } else {
-                self.home.get(seq).copied()
-            };
-            let Some(key) = key else {
-                continue;
-            };
-            let chunk = touched
-                .entry(key)
-                .or_insert_with(|| self.chunks.get(&key).cloned().unwrap_or_default());
-            chunk.retain(|(s, _)| s != seq);
-        }
-        touched
-    }
-
-    /// Takes the planned chunks in, once they are on disk.
-    fn apply(&mut self, touched: std::collections::BTreeMap<u64, Vec<OutboxEntry>>) {
-        // All old homes first: a credit may move from one touched chunk to another.
-        for key in touched.keys() {
-            for (seq, _) in self.chunks.remove(key).unwrap_or_default() {
-                self.home.remove(&seq);
-            }
+            self.0.remove(seq);
         }
         for (key, chunk) in touched {
-            if !chunk.is_empty() {
-                for (seq, _) in &chunk {
-                    self.home.insert(*seq, key);
-                }
-                self.chunks.insert(key, chunk);
+            for (seq, _) in chunk {
+                self.0.insert(*seq, *key);
             }
         }
-    }
-
-    /// Every credit, in sequence order.
-    fn entries(&self) -> Vec<OutboxEntry> {
-        let mut out: Vec<OutboxEntry> = self.chunks.values().flatten().cloned().collect();
-        out.sort_by_key(|(seq, _)| *seq);
-        out
     }
 }
 
@@ -404,6 +364,14 @@ impl std::fmt::Debug for DispatcherStore {
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serialising plain structs into a Vec cannot fail.
     serde_cbor::to_vec(value).unwrap_or_default()
+}
+
+/// An outbox row: a chunk of credits, or one credit as earlier versions wrote them.
+fn decode_chunk(key: u64, bytes: &[u8]) -> Result<Vec<OutboxEntry>, StoreError> {
+    match serde_cbor::from_slice::<Vec<OutboxEntry>>(bytes) {
+        Ok(chunk) => Ok(chunk),
+        Err(_) => Ok(vec![(key, decode::<Credit>("outbox", bytes)?)]),
+    }
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
@@ -453,7 +421,25 @@ impl DispatcherStore {
         match self.get(Part::Meta, LAYOUT_KEY)?.as_deref() {
             Some([LAYOUT]) => {}
             Some([2]) => self.drop_unread_index_entries()?,
-            _ => self.move_rows(&old)?,
+            Some(other) => {
+                return Err(StoreError::Corrupt {
+                    tree: "meta",
+                    reason: format!(
+                        "layout mark {other:?}: written by a newer pocmesh (this one reads \
+                         layouts up to {LAYOUT}); run that version or newer on this data dir"
+                    ),
+                });
+            }
+            // Rows with no mark and no old trees to move them from: not ours to clear.
+            None if old.is_empty() && !self.data.is_empty() => {
+                return Err(StoreError::Corrupt {
+                    tree: "meta",
+                    reason: "rows without a layout mark; restore the data dir from a backup or \
+                             move it aside to start afresh"
+                        .into(),
+                });
+            }
+            None => self.move_rows(&old)?,
         }
         for part in &old {
             self.db.drop_tree(part.name()).map_err(err)?;
@@ -822,8 +808,8 @@ impl DispatcherStore {
         }
         // The outbox stays locked until its chunks are on disk and mirrored (one writer, the
         // engine, commits at a time anyway).
-        let mut outbox = self.outbox_chunks();
-        let chunks = outbox.plan(&changes.outbox_add, &changes.outbox_remove);
+        let mut homes = self.outbox_homes();
+        let chunks = self.plan_outbox(&homes, &changes.outbox_add, &changes.outbox_remove)?;
         for (key, chunk) in &chunks {
             if chunk.is_empty() {
                 w.remove(Part::Outbox, &key.to_be_bytes());
@@ -858,8 +844,8 @@ impl DispatcherStore {
         }
         let written = w.written;
         self.data.apply_batch(w.batch).map_err(|e| self.err(e))?;
-        outbox.apply(chunks);
-        drop(outbox);
+        homes.apply(&changes.outbox_remove, &chunks);
+        drop(homes);
         // Listed in memory as the rows now are on disk (before the flush: a reader that sees
         // the entry reads the row it names).
         let mut open = self.open_listing_mut();
@@ -895,18 +881,23 @@ impl DispatcherStore {
 
     /// The outbox, in order.
     pub fn outbox(&self) -> Result<Vec<(u64, Credit)>, StoreError> {
-        Ok(self.outbox_chunks().entries())
+        let mut out: Vec<OutboxEntry> = Vec::new();
+        for chunk in self.outbox_rows()? {
+            out.extend(chunk.1);
+        }
+        out.sort_by_key(|(seq, _)| *seq);
+        Ok(out)
     }
 
-    fn outbox_chunks(&self) -> std::sync::MutexGuard<'_, OutboxChunks> {
+    fn outbox_homes(&self) -> std::sync::MutexGuard<'_, OutboxHomes> {
         self.outbox
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Reads the outbox's chunks into memory (at open).
-    fn load_outbox(&self) -> Result<(), StoreError> {
-        let mut loaded = OutboxChunks::default();
+    /// Every outbox row: its key and its credits.
+    fn outbox_rows(&self) -> Result<Vec<(u64, Vec<OutboxEntry>)>, StoreError> {
+        let mut rows = Vec::new();
         for row in self.rows(Part::Outbox) {
             let (k, v) = row?;
             let key = <[u8; 8]>::try_from(k.as_ref())
@@ -915,15 +906,70 @@ impl DispatcherStore {
                     tree: "outbox",
                     reason: "key is not 8 bytes".into(),
                 })?;
-            let chunk = match serde_cbor::from_slice::<Vec<OutboxEntry>>(&v) {
-                Ok(chunk) => chunk,
-                // A row of one credit, as earlier versions wrote them.
-                Err(_) => vec![(key, decode::<Credit>("outbox", &v)?)],
-            };
-            loaded.apply([(key, chunk)].into_iter().collect());
+            rows.push((key, decode_chunk(key, &v)?));
         }
-        *self.outbox_chunks() = loaded;
+        Ok(rows)
+    }
+
+    /// One outbox row's credits (none if there is no such row).
+    fn outbox_row(&self, key: u64) -> Result<Vec<OutboxEntry>, StoreError> {
+        match self.get(Part::Outbox, &key.to_be_bytes())? {
+            Some(v) => decode_chunk(key, &v),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Learns which row holds which credit (at open).
+    fn load_outbox(&self) -> Result<(), StoreError> {
+        let rows: std::collections::BTreeMap<u64, Vec<OutboxEntry>> =
+            self.outbox_rows()?.into_iter().collect();
+        let mut homes = OutboxHomes::default();
+        homes.apply(&[], &rows);
+        *self.outbox_homes() = homes;
         Ok(())
+    }
+
+    /// The outbox rows `adds` then `removes` change, as they will be (empty: removed), read
+    /// from disk: a credit added and taken by a batch in the same commit is not left behind.
+    fn plan_outbox(
+        &self,
+        homes: &OutboxHomes,
+        adds: &[OutboxEntry],
+        removes: &[u64],
+    ) -> Result<std::collections::BTreeMap<u64, Vec<OutboxEntry>>, StoreError> {
+        use std::collections::btree_map::Entry;
+        let mut touched: std::collections::BTreeMap<u64, Vec<OutboxEntry>> = Default::default();
+        let chunk = |touched: &mut std::collections::BTreeMap<u64, Vec<OutboxEntry>>,
+                     key: u64|
+         -> Result<(), StoreError> {
+            if let Entry::Vacant(e) = touched.entry(key) {
+                e.insert(self.outbox_row(key)?);
+            }
+            Ok(())
+        };
+        let added_to = adds.iter().map(|(seq, _)| *seq).min();
+        if let Some(key) = added_to {
+            chunk(&mut touched, key)?;
+            if let Some(c) = touched.get_mut(&key) {
+                c.extend(adds.iter().cloned());
+                c.sort_by_key(|(seq, _)| *seq);
+            }
+        }
+        for seq in removes {
+            let key = if adds.iter().any(|(s, _)| s == seq) {
+                added_to
+            } else {
+                homes.0.get(seq).copied()
+            };
+            let Some(key) = key else {
+                continue;
+            };
+            chunk(&mut touched, key)?;
+            if let Some(c) = touched.get_mut(&key) {
+                c.retain(|(s, _)| s != seq);
+            }
+        }
+        Ok(touched)
     }
 
     /// The audit secret, created (and flushed) on first use. Never leaves the store but for
@@ -1116,9 +1162,18 @@ mod tests {
 #[cfg(test)]
 mod layout_tests {
     use super::*;
+
     use crate::job_index::JobFilter;
     use crate::job_index::tests::job;
     use crate::lifecycle::JobState;
+
+    /// The disk index's state entries (`s` keys), by state code.
+    fn state_entries(store: &DispatcherStore) -> Vec<u8> {
+        store
+            .range(Part::JobIndex, b"s", Some(b"t"))
+            .map(|row| row.expect("row").0[1])
+            .collect()
+    }
 
     fn credit(i: u8) -> Credit {
         Credit {
@@ -1247,13 +1302,10 @@ mod layout_tests {
                 .is_none(),
             "entries of the unread `x` index stay behind"
         );
-        let on_disk_by_state: Vec<u8> = store
-            .range(Part::JobIndex, b"s", Some(b"t"))
-            .map(|row| row.expect("row").0[1])
-            .collect();
-        assert!(
-            on_disk_by_state.is_empty(),
-            "state entries of jobs that are not final stay behind: {on_disk_by_state:?}"
+        assert_eq!(
+            state_entries(&store),
+            Vec::<u8>::new(),
+            "state entries of jobs that are not final stay behind"
         );
 
         // Writes go on in the new layout and survive a reopen; nothing is moved twice.
@@ -1316,11 +1368,9 @@ mod layout_tests {
             store.get(Part::Meta, LAYOUT_KEY).expect("read").as_deref(),
             Some(&[LAYOUT][..])
         );
-        assert!(
-            store
-                .range(Part::JobIndex, b"s", Some(b"t"))
-                .next()
-                .is_none(),
+        assert_eq!(
+            state_entries(&store),
+            Vec::<u8>::new(),
             "the unread entry is gone"
         );
         assert!(
@@ -1396,6 +1446,41 @@ mod layout_tests {
         drop(store);
         let store = DispatcherStore::reopen_for_test(dir.path());
         assert_eq!(seqs(&store), [6]);
+    }
+
+    #[test]
+    fn a_store_from_a_newer_version_is_refused_at_open_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let store = DispatcherStore::open(dir.path()).expect("open");
+            store
+                .commit(&Changes {
+                    jobs: vec![job(5, 5_000)],
+                    ..Changes::default()
+                })
+                .expect("commit");
+            store
+                .data
+                .insert(Part::Meta.key(LAYOUT_KEY), &[LAYOUT + 1][..])
+                .expect("mark");
+            store.db.flush().expect("flush");
+        }
+        let refused = (0..250)
+            .find_map(|_| match DispatcherStore::open(dir.path()) {
+                Err(StoreError::Corrupt { reason, .. }) => Some(reason),
+                _ => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    None
+                }
+            })
+            .expect("refused");
+        assert!(refused.contains("newer pocmesh"), "{refused}");
+        let db = sled::open(dir.path()).expect("open");
+        let data = db.open_tree(DATA_TREE).expect("tree");
+        assert!(
+            data.get(Part::Jobs.key(&[5; 32])).expect("read").is_some(),
+            "nothing cleared"
+        );
     }
 
     #[test]
